@@ -1,0 +1,643 @@
+//! The one tree-ensemble evaluator used for all serving.
+//!
+//! Every importer (smartcore forest, ONNX-ML `TreeEnsembleRegressor`) produces a
+//! [`TreeSpec`] list; [`TreeEnsemble::new`] validates it and compiles it into compact
+//! 16-byte nodes laid out in pre-order, so the "true" child of a split is always the next
+//! node and only the "false" child needs an index. Leaves are summed in `f64`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ModelError;
+
+/// How a split node compares the feature value `x` with its threshold `t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum SplitRule {
+    /// `x <= t`
+    #[serde(rename = "<=")]
+    Leq = 0,
+    /// `x < t`
+    #[serde(rename = "<")]
+    Lt = 1,
+    /// `x >= t`
+    #[serde(rename = ">=")]
+    Gte = 2,
+    /// `x > t`
+    #[serde(rename = ">")]
+    Gt = 3,
+    /// `x == t`
+    #[serde(rename = "==")]
+    Eq = 4,
+    /// `x != t`
+    #[serde(rename = "!=")]
+    Neq = 5,
+}
+
+impl SplitRule {
+    #[inline(always)]
+    fn holds(self, x: f64, t: f64) -> bool {
+        match self {
+            SplitRule::Leq => x <= t,
+            SplitRule::Lt => x < t,
+            SplitRule::Gte => x >= t,
+            SplitRule::Gt => x > t,
+            SplitRule::Eq => x == t,
+            SplitRule::Neq => x != t,
+        }
+    }
+}
+
+/// How the per-tree outputs are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    #[default]
+    Sum,
+    Average,
+    Min,
+    Max,
+}
+
+/// The transform applied to the aggregated score (ONNX-ML `post_transform`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PostTransform {
+    #[default]
+    None,
+    Logistic,
+    Softmax,
+    SoftmaxZero,
+    Probit,
+}
+
+/// The precision the model's thresholds were chosen for. ONNX runtimes cast inputs to
+/// `float32` before comparing; evaluating in the same precision routes borderline values
+/// the way the exporter intended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InputPrecision {
+    #[default]
+    F64,
+    F32,
+}
+
+/// One node of a tree as importers and the model file describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NodeSpec {
+    Split {
+        feature: usize,
+        rule: SplitRule,
+        threshold: f64,
+        /// Index (within the tree) of the child taken when the rule holds.
+        yes: usize,
+        /// Index (within the tree) of the child taken otherwise.
+        no: usize,
+        /// Whether a missing (NaN) value goes to `yes` regardless of the rule.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        missing_yes: bool,
+    },
+    Leaf {
+        leaf: f64,
+    },
+}
+
+/// One tree: its nodes, the root being index 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeSpec {
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// The serialisable description of an ensemble (the `ensemble.json` model file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleSpec {
+    pub n_features: usize,
+    #[serde(default)]
+    pub aggregate: Aggregate,
+    #[serde(default)]
+    pub base_value: f64,
+    #[serde(default)]
+    pub post_transform: PostTransform,
+    #[serde(default)]
+    pub input_precision: InputPrecision,
+    pub trees: Vec<TreeSpec>,
+}
+
+const LEAF: u8 = u8::MAX;
+const MISSING_YES: u8 = 1;
+
+/// A compiled node: 16 bytes. For a leaf `value` is the leaf value; for a split it is the
+/// threshold, the "yes" child is the next node and `no` the index of the other child.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+struct Node {
+    value: f64,
+    no: u32,
+    feature: u16,
+    rule: u8,
+    flags: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Node>() == 16);
+
+fn rule_from_u8(v: u8) -> SplitRule {
+    match v {
+        0 => SplitRule::Leq,
+        1 => SplitRule::Lt,
+        2 => SplitRule::Gte,
+        3 => SplitRule::Gt,
+        4 => SplitRule::Eq,
+        _ => SplitRule::Neq,
+    }
+}
+
+/// A validated, compiled tree ensemble ready to predict.
+#[derive(Debug, Clone)]
+pub struct TreeEnsemble {
+    nodes: Vec<Node>,
+    roots: Vec<u32>,
+    n_features: usize,
+    aggregate: Aggregate,
+    base_value: f64,
+    post_transform: PostTransform,
+    input_precision: InputPrecision,
+}
+
+impl TreeEnsemble {
+    /// Validates `spec` (indices in range, every node reachable once, features in range,
+    /// finite leaves) and compiles it.
+    pub fn new(spec: &EnsembleSpec) -> Result<Self, ModelError> {
+        if spec.trees.is_empty() {
+            return Err(ModelError::invalid("the ensemble has no trees"));
+        }
+        if spec.n_features == 0 || spec.n_features > usize::from(u16::MAX) {
+            return Err(ModelError::invalid(format!(
+                "the ensemble declares {} features; expected 1..=65535",
+                spec.n_features
+            )));
+        }
+        if !spec.base_value.is_finite() {
+            return Err(ModelError::invalid(
+                "the ensemble's base value is not finite",
+            ));
+        }
+        let mut nodes = Vec::with_capacity(spec.trees.iter().map(|t| t.nodes.len()).sum());
+        let mut roots = Vec::with_capacity(spec.trees.len());
+        for (tree_index, tree) in spec.trees.iter().enumerate() {
+            roots.push(to_u32(nodes.len())?);
+            compile_tree(tree, tree_index, spec.n_features, &mut nodes)?;
+        }
+        Ok(TreeEnsemble {
+            nodes,
+            roots,
+            n_features: spec.n_features,
+            aggregate: spec.aggregate,
+            base_value: spec.base_value,
+            post_transform: spec.post_transform,
+            input_precision: spec.input_precision,
+        })
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    pub fn n_trees(&self) -> usize {
+        self.roots.len()
+    }
+
+    pub fn n_nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Predicts one row. The caller guarantees `row.len() == n_features()` (checked in
+    /// debug builds; a shorter row would index out of bounds and panic).
+    pub fn predict_row(&self, row: &[f64]) -> f64 {
+        debug_assert_eq!(row.len(), self.n_features);
+        match self.input_precision {
+            InputPrecision::F64 => self.score(row),
+            InputPrecision::F32 => {
+                let mut buf = [0.0f64; 64];
+                if row.len() <= buf.len() {
+                    for (b, x) in buf.iter_mut().zip(row) {
+                        *b = f64::from(*x as f32);
+                    }
+                    self.score(&buf[..row.len()])
+                } else {
+                    let rounded: Vec<f64> = row.iter().map(|x| f64::from(*x as f32)).collect();
+                    self.score(&rounded)
+                }
+            }
+        }
+    }
+
+    /// Predicts many rows; rows must each have `n_features()` values.
+    pub fn predict(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, ModelError> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, row)| {
+                if row.len() != self.n_features {
+                    Err(ModelError::invalid(format!(
+                        "row {i} has {} values; the model expects {}",
+                        row.len(),
+                        self.n_features
+                    )))
+                } else {
+                    Ok(self.predict_row(row))
+                }
+            })
+            .collect()
+    }
+
+    fn tree_output(&self, root: u32, row: &[f64]) -> f64 {
+        let mut i = root as usize;
+        loop {
+            let node = self.nodes[i];
+            if node.rule == LEAF {
+                return node.value;
+            }
+            let x = row[usize::from(node.feature)];
+            let yes = rule_from_u8(node.rule).holds(x, node.value)
+                || (node.flags & MISSING_YES != 0 && x.is_nan());
+            i = if yes { i + 1 } else { node.no as usize };
+        }
+    }
+
+    fn score(&self, row: &[f64]) -> f64 {
+        let aggregated = match self.aggregate {
+            Aggregate::Sum => self.roots.iter().map(|&r| self.tree_output(r, row)).sum(),
+            Aggregate::Average => {
+                let sum: f64 = self.roots.iter().map(|&r| self.tree_output(r, row)).sum();
+                sum / self.roots.len() as f64
+            }
+            Aggregate::Min => self
+                .roots
+                .iter()
+                .map(|&r| self.tree_output(r, row))
+                .fold(f64::INFINITY, f64::min),
+            Aggregate::Max => self
+                .roots
+                .iter()
+                .map(|&r| self.tree_output(r, row))
+                .fold(f64::NEG_INFINITY, f64::max),
+        };
+        apply_post_transform(self.post_transform, aggregated + self.base_value)
+    }
+
+    /// The ensemble back in its serialisable form (pre-order, yes-child first).
+    pub fn to_spec(&self) -> EnsembleSpec {
+        let trees = self
+            .roots
+            .iter()
+            .enumerate()
+            .map(|(t, &root)| {
+                let start = root as usize;
+                let end = self
+                    .roots
+                    .get(t + 1)
+                    .map(|&r| r as usize)
+                    .unwrap_or(self.nodes.len());
+                let nodes = self.nodes[start..end]
+                    .iter()
+                    .enumerate()
+                    .map(|(local, n)| {
+                        if n.rule == LEAF {
+                            NodeSpec::Leaf { leaf: n.value }
+                        } else {
+                            NodeSpec::Split {
+                                feature: usize::from(n.feature),
+                                rule: rule_from_u8(n.rule),
+                                threshold: n.value,
+                                yes: local + 1,
+                                no: n.no as usize - start,
+                                missing_yes: n.flags & MISSING_YES != 0,
+                            }
+                        }
+                    })
+                    .collect();
+                TreeSpec { nodes }
+            })
+            .collect();
+        EnsembleSpec {
+            n_features: self.n_features,
+            aggregate: self.aggregate,
+            base_value: self.base_value,
+            post_transform: self.post_transform,
+            input_precision: self.input_precision,
+            trees,
+        }
+    }
+}
+
+fn apply_post_transform(transform: PostTransform, score: f64) -> f64 {
+    match transform {
+        PostTransform::None => score,
+        PostTransform::Logistic => 1.0 / (1.0 + (-score).exp()),
+        // A single-output softmax is always 1 (and 0 for SOFTMAX_ZERO of a zero score).
+        PostTransform::Softmax => 1.0,
+        PostTransform::SoftmaxZero => {
+            if score == 0.0 {
+                0.0
+            } else {
+                1.0
+            }
+        }
+        PostTransform::Probit => std::f64::consts::SQRT_2 * erf_inv(2.0 * score - 1.0),
+    }
+}
+
+/// Inverse error function (Giles' single-precision approximation, as ONNX runtimes use).
+fn erf_inv(x: f64) -> f64 {
+    let x = x.clamp(-1.0, 1.0);
+    let w = -((1.0 - x) * (1.0 + x)).ln();
+    let p = if w < 5.0 {
+        let w = w - 2.5;
+        let mut p = 2.810_226_36e-08;
+        for c in [
+            3.432_739_39e-07,
+            -3.523_387_7e-06,
+            -4.391_506_54e-06,
+            0.000_218_580_87,
+            -0.001_253_725_03,
+            -0.004_177_681_64,
+            0.246_640_727,
+            1.501_409_41,
+        ] {
+            p = c + p * w;
+        }
+        p
+    } else {
+        let w = w.sqrt() - 3.0;
+        let mut p = -0.000_200_214_257;
+        for c in [
+            0.000_100_950_558,
+            0.001_349_343_22,
+            -0.003_673_428_44,
+            0.005_739_507_73,
+            -0.007_622_461_3,
+            0.009_438_870_47,
+            1.001_674_06,
+            2.832_976_82,
+        ] {
+            p = c + p * w;
+        }
+        p
+    };
+    p * x
+}
+
+fn to_u32(v: usize) -> Result<u32, ModelError> {
+    u32::try_from(v).map_err(|_| ModelError::invalid("the ensemble has more than 2^32 nodes"))
+}
+
+/// Appends `tree` to `out` in pre-order (yes-child next), checking it is a proper tree.
+fn compile_tree(
+    tree: &TreeSpec,
+    tree_index: usize,
+    n_features: usize,
+    out: &mut Vec<Node>,
+) -> Result<(), ModelError> {
+    let len = tree.nodes.len();
+    if len == 0 {
+        return Err(ModelError::invalid(format!(
+            "tree {tree_index} has no nodes"
+        )));
+    }
+    let mut visited = vec![false; len];
+    // (spec index, compiled index of the parent whose `no` must point here)
+    let mut stack: Vec<(usize, Option<usize>)> = vec![(0, None)];
+    while let Some((index, patch_parent)) = stack.pop() {
+        let node = tree.nodes.get(index).ok_or_else(|| {
+            ModelError::invalid(format!(
+                "tree {tree_index} refers to node {index}, but it has only {len} nodes"
+            ))
+        })?;
+        if std::mem::replace(&mut visited[index], true) {
+            return Err(ModelError::invalid(format!(
+                "tree {tree_index}: node {index} is reached twice (not a tree)"
+            )));
+        }
+        let here = out.len();
+        if let Some(parent) = patch_parent {
+            out[parent].no = to_u32(here)?;
+        }
+        match *node {
+            NodeSpec::Leaf { leaf } => {
+                if !leaf.is_finite() {
+                    return Err(ModelError::invalid(format!(
+                        "tree {tree_index}: leaf {index} has a non-finite value"
+                    )));
+                }
+                out.push(Node {
+                    value: leaf,
+                    no: 0,
+                    feature: 0,
+                    rule: LEAF,
+                    flags: 0,
+                });
+            }
+            NodeSpec::Split {
+                feature,
+                rule,
+                threshold,
+                yes,
+                no,
+                missing_yes,
+            } => {
+                if feature >= n_features {
+                    return Err(ModelError::invalid(format!(
+                        "tree {tree_index}: node {index} splits on feature {feature}, \
+                         but the model has {n_features} features"
+                    )));
+                }
+                if threshold.is_nan() {
+                    return Err(ModelError::invalid(format!(
+                        "tree {tree_index}: node {index} has a NaN threshold"
+                    )));
+                }
+                out.push(Node {
+                    value: threshold,
+                    no: 0,
+                    // n_features <= u16::MAX was checked by the caller.
+                    feature: feature as u16,
+                    rule: rule as u8,
+                    flags: if missing_yes { MISSING_YES } else { 0 },
+                });
+                // The "no" subtree is emitted after the whole "yes" subtree.
+                stack.push((no, Some(here)));
+                stack.push((yes, None));
+            }
+        }
+    }
+    if let Some(orphan) = visited.iter().position(|v| !v) {
+        return Err(ModelError::invalid(format!(
+            "tree {tree_index}: node {orphan} is not reachable from the root"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stump(feature: usize, threshold: f64, yes: f64, no: f64) -> TreeSpec {
+        TreeSpec {
+            nodes: vec![
+                NodeSpec::Split {
+                    feature,
+                    rule: SplitRule::Leq,
+                    threshold,
+                    yes: 1,
+                    no: 2,
+                    missing_yes: false,
+                },
+                NodeSpec::Leaf { leaf: yes },
+                NodeSpec::Leaf { leaf: no },
+            ],
+        }
+    }
+
+    fn spec(trees: Vec<TreeSpec>, aggregate: Aggregate) -> EnsembleSpec {
+        EnsembleSpec {
+            n_features: 2,
+            aggregate,
+            base_value: 0.0,
+            post_transform: PostTransform::None,
+            input_precision: InputPrecision::F64,
+            trees,
+        }
+    }
+
+    #[test]
+    fn averages_the_leaves_each_tree_routes_to() {
+        let e = TreeEnsemble::new(&spec(
+            vec![stump(0, 1.0, 10.0, 20.0), stump(1, 5.0, 1.0, 3.0)],
+            Aggregate::Average,
+        ))
+        .unwrap();
+        assert_eq!(e.predict_row(&[0.5, 9.0]), (10.0 + 3.0) / 2.0);
+        assert_eq!(e.predict_row(&[1.0, 5.0]), (10.0 + 1.0) / 2.0);
+        assert_eq!(e.predict_row(&[2.0, 0.0]), (20.0 + 1.0) / 2.0);
+    }
+
+    #[test]
+    fn no_child_laid_out_after_a_deep_yes_subtree_is_found() {
+        // root: x0 <= 0 ? (x1 <= 0 ? 1 : 2) : 3, with nodes listed out of pre-order.
+        let tree = TreeSpec {
+            nodes: vec![
+                NodeSpec::Split {
+                    feature: 0,
+                    rule: SplitRule::Leq,
+                    threshold: 0.0,
+                    yes: 2,
+                    no: 1,
+                    missing_yes: false,
+                },
+                NodeSpec::Leaf { leaf: 3.0 },
+                NodeSpec::Split {
+                    feature: 1,
+                    rule: SplitRule::Leq,
+                    threshold: 0.0,
+                    yes: 3,
+                    no: 4,
+                    missing_yes: false,
+                },
+                NodeSpec::Leaf { leaf: 1.0 },
+                NodeSpec::Leaf { leaf: 2.0 },
+            ],
+        };
+        let e = TreeEnsemble::new(&spec(vec![tree], Aggregate::Sum)).unwrap();
+        assert_eq!(e.predict_row(&[-1.0, -1.0]), 1.0);
+        assert_eq!(e.predict_row(&[-1.0, 1.0]), 2.0);
+        assert_eq!(e.predict_row(&[1.0, -1.0]), 3.0);
+        // The round trip through the file form predicts the same.
+        let again = TreeEnsemble::new(&e.to_spec()).unwrap();
+        for row in [[-1.0, -1.0], [-1.0, 1.0], [1.0, 0.0]] {
+            assert_eq!(again.predict_row(&row), e.predict_row(&row));
+        }
+    }
+
+    #[test]
+    fn nan_goes_to_the_missing_branch_only_when_marked() {
+        let mut marked = stump(0, 1.0, 10.0, 20.0);
+        if let NodeSpec::Split { missing_yes, .. } = &mut marked.nodes[0] {
+            *missing_yes = true;
+        }
+        let unmarked =
+            TreeEnsemble::new(&spec(vec![stump(0, 1.0, 10.0, 20.0)], Aggregate::Sum)).unwrap();
+        let marked = TreeEnsemble::new(&spec(vec![marked], Aggregate::Sum)).unwrap();
+        assert_eq!(unmarked.predict_row(&[f64::NAN, 0.0]), 20.0);
+        assert_eq!(marked.predict_row(&[f64::NAN, 0.0]), 10.0);
+    }
+
+    #[test]
+    fn every_split_rule_compares_as_named() {
+        let cases = [
+            (SplitRule::Leq, [1.0, 1.0, 0.0]),
+            (SplitRule::Lt, [1.0, 0.0, 0.0]),
+            (SplitRule::Gte, [0.0, 1.0, 1.0]),
+            (SplitRule::Gt, [0.0, 0.0, 1.0]),
+            (SplitRule::Eq, [0.0, 1.0, 0.0]),
+            (SplitRule::Neq, [1.0, 0.0, 1.0]),
+        ];
+        for (rule, expected) in cases {
+            let tree = TreeSpec {
+                nodes: vec![
+                    NodeSpec::Split {
+                        feature: 0,
+                        rule,
+                        threshold: 5.0,
+                        yes: 1,
+                        no: 2,
+                        missing_yes: false,
+                    },
+                    NodeSpec::Leaf { leaf: 1.0 },
+                    NodeSpec::Leaf { leaf: 0.0 },
+                ],
+            };
+            let e = TreeEnsemble::new(&spec(vec![tree], Aggregate::Sum)).unwrap();
+            let got = [4.0, 5.0, 6.0].map(|x| e.predict_row(&[x, 0.0]));
+            assert_eq!(got, expected, "{rule:?}");
+        }
+    }
+
+    #[test]
+    fn min_max_base_value_and_logistic_are_applied() {
+        let trees = vec![stump(0, 1.0, 1.0, 2.0), stump(0, 1.0, 3.0, 4.0)];
+        let min = TreeEnsemble::new(&spec(trees.clone(), Aggregate::Min)).unwrap();
+        let max = TreeEnsemble::new(&spec(trees.clone(), Aggregate::Max)).unwrap();
+        assert_eq!(min.predict_row(&[0.0, 0.0]), 1.0);
+        assert_eq!(max.predict_row(&[0.0, 0.0]), 3.0);
+        let mut s = spec(trees, Aggregate::Sum);
+        s.base_value = -4.0;
+        s.post_transform = PostTransform::Logistic;
+        let logistic = TreeEnsemble::new(&s).unwrap();
+        assert!((logistic.predict_row(&[0.0, 0.0]) - 0.5).abs() < 1e-12);
+        assert!((erf_inv(0.5) - 0.476_936_276).abs() < 1e-6);
+    }
+
+    #[test]
+    fn malformed_trees_are_rejected_with_a_reason() {
+        let out_of_range = stump(7, 1.0, 0.0, 0.0);
+        let err = TreeEnsemble::new(&spec(vec![out_of_range], Aggregate::Sum)).unwrap_err();
+        assert!(err.to_string().contains("feature 7"), "{err}");
+
+        let mut cycle = stump(0, 1.0, 0.0, 0.0);
+        if let NodeSpec::Split { no, .. } = &mut cycle.nodes[0] {
+            *no = 0;
+        }
+        let err = TreeEnsemble::new(&spec(vec![cycle], Aggregate::Sum)).unwrap_err();
+        assert!(err.to_string().contains("reached twice"), "{err}");
+
+        let mut dangling = stump(0, 1.0, 0.0, 0.0);
+        if let NodeSpec::Split { yes, .. } = &mut dangling.nodes[0] {
+            *yes = 9;
+        }
+        let err = TreeEnsemble::new(&spec(vec![dangling], Aggregate::Sum)).unwrap_err();
+        assert!(err.to_string().contains("node 9"), "{err}");
+
+        let err = TreeEnsemble::new(&spec(vec![], Aggregate::Sum)).unwrap_err();
+        assert!(err.to_string().contains("no trees"), "{err}");
+    }
+}

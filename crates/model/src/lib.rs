@@ -1,0 +1,15 @@
+//! The forecasting model: the serving evaluator, its importers, MLflow model directories,
+//! the archive-forecast features and training.
+
+pub mod dataset;
+pub mod ensemble;
+pub mod error;
+pub mod features;
+pub mod model_dir;
+pub mod onnx;
+pub mod smartcore_forest;
+pub mod training;
+
+pub use ensemble::TreeEnsemble;
+pub use error::ModelError;
+pub use model_dir::{LoadedModel, ModelDirInfo, load_model_dir, write_model_dir};
