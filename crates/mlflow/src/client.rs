@@ -1,0 +1,303 @@
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::MlflowError;
+
+/// How the client authenticates, as MLflow's own clients do.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Credentials {
+    #[default]
+    None,
+    /// `MLFLOW_TRACKING_TOKEN`: `Authorization: Bearer <token>`.
+    Token(String),
+    /// `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`: HTTP basic auth.
+    Basic { username: String, password: String },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print secrets.
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Token(_) => f.write_str("Token(***)"),
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+        }
+    }
+}
+
+/// Everything needed to talk to one MLflow server.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// e.g. `http://127.0.0.1:5000` (a trailing slash is fine).
+    pub tracking_uri: String,
+    pub credentials: Credentials,
+    /// Timeout of each API call.
+    pub request_timeout: Duration,
+    /// Timeout of each artifact download or upload.
+    pub transfer_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(tracking_uri: impl Into<String>) -> Self {
+        ClientConfig {
+            tracking_uri: tracking_uri.into(),
+            credentials: Credentials::None,
+            request_timeout: Duration::from_secs(15),
+            transfer_timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Credentials from `MLFLOW_TRACKING_TOKEN`, else `MLFLOW_TRACKING_USERNAME` and
+    /// `MLFLOW_TRACKING_PASSWORD` (both required together).
+    pub fn credentials_from_env() -> Result<Credentials, MlflowError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        credentials_from(
+            var("MLFLOW_TRACKING_TOKEN"),
+            var("MLFLOW_TRACKING_USERNAME"),
+            var("MLFLOW_TRACKING_PASSWORD"),
+        )
+    }
+}
+
+/// Picks the credentials from the three MLflow settings.
+pub fn credentials_from(
+    token: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+) -> Result<Credentials, MlflowError> {
+    match (token, username, password) {
+        (Some(token), _, _) => Ok(Credentials::Token(token)),
+        (None, Some(username), Some(password)) => Ok(Credentials::Basic { username, password }),
+        (None, Some(_), None) => Err(MlflowError::Config(
+            "MLFLOW_TRACKING_USERNAME is set but MLFLOW_TRACKING_PASSWORD is not".into(),
+        )),
+        (None, None, Some(_)) => Err(MlflowError::Config(
+            "MLFLOW_TRACKING_PASSWORD is set but MLFLOW_TRACKING_USERNAME is not".into(),
+        )),
+        (None, None, None) => Ok(Credentials::None),
+    }
+}
+
+/// Installs rustls' `ring` crypto provider for the process (idempotent). Call once at
+/// start-up in every binary that makes HTTPS calls.
+pub fn install_crypto_provider() {
+    // An Err means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A typed async client for the MLflow REST API.
+#[derive(Debug, Clone)]
+pub struct MlflowClient {
+    http: reqwest::Client,
+    base: String,
+    config: ClientConfig,
+}
+
+impl MlflowClient {
+    pub fn new(config: ClientConfig) -> Result<Self, MlflowError> {
+        install_crypto_provider();
+        let base = config.tracking_uri.trim_end_matches('/').to_owned();
+        let parsed = url::Url::parse(&base)
+            .map_err(|e| MlflowError::Config(format!("tracking URI {base:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(MlflowError::Config(format!(
+                "tracking URI {base:?} must be http:// or https://"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("forecast-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| MlflowError::Config(format!("HTTP client: {e}")))?;
+        Ok(MlflowClient { http, base, config })
+    }
+
+    /// A client for `MLFLOW_TRACKING_URI` with credentials from the environment.
+    pub fn from_env() -> Result<Self, MlflowError> {
+        let uri = std::env::var("MLFLOW_TRACKING_URI")
+            .map_err(|_| MlflowError::Config("MLFLOW_TRACKING_URI is not set".into()))?;
+        Self::new(ClientConfig::new(uri).with_credentials(ClientConfig::credentials_from_env()?))
+    }
+
+    pub fn tracking_uri(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn request(&self, method: Method, path: &str, timeout: Duration) -> RequestBuilder {
+        let builder = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .timeout(timeout);
+        match &self.config.credentials {
+            Credentials::None => builder,
+            Credentials::Token(t) => builder.bearer_auth(t),
+            Credentials::Basic { username, password } => {
+                builder.basic_auth(username, Some(password))
+            }
+        }
+    }
+
+    pub(crate) fn transfer_timeout(&self) -> Duration {
+        self.config.transfer_timeout
+    }
+
+    /// Sends a request and returns the body of a success, or the typed error.
+    pub(crate) async fn send(
+        &self,
+        builder: RequestBuilder,
+    ) -> Result<bytes_body::Body, MlflowError> {
+        let response = builder.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        if status.is_success() {
+            Ok(bytes_body::Body(body.to_vec()))
+        } else {
+            Err(MlflowError::from_response(
+                status.as_u16(),
+                &String::from_utf8_lossy(&body),
+            ))
+        }
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> MlflowError {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            message = format!("{message}: {s}");
+            source = s.source();
+        }
+        MlflowError::Unreachable {
+            url: self.base.clone(),
+            message,
+        }
+    }
+
+    /// `GET /api/2.0/mlflow/<path>?<query>` decoded as `T`.
+    pub(crate) async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, MlflowError> {
+        let builder = self
+            .request(
+                Method::GET,
+                &format!("/api/2.0/mlflow/{path}"),
+                self.config.request_timeout,
+            )
+            .query(query);
+        self.send(builder).await?.json(path)
+    }
+
+    /// `POST /api/2.0/mlflow/<path>` with a JSON body, decoded as `T`.
+    pub(crate) async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, MlflowError> {
+        let builder = self
+            .request(
+                Method::POST,
+                &format!("/api/2.0/mlflow/{path}"),
+                self.config.request_timeout,
+            )
+            .json(body);
+        self.send(builder).await?.json(path)
+    }
+
+    /// `DELETE /api/2.0/mlflow/<path>` with a JSON body.
+    pub(crate) async fn delete_json<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(), MlflowError> {
+        let builder = self
+            .request(
+                Method::DELETE,
+                &format!("/api/2.0/mlflow/{path}"),
+                self.config.request_timeout,
+            )
+            .json(body);
+        self.send(builder).await.map(|_| ())
+    }
+
+    /// `GET /health`: true when the server answers `200`.
+    pub async fn health(&self) -> Result<(), MlflowError> {
+        let response = self
+            .request(Method::GET, "/health", self.config.request_timeout)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if response.status() == StatusCode::OK {
+            Ok(())
+        } else {
+            Err(MlflowError::Server {
+                status: response.status().as_u16(),
+                code: "HEALTH".into(),
+                message: "health check failed".into(),
+            })
+        }
+    }
+}
+
+pub(crate) mod bytes_body {
+    use serde::de::DeserializeOwned;
+
+    use crate::error::MlflowError;
+
+    pub struct Body(pub Vec<u8>);
+
+    impl Body {
+        pub fn json<T: DeserializeOwned>(&self, what: &str) -> Result<T, MlflowError> {
+            // An empty success body is `{}` in MLflow's protocol.
+            let bytes: &[u8] = if self.0.is_empty() { b"{}" } else { &self.0 };
+            serde_json::from_slice(bytes).map_err(|e| MlflowError::Decode {
+                what: what.to_owned(),
+                message: e.to_string(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_wins_over_basic_auth_and_half_a_login_is_an_error() {
+        assert_eq!(
+            credentials_from(Some("t".into()), Some("u".into()), Some("p".into())).unwrap(),
+            Credentials::Token("t".into())
+        );
+        assert!(matches!(
+            credentials_from(None, Some("u".into()), Some("p".into())).unwrap(),
+            Credentials::Basic { .. }
+        ));
+        assert!(credentials_from(None, Some("u".into()), None).is_err());
+        assert_eq!(
+            credentials_from(None, None, None).unwrap(),
+            Credentials::None
+        );
+        assert_eq!(
+            format!("{:?}", Credentials::Token("secret".into())),
+            "Token(***)"
+        );
+    }
+
+    #[test]
+    fn a_tracking_uri_that_is_not_http_is_rejected() {
+        assert!(MlflowClient::new(ClientConfig::new("file:///tmp/mlruns")).is_err());
+        assert!(MlflowClient::new(ClientConfig::new("not a uri")).is_err());
+        let c = MlflowClient::new(ClientConfig::new("http://127.0.0.1:5000/")).unwrap();
+        assert_eq!(c.tracking_uri(), "http://127.0.0.1:5000");
+    }
+}
