@@ -1,1 +1,90 @@
-fn main() {}
+//! `forecastctl`: train the archive-forecast model, register it in MLflow, promote a
+//! version (alias or stage), and show a registered model's status.
+
+mod promote;
+mod register;
+mod status;
+mod train;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mlflow::{ClientConfig, MlflowClient};
+
+#[derive(Debug, Parser)]
+#[command(name = "forecastctl", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct RegistryArgs {
+    /// MLflow tracking server URL.
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    tracking_uri: String,
+}
+
+impl RegistryArgs {
+    fn client(&self) -> anyhow::Result<MlflowClient> {
+        let credentials = ClientConfig::credentials_from_env()?;
+        MlflowClient::new(ClientConfig::new(&self.tracking_uri).with_credentials(credentials))
+            .context("--tracking-uri / MLFLOW_TRACKING_URI")
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train the archive-forecast random forest and write an MLflow model directory.
+    Train(train::TrainArgs),
+    /// Log a model directory to MLflow as a run and create a registered-model version.
+    Register {
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[command(flatten)]
+        args: register::RegisterArgs,
+    },
+    /// Point an alias at a version, or move a version to a stage.
+    Promote {
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[command(flatten)]
+        args: promote::PromoteArgs,
+    },
+    /// Show a registered model's aliases, stages and versions.
+    Status {
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[command(flatten)]
+        args: status::StatusArgs,
+    },
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train(args) => train::run(&args),
+        Command::Register { registry, args } => register::run(&registry.client()?, &args).await,
+        Command::Promote { registry, args } => promote::run(&registry.client()?, &args).await,
+        Command::Status { registry, args } => status::run(&registry.client()?, &args).await,
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    mlflow::install_crypto_provider();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("forecastctl: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,30 @@
+//! The forecast predictor: an actix-web service that serves one model from the MLflow
+//! registry (or the fallback directory) and swaps it atomically on reload.
 
+pub mod config;
+pub mod error;
+pub mod input;
+pub mod loader;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+
+use actix_web::web;
+
+/// Registers the state, the JSON limits and every route; used by `main` and by tests.
+pub fn configure_app(
+    state: web::Data<state::AppState>,
+    max_body_bytes: usize,
+) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(state)
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(max_body_bytes)
+                    .content_type_required(false)
+                    .error_handler(error::json_error),
+            )
+            .app_data(web::PayloadConfig::default().limit(max_body_bytes))
+            .configure(routes::configure);
+    }
+}

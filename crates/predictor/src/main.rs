@@ -1,1 +1,92 @@
-fn main() {}
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, middleware, web};
+use anyhow::Context;
+use clap::Parser;
+use mlflow::{ClientConfig, MlflowClient, credentials_from};
+use predictor::config::Config;
+use predictor::loader::Loader;
+use predictor::state::AppState;
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "text" {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_tracing(&config.log_format);
+    mlflow::install_crypto_provider();
+
+    let registry = match config.tracking_uri.as_deref().filter(|u| !u.is_empty()) {
+        Some(uri) => {
+            let credentials = credentials_from(
+                config.tracking_token.clone(),
+                config.tracking_username.clone(),
+                config.tracking_password.clone(),
+            )?;
+            Some(
+                MlflowClient::new(ClientConfig::new(uri).with_credentials(credentials))
+                    .context("MLFLOW_TRACKING_URI")?,
+            )
+        }
+        None => None,
+    };
+    let loader = Loader {
+        registry,
+        model_name: config.model_name.clone(),
+        fallback_dir: config.fallback_dir.clone(),
+    };
+    let state = Arc::new(AppState::new(
+        loader,
+        config.selector(),
+        config.admin_token.clone(),
+        config.max_instances,
+    ));
+    tracing::info!(
+        model = %config.model_name,
+        selector = %state.selector,
+        registry = config.tracking_uri.as_deref().unwrap_or("(none)"),
+        fallback_dir = ?config.fallback_dir,
+        "starting forecast-predictor"
+    );
+    if state.load_initial().await.is_err() {
+        tracing::warn!(
+            retry_seconds = config.retry_seconds,
+            "serving without a model (/ready answers 503) and retrying"
+        );
+        actix_web::rt::spawn(
+            state
+                .clone()
+                .load_initial_until_served(Duration::from_secs(config.retry_seconds.max(1))),
+        );
+    }
+
+    let data = web::Data::from(state);
+    let max_body = config.max_body_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::from_fn(predictor::metrics::track_latency))
+            .configure(predictor::configure_app(data.clone(), max_body))
+    })
+    .shutdown_timeout(10);
+    if let Some(workers) = config.workers {
+        server = server.workers(workers.max(1));
+    }
+    let addr = (config.bind_addr, config.port);
+    let server = server
+        .bind(addr)
+        .with_context(|| format!("cannot listen on {}:{}", config.bind_addr, config.port))?;
+    for a in server.addrs() {
+        tracing::info!(address = %a, "listening");
+    }
+    server.run().await.context("HTTP server")
+}

@@ -1,0 +1,132 @@
+//! The predictor's HTTP API wire types (JSON, snake_case as the original service used).
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The default registered model name.
+pub const DEFAULT_MODEL_NAME: &str = "archive-forecast-rf";
+/// The default HTTP port.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Where the served model came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelOrigin {
+    /// Downloaded from the MLflow registry.
+    Registry,
+    /// Read from `MODEL_FALLBACK_DIR` (a cached registry model or the bundled one).
+    Fallback,
+}
+
+/// `GET /model/info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub model_name: String,
+    pub model_version: String,
+    /// How the version was chosen: `alias:<a>`, `stage:<s>`, `version:<v>`, or
+    /// `fallback:<path>`.
+    pub selector: String,
+    /// Where the files came from (`mlflow-artifacts:/...` or a local path).
+    pub source: String,
+    /// `sha256:<hex>` over the model's files.
+    pub digest: String,
+    pub flavor: String,
+    pub feature_names: Vec<String>,
+    /// RFC 3339 time the model was loaded.
+    pub loaded_at: String,
+    pub origin: ModelOrigin,
+    #[serde(default)]
+    pub n_trees: usize,
+}
+
+/// `POST /predict` body: `{"instances": [[...], ...]}` or `{"instances": [{"feature": v}, ...]}`.
+/// Instances stay raw JSON here so the predictor can say exactly which value is wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    pub instances: Vec<serde_json::Value>,
+}
+
+/// `POST /predict` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictResponse {
+    pub predictions: Vec<f64>,
+    pub model_name: String,
+    pub model_version: String,
+}
+
+/// `POST /invocations` answer (MLflow scoring-server format).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvocationsResponse {
+    pub predictions: Vec<f64>,
+}
+
+/// `POST /reload-model` body (optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadRequest {
+    /// The version to load; absent = resolve the configured alias/stage/version again.
+    /// A JSON number is accepted too.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub version: Option<String>,
+    /// Accept a model whose feature names differ from the served one (default false).
+    #[serde(default)]
+    pub allow_schema_change: bool,
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum V {
+        S(String),
+        N(u64),
+    }
+    Ok(match Option::<V>::deserialize(d)? {
+        None => None,
+        Some(V::S(s)) => Some(s),
+        Some(V::N(n)) => Some(n.to_string()),
+    })
+}
+
+/// `POST /reload-model` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadResponse {
+    pub model_name: String,
+    /// The version served before the reload (none if nothing was loaded).
+    pub old_version: Option<String>,
+    pub new_version: String,
+    /// False when the requested version was already served (same digest).
+    pub changed: bool,
+    pub digest: String,
+    pub origin: ModelOrigin,
+}
+
+/// Every error answer: a stable machine-readable `error` code and a human `message`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: String,
+    pub message: String,
+}
+
+/// `GET /health` and `GET /ready`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reload_request_accepts_a_string_or_a_number_version() {
+        let r: ReloadRequest = serde_json::from_str(r#"{"version": "7"}"#).unwrap();
+        assert_eq!(r.version.as_deref(), Some("7"));
+        let r: ReloadRequest = serde_json::from_str(r#"{"version": 7}"#).unwrap();
+        assert_eq!(r.version.as_deref(), Some("7"));
+        let r: ReloadRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(r.version, None);
+        assert!(serde_json::from_str::<ReloadRequest>(r#"{"versoin": 7}"#).is_err());
+    }
+}

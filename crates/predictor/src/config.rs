@@ -1,0 +1,103 @@
+//! The predictor's configuration, read once at start from flags or the environment.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use mlflow::VersionSelector;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "forecast-predictor",
+    version,
+    about = "Serves a forecasting model from the MLflow registry"
+)]
+pub struct Config {
+    /// MLflow tracking server; without it only MODEL_FALLBACK_DIR is used.
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    pub tracking_uri: Option<String>,
+    /// Bearer token for MLflow.
+    #[arg(long, env = "MLFLOW_TRACKING_TOKEN", hide_env_values = true)]
+    pub tracking_token: Option<String>,
+    /// Basic-auth user for MLflow (with MLFLOW_TRACKING_PASSWORD).
+    #[arg(long, env = "MLFLOW_TRACKING_USERNAME")]
+    pub tracking_username: Option<String>,
+    #[arg(long, env = "MLFLOW_TRACKING_PASSWORD", hide_env_values = true)]
+    pub tracking_password: Option<String>,
+    /// Registered model name.
+    #[arg(long, env = "MODEL_NAME", default_value = api::predictor::DEFAULT_MODEL_NAME)]
+    pub model_name: String,
+    /// Serve the version this alias points at.
+    #[arg(long, env = "MODEL_ALIAS")]
+    pub model_alias: Option<String>,
+    /// Serve the latest version in this stage (the default is `Production`, as the
+    /// original service did, when no alias or version is given).
+    #[arg(long, env = "MODEL_STAGE")]
+    pub model_stage: Option<String>,
+    /// Serve exactly this version (wins over alias and stage).
+    #[arg(long, env = "MODEL_VERSION")]
+    pub model_version: Option<String>,
+    /// A bundled model directory (with `MLmodel`) and the cache of registry models.
+    #[arg(long, env = "MODEL_FALLBACK_DIR")]
+    pub fallback_dir: Option<PathBuf>,
+    #[arg(long, env = "BIND_ADDR", default_value = "0.0.0.0")]
+    pub bind_addr: IpAddr,
+    #[arg(long, env = "PORT", default_value_t = api::predictor::DEFAULT_PORT)]
+    pub port: u16,
+    /// When set, `POST /reload-model` requires `Authorization: Bearer <token>`.
+    #[arg(long, env = "PREDICTOR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Largest accepted request body, bytes.
+    #[arg(long, env = "PREDICTOR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most instances in one prediction request.
+    #[arg(long, env = "PREDICTOR_MAX_INSTANCES", default_value_t = 10_000)]
+    pub max_instances: usize,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "PREDICTOR_WORKERS")]
+    pub workers: Option<usize>,
+    /// Seconds between start-up load attempts while no model could be loaded.
+    #[arg(long, env = "PREDICTOR_RETRY_SECONDS", default_value_t = 10)]
+    pub retry_seconds: u64,
+    /// Log format: `json` or `text`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// The configured way to pick a version: MODEL_VERSION, else MODEL_ALIAS, else
+    /// MODEL_STAGE, else stage `Production`.
+    pub fn selector(&self) -> VersionSelector {
+        let set = |v: &Option<String>| v.as_ref().filter(|s| !s.trim().is_empty()).cloned();
+        if let Some(v) = set(&self.model_version) {
+            VersionSelector::Version(v)
+        } else if let Some(a) = set(&self.model_alias) {
+            VersionSelector::Alias(a)
+        } else if let Some(s) = set(&self.model_stage) {
+            VersionSelector::Stage(s)
+        } else {
+            VersionSelector::Stage("Production".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["forecast-predictor"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn a_pinned_version_wins_over_alias_and_stage() {
+        let c = parse(&["--model-alias", "champion", "--model-version", "3"]);
+        assert_eq!(c.selector(), VersionSelector::Version("3".into()));
+        let c = parse(&["--model-alias", "champion", "--model-stage", "Staging"]);
+        assert_eq!(c.selector(), VersionSelector::Alias("champion".into()));
+        let c = parse(&["--model-version", ""]);
+        assert_eq!(c.selector(), VersionSelector::Stage("Production".into()));
+    }
+}

@@ -1,0 +1,242 @@
+//! Turning request instances into feature rows, with errors that name the instance and
+//! the feature that is wrong. Shared by `/predict` and `/invocations`.
+
+use serde_json::{Map, Value};
+
+/// Converts `instances` (rows as arrays in feature order, or records keyed by feature
+/// name) into validated rows of finite numbers.
+pub fn rows_from_instances(
+    instances: &[Value],
+    features: &[String],
+    max_instances: usize,
+) -> Result<Vec<Vec<f64>>, String> {
+    check_count(instances.len(), max_instances)?;
+    instances
+        .iter()
+        .enumerate()
+        .map(|(i, instance)| match instance {
+            Value::Array(values) => row_from_array(i, values, features),
+            Value::Object(record) => row_from_record(i, record, features),
+            other => Err(format!(
+                "instance {i} is {}; expected an array of {} numbers or an object keyed by feature name",
+                kind(other),
+                features.len()
+            )),
+        })
+        .collect()
+}
+
+/// Rows from MLflow's `dataframe_split` (`columns` optional: feature order assumed).
+pub fn rows_from_split(
+    columns: Option<&[Value]>,
+    data: &[Value],
+    features: &[String],
+    max_instances: usize,
+) -> Result<Vec<Vec<f64>>, String> {
+    let Some(columns) = columns else {
+        return rows_from_instances(data, features, max_instances);
+    };
+    let names: Vec<String> = columns
+        .iter()
+        .map(|c| match c {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(format!(
+                "column names must be strings, found {}",
+                kind(other)
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    check_count(data.len(), max_instances)?;
+    data.iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let values = row
+                .as_array()
+                .ok_or_else(|| format!("data row {i} is {}; expected an array", kind(row)))?;
+            if values.len() != names.len() {
+                return Err(format!(
+                    "data row {i} has {} values for {} columns",
+                    values.len(),
+                    names.len()
+                ));
+            }
+            let record: Map<String, Value> =
+                names.iter().cloned().zip(values.iter().cloned()).collect();
+            row_from_record(i, &record, features)
+        })
+        .collect()
+}
+
+/// Rows from a column-oriented `{"feature": [v0, v1, ...], ...}` (MLflow `inputs`).
+pub fn rows_from_columns(
+    columns: &Map<String, Value>,
+    features: &[String],
+    max_instances: usize,
+) -> Result<Vec<Vec<f64>>, String> {
+    check_names(columns.keys(), features, "input")?;
+    let mut len = None;
+    for (name, values) in columns {
+        let n = values
+            .as_array()
+            .ok_or_else(|| {
+                format!(
+                    "input column {name:?} is {}; expected an array",
+                    kind(values)
+                )
+            })?
+            .len();
+        if *len.get_or_insert(n) != n {
+            return Err("input columns have different lengths".into());
+        }
+    }
+    let len = len.unwrap_or(0);
+    check_count(len, max_instances)?;
+    (0..len)
+        .map(|i| {
+            features
+                .iter()
+                .map(|f| {
+                    let v = &columns[f.as_str()][i];
+                    number(i, f, v)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn check_count(n: usize, max: usize) -> Result<(), String> {
+    if n == 0 {
+        Err("no instances: send at least one".into())
+    } else if n > max {
+        Err(format!("{n} instances; at most {max} per request"))
+    } else {
+        Ok(())
+    }
+}
+
+fn row_from_array(i: usize, values: &[Value], features: &[String]) -> Result<Vec<f64>, String> {
+    if values.len() != features.len() {
+        return Err(format!(
+            "instance {i} has {} values; the model takes {} features ({})",
+            values.len(),
+            features.len(),
+            features.join(", ")
+        ));
+    }
+    values
+        .iter()
+        .zip(features)
+        .map(|(v, f)| number(i, f, v))
+        .collect()
+}
+
+fn row_from_record(
+    i: usize,
+    record: &Map<String, Value>,
+    features: &[String],
+) -> Result<Vec<f64>, String> {
+    check_names(record.keys(), features, &format!("instance {i}"))?;
+    features
+        .iter()
+        .map(|f| number(i, f, &record[f.as_str()]))
+        .collect()
+}
+
+fn check_names<'a>(
+    names: impl Iterator<Item = &'a String> + Clone,
+    features: &[String],
+    what: &str,
+) -> Result<(), String> {
+    if let Some(unknown) = names.clone().find(|n| !features.contains(n)) {
+        return Err(format!(
+            "{what} has unknown feature {unknown:?}; the model takes: {}",
+            features.join(", ")
+        ));
+    }
+    let given: Vec<&String> = names.collect();
+    if let Some(missing) = features.iter().find(|f| !given.contains(f)) {
+        return Err(format!("{what} lacks feature {missing:?}"));
+    }
+    Ok(())
+}
+
+fn number(i: usize, feature: &str, v: &Value) -> Result<f64, String> {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if x.is_finite() => Ok(x),
+            _ => Err(format!(
+                "instance {i}, feature {feature:?}: {n} is not a finite number"
+            )),
+        },
+        other => Err(format!(
+            "instance {i}, feature {feature:?}: expected a number, found {}",
+            kind(other)
+        )),
+    }
+}
+
+fn kind(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {:?}", s.chars().take(40).collect::<String>()),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn features() -> Vec<String> {
+        vec!["a".into(), "b".into()]
+    }
+
+    #[test]
+    fn arrays_and_records_give_rows_in_feature_order() {
+        let rows =
+            rows_from_instances(&[json!([1, 2.5]), json!({"b": 4, "a": 3})], &features(), 10)
+                .unwrap();
+        assert_eq!(rows, vec![vec![1.0, 2.5], vec![3.0, 4.0]]);
+    }
+
+    #[test]
+    fn each_kind_of_bad_instance_names_what_is_wrong() {
+        let f = features();
+        let e = rows_from_instances(&[json!([1])], &f, 10).unwrap_err();
+        assert!(
+            e.contains("has 1 values") && e.contains("2 features"),
+            "{e}"
+        );
+        let e = rows_from_instances(&[json!({"a": 1, "c": 2})], &f, 10).unwrap_err();
+        assert!(e.contains("unknown feature \"c\""), "{e}");
+        let e = rows_from_instances(&[json!({"a": 1})], &f, 10).unwrap_err();
+        assert!(e.contains("lacks feature \"b\""), "{e}");
+        let e = rows_from_instances(&[json!([1, "x"])], &f, 10).unwrap_err();
+        assert!(e.contains("feature \"b\"") && e.contains("string"), "{e}");
+        let e = rows_from_instances(&[json!([1, null])], &f, 10).unwrap_err();
+        assert!(e.contains("null"), "{e}");
+        let e = rows_from_instances(&[], &f, 10).unwrap_err();
+        assert!(e.contains("no instances"), "{e}");
+        let e = rows_from_instances(&[json!([1, 2]); 3], &f, 2).unwrap_err();
+        assert!(e.contains("at most 2"), "{e}");
+        let e = rows_from_instances(&[json!("1,2")], &f, 10).unwrap_err();
+        assert!(e.contains("instance 0"), "{e}");
+    }
+
+    #[test]
+    fn split_and_column_formats_map_names_to_features() {
+        let f = features();
+        let cols = [json!("b"), json!("a")];
+        let rows = rows_from_split(Some(&cols), &[json!([2, 1])], &f, 10).unwrap();
+        assert_eq!(rows, vec![vec![1.0, 2.0]]);
+        let map = json!({"a": [1, 3], "b": [2, 4]});
+        let rows = rows_from_columns(map.as_object().unwrap(), &f, 10).unwrap();
+        assert_eq!(rows, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
+        let bad = json!({"a": [1], "b": [2, 4]});
+        assert!(rows_from_columns(bad.as_object().unwrap(), &f, 10).is_err());
+    }
+}

@@ -1,0 +1,349 @@
+//! Loading a model: from the registry (download, load, verify, cache) or from
+//! `MODEL_FALLBACK_DIR` (a cached registry model, else the bundled one).
+//!
+//! Fallback directory layout:
+//! - `MLmodel` + files at the top: the bundled model (e.g. baked into the image);
+//! - `cache/<model name>/<version>/`: the last good registry models, with
+//!   `cache/<model name>/<version>.json` recording where each came from.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use api::predictor::{ModelInfo, ModelOrigin};
+use mlflow::{MlflowClient, MlflowError, VersionSelector};
+use model::{LoadedModel, ModelError};
+use serde::{Deserialize, Serialize};
+
+/// A model ready to serve, with what `/model/info` says about it.
+#[derive(Debug)]
+pub struct ServedModel {
+    pub model: LoadedModel,
+    pub info: ModelInfo,
+}
+
+/// Why a model could not be loaded (the served model, if any, stays).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no registry is configured (MLFLOW_TRACKING_URI is unset)")]
+    NoRegistry,
+    #[error("registry: {0}")]
+    Registry(#[from] MlflowError),
+    #[error("version {version} cannot be served: {source}")]
+    Model {
+        version: String,
+        #[source]
+        source: ModelError,
+    },
+    #[error("version {version} failed verification: {message}")]
+    Verification { version: String, message: String },
+    #[error(
+        "version {version} takes features [{new}] but the served model takes [{served}]; \
+         send allow_schema_change to switch anyway"
+    )]
+    SchemaChange {
+        version: String,
+        new: String,
+        served: String,
+    },
+    #[error("no usable model in the fallback directory {dir}: {reason}")]
+    NoFallback { dir: String, reason: String },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl LoadError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoadError::NoRegistry => "no_registry",
+            LoadError::Registry(e) if e.is_not_found() => "version_not_found",
+            LoadError::Registry(e) if e.is_unreachable() => "registry_unreachable",
+            LoadError::Registry(_) => "registry_error",
+            LoadError::Model { .. } => "invalid_model",
+            LoadError::Verification { .. } => "verification_failed",
+            LoadError::SchemaChange { .. } => "schema_mismatch",
+            LoadError::NoFallback { .. } => "no_fallback",
+            LoadError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            LoadError::NoRegistry => StatusCode::CONFLICT,
+            LoadError::Registry(e) if e.is_not_found() => StatusCode::NOT_FOUND,
+            LoadError::Registry(_) => StatusCode::BAD_GATEWAY,
+            LoadError::Model { .. } | LoadError::Verification { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            LoadError::SchemaChange { .. } => StatusCode::CONFLICT,
+            LoadError::NoFallback { .. } | LoadError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CacheRecord {
+    model_name: String,
+    version: String,
+    source: String,
+    cached_at: String,
+}
+
+/// Knows where models come from; holds no model itself.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    pub registry: Option<MlflowClient>,
+    pub model_name: String,
+    pub fallback_dir: Option<PathBuf>,
+}
+
+impl Loader {
+    fn cache_dir(&self) -> Option<PathBuf> {
+        self.fallback_dir
+            .as_ref()
+            .map(|d| d.join("cache").join(sanitise(&self.model_name)))
+    }
+
+    /// Resolves `selector`, downloads that version, loads and verifies it, and caches it.
+    pub async fn from_registry(
+        &self,
+        selector: &VersionSelector,
+    ) -> Result<ServedModel, LoadError> {
+        let client = self.registry.as_ref().ok_or(LoadError::NoRegistry)?;
+        let version = client.resolve_version(&self.model_name, selector).await?;
+        let staging_parent = match self.cache_dir() {
+            Some(d) => d,
+            None => std::env::temp_dir(),
+        };
+        std::fs::create_dir_all(&staging_parent)
+            .map_err(|e| LoadError::Internal(format!("{}: {e}", staging_parent.display())))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".incoming-")
+            .tempdir_in(&staging_parent)
+            .map_err(|e| LoadError::Internal(format!("{}: {e}", staging_parent.display())))?;
+        let downloaded = client
+            .download_model_version(&self.model_name, &version.version, staging.path())
+            .await?;
+        let loaded = load_blocking(staging.path().to_owned(), &version.version).await?;
+        verify(&loaded, &version.version)?;
+        let info = ModelInfo {
+            model_name: self.model_name.clone(),
+            model_version: version.version.clone(),
+            selector: selector.to_string(),
+            source: downloaded.location.clone(),
+            digest: loaded.digest.clone(),
+            flavor: loaded.flavor.clone(),
+            feature_names: loaded.feature_names.clone(),
+            loaded_at: chrono::Utc::now().to_rfc3339(),
+            origin: ModelOrigin::Registry,
+            n_trees: loaded.ensemble.n_trees(),
+        };
+        if let Some(cache) = self.cache_dir() {
+            // A cache failure must not fail the reload: the model is good and in memory.
+            if let Err(e) = store_in_cache(&cache, staging, &info) {
+                tracing::warn!(error = %e, "could not cache the model in the fallback directory");
+            }
+        }
+        Ok(ServedModel {
+            model: loaded,
+            info,
+        })
+    }
+
+    /// The newest usable model in the fallback directory: the cached `preferred_version`
+    /// if present, else the highest cached version, else the bundled model.
+    pub async fn from_fallback(
+        &self,
+        preferred_version: Option<&str>,
+    ) -> Result<ServedModel, LoadError> {
+        let dir = self
+            .fallback_dir
+            .clone()
+            .ok_or_else(|| LoadError::NoFallback {
+                dir: "(unset)".into(),
+                reason: "MODEL_FALLBACK_DIR is not set".into(),
+            })?;
+        let mut reasons = Vec::new();
+        if let Some(cache) = self.cache_dir() {
+            for version in cached_versions(&cache, preferred_version) {
+                let path = cache.join(&version);
+                match load_blocking(path.clone(), &version).await {
+                    Ok(loaded) => {
+                        if let Err(e) = verify(&loaded, &version) {
+                            reasons.push(e.to_string());
+                            continue;
+                        }
+                        let source = std::fs::read(cache.join(format!("{version}.json")))
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<CacheRecord>(&b).ok())
+                            .map(|r| r.source)
+                            .unwrap_or_else(|| path.display().to_string());
+                        return Ok(self.fallback_model(loaded, version, source, &path));
+                    }
+                    Err(e) => reasons.push(e.to_string()),
+                }
+            }
+        }
+        if dir.join(model::model_dir::MLMODEL_FILE).is_file() {
+            let version = "bundled".to_owned();
+            match load_blocking(dir.clone(), &version).await {
+                Ok(loaded) => {
+                    verify(&loaded, &version)?;
+                    let source = dir.display().to_string();
+                    return Ok(self.fallback_model(loaded, version, source, &dir));
+                }
+                Err(e) => reasons.push(e.to_string()),
+            }
+        } else {
+            reasons.push("no cached model and no bundled MLmodel".into());
+        }
+        Err(LoadError::NoFallback {
+            dir: dir.display().to_string(),
+            reason: reasons.join("; "),
+        })
+    }
+
+    fn fallback_model(
+        &self,
+        loaded: LoadedModel,
+        version: String,
+        source: String,
+        path: &Path,
+    ) -> ServedModel {
+        let info = ModelInfo {
+            model_name: self.model_name.clone(),
+            model_version: version,
+            selector: format!("fallback:{}", path.display()),
+            source,
+            digest: loaded.digest.clone(),
+            flavor: loaded.flavor.clone(),
+            feature_names: loaded.feature_names.clone(),
+            loaded_at: chrono::Utc::now().to_rfc3339(),
+            origin: ModelOrigin::Fallback,
+            n_trees: loaded.ensemble.n_trees(),
+        };
+        ServedModel {
+            model: loaded,
+            info,
+        }
+    }
+}
+
+/// Parsing a model file is CPU work: keep it off the request-serving threads.
+async fn load_blocking(dir: PathBuf, version: &str) -> Result<LoadedModel, LoadError> {
+    let loaded = tokio::task::spawn_blocking(move || model::load_model_dir(&dir))
+        .await
+        .map_err(|e| LoadError::Internal(format!("model loading task failed: {e}")))?;
+    loaded.map_err(|source| LoadError::Model {
+        version: version.to_owned(),
+        source,
+    })
+}
+
+/// A model must predict a finite value before it may serve.
+fn verify(loaded: &LoadedModel, version: &str) -> Result<(), LoadError> {
+    let probe = vec![0.0; loaded.n_features()];
+    let value = loaded.ensemble.predict_row(&probe);
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(LoadError::Verification {
+            version: version.to_owned(),
+            message: format!("the probe prediction is {value}"),
+        })
+    }
+}
+
+/// Checks that `new` takes the same features as the served model.
+pub fn check_schema(served: Option<&Arc<ServedModel>>, new: &ServedModel) -> Result<(), LoadError> {
+    match served {
+        Some(s) if s.info.feature_names != new.info.feature_names => Err(LoadError::SchemaChange {
+            version: new.info.model_version.clone(),
+            new: new.info.feature_names.join(", "),
+            served: s.info.feature_names.join(", "),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn store_in_cache(
+    cache: &Path,
+    staging: tempfile::TempDir,
+    info: &ModelInfo,
+) -> std::io::Result<()> {
+    let target = cache.join(sanitise(&info.model_version));
+    if target.exists() {
+        std::fs::remove_dir_all(&target)?;
+    }
+    let staged = staging.keep();
+    if let Err(e) = std::fs::rename(&staged, &target) {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(e);
+    }
+    let record = CacheRecord {
+        model_name: info.model_name.clone(),
+        version: info.model_version.clone(),
+        source: info.source.clone(),
+        cached_at: info.loaded_at.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&record).map_err(std::io::Error::other)?;
+    std::fs::write(
+        cache.join(format!("{}.json", sanitise(&info.model_version))),
+        json,
+    )
+}
+
+/// Cached version directories, the preferred one first, then newest first.
+fn cached_versions(cache: &Path, preferred: Option<&str>) -> Vec<String> {
+    let mut versions: Vec<String> = std::fs::read_dir(cache)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|name| !name.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort_by_key(|v| std::cmp::Reverse(v.parse::<u64>().unwrap_or(0)));
+    if let Some(p) = preferred {
+        if let Some(pos) = versions.iter().position(|v| v == p) {
+            let v = versions.remove(pos);
+            versions.insert(0, v);
+        }
+    }
+    versions
+}
+
+/// Model names and versions become directory names: keep them to a safe alphabet.
+fn sanitise(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_versions_prefer_the_pinned_one_then_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        for v in ["2", "10", "9", ".incoming-x"] {
+            std::fs::create_dir(dir.path().join(v)).unwrap();
+        }
+        assert_eq!(cached_versions(dir.path(), None), vec!["10", "9", "2"]);
+        assert_eq!(cached_versions(dir.path(), Some("2")), vec!["2", "10", "9"]);
+        assert_eq!(sanitise("../a b"), "_a_b");
+    }
+}

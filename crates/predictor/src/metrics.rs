@@ -1,0 +1,171 @@
+//! Prometheus metrics of the predictor (`GET /metrics`).
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::state::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model_name: String,
+    pub model_version: String,
+    pub origin: String,
+    pub digest: String,
+}
+
+type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~1.6 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    request_duration: HistogramFamily,
+    predictions: Counter,
+    reloads: Family<ReloadLabels, Counter>,
+    model_info: Family<ModelLabels, Gauge>,
+    served_version: Gauge,
+    current_model: Mutex<Option<ModelLabels>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("predictor");
+        let request_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let predictions = Counter::default();
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        let model_info = Family::<ModelLabels, Gauge>::default();
+        let served_version = Gauge::default();
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route, method and status",
+            request_duration.clone(),
+        );
+        registry.register("predictions", "Rows predicted", predictions.clone());
+        registry.register(
+            "reloads",
+            "Model reloads by result (success, failure)",
+            reloads.clone(),
+        );
+        registry.register(
+            "model_info",
+            "The served model (value 1 on the current model's labels)",
+            model_info.clone(),
+        );
+        registry.register(
+            "served_version",
+            "The served registry version number (0 for a non-numeric version)",
+            served_version.clone(),
+        );
+        Metrics {
+            registry,
+            request_duration,
+            predictions,
+            reloads,
+            model_info,
+            served_version,
+            current_model: Mutex::new(None),
+        }
+    }
+
+    pub fn count_predictions(&self, rows: usize) {
+        self.predictions.inc_by(rows as u64);
+    }
+
+    pub fn count_reload(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn set_served_model(&self, info: &api::predictor::ModelInfo) {
+        let labels = ModelLabels {
+            model_name: info.model_name.clone(),
+            model_version: info.model_version.clone(),
+            origin: format!("{:?}", info.origin).to_lowercase(),
+            digest: info.digest.clone(),
+        };
+        let mut current = self
+            .current_model
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(old) = current.take() {
+            self.model_info.remove(&old);
+        }
+        self.model_info.get_or_create(&labels).set(1);
+        *current = Some(labels);
+        self.served_version
+            .set(info.model_version.parse::<i64>().unwrap_or(0));
+    }
+
+    fn observe(&self, labels: RequestLabels, seconds: f64) {
+        self.request_duration
+            .get_or_create(&labels)
+            .observe(seconds);
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Middleware: times every request under its route pattern (not its raw path, which
+/// would explode the label set).
+pub async fn track_latency(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(req).await?;
+    if let Some(state) = state {
+        state.metrics.observe(
+            RequestLabels {
+                route,
+                method,
+                status: response.status().as_u16(),
+            },
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    Ok(response)
+}

@@ -1,0 +1,19 @@
+//! HTTP routes; each module registers its own.
+
+mod health;
+mod invocations;
+mod metrics;
+mod model_info;
+mod predict;
+mod reload;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(health::configure)
+        .configure(model_info::configure)
+        .configure(predict::configure)
+        .configure(invocations::configure)
+        .configure(reload::configure)
+        .configure(metrics::configure);
+}

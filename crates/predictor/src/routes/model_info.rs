@@ -1,0 +1,14 @@
+use actix_web::{HttpResponse, get, web};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(model_info);
+}
+
+#[get("/model/info")]
+async fn model_info(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let model = state.current().ok_or(ApiError::NoModel)?;
+    Ok(HttpResponse::Ok().json(&model.info))
+}

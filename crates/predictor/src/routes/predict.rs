@@ -1,0 +1,35 @@
+use actix_web::{HttpResponse, post, web};
+use api::predictor::{PredictRequest, PredictResponse};
+
+use crate::error::ApiError;
+use crate::input::rows_from_instances;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(predict);
+}
+
+#[post("/predict")]
+async fn predict(
+    state: web::Data<AppState>,
+    request: web::Json<PredictRequest>,
+) -> Result<HttpResponse, ApiError> {
+    // Hold this model for the whole request: a concurrent reload cannot change it midway.
+    let model = state.current().ok_or(ApiError::NoModel)?;
+    let rows = rows_from_instances(
+        &request.instances,
+        &model.info.feature_names,
+        state.max_instances,
+    )
+    .map_err(ApiError::BadRequest)?;
+    let predictions: Vec<f64> = rows
+        .iter()
+        .map(|row| model.model.ensemble.predict_row(row))
+        .collect();
+    state.metrics.count_predictions(predictions.len());
+    Ok(HttpResponse::Ok().json(PredictResponse {
+        predictions,
+        model_name: model.info.model_name.clone(),
+        model_version: model.info.model_version.clone(),
+    }))
+}

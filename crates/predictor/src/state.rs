@@ -1,0 +1,156 @@
+//! The predictor's shared state: the served model behind an `ArcSwap` (readers never
+//! block), and the reload procedure that swaps it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::predictor::{ReloadRequest, ReloadResponse};
+use arc_swap::ArcSwapOption;
+use mlflow::VersionSelector;
+
+use crate::loader::{LoadError, Loader, ServedModel, check_schema};
+use crate::metrics::Metrics;
+
+pub struct AppState {
+    model: ArcSwapOption<ServedModel>,
+    /// One reload at a time; predictions never take it.
+    reload_lock: tokio::sync::Mutex<()>,
+    pub loader: Loader,
+    /// The configured selector (MODEL_VERSION / MODEL_ALIAS / MODEL_STAGE).
+    pub selector: VersionSelector,
+    pub metrics: Metrics,
+    pub admin_token: Option<String>,
+    pub max_instances: usize,
+}
+
+impl AppState {
+    pub fn new(
+        loader: Loader,
+        selector: VersionSelector,
+        admin_token: Option<String>,
+        max_instances: usize,
+    ) -> Self {
+        AppState {
+            model: ArcSwapOption::empty(),
+            reload_lock: tokio::sync::Mutex::new(()),
+            loader,
+            selector,
+            metrics: Metrics::new(),
+            admin_token: admin_token.filter(|t| !t.is_empty()),
+            max_instances,
+        }
+    }
+
+    /// The model serving right now (a cheap `Arc` clone; in-flight requests keep theirs).
+    pub fn current(&self) -> Option<Arc<ServedModel>> {
+        self.model.load_full()
+    }
+
+    fn serve(&self, model: ServedModel) {
+        self.metrics.set_served_model(&model.info);
+        self.model.store(Some(Arc::new(model)));
+    }
+
+    /// Start-up: the registry by the configured selector, else the fallback directory.
+    pub async fn load_initial(&self) -> Result<(), LoadError> {
+        let _guard = self.reload_lock.lock().await;
+        if self.current().is_some() {
+            return Ok(());
+        }
+        let registry_error = match self.loader.from_registry(&self.selector).await {
+            Ok(model) => {
+                tracing::info!(
+                    model = %model.info.model_name,
+                    version = %model.info.model_version,
+                    selector = %self.selector,
+                    source = %model.info.source,
+                    origin = "registry",
+                    "model loaded from the registry"
+                );
+                self.serve(model);
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let preferred = match &self.selector {
+            VersionSelector::Version(v) => Some(v.as_str()),
+            _ => None,
+        };
+        match self.loader.from_fallback(preferred).await {
+            Ok(model) => {
+                tracing::warn!(
+                    model = %model.info.model_name,
+                    version = %model.info.model_version,
+                    source = %model.info.source,
+                    origin = "fallback",
+                    registry_error = %registry_error,
+                    "registry model unavailable; serving the fallback model"
+                );
+                self.serve(model);
+                Ok(())
+            }
+            Err(fallback_error) => {
+                tracing::error!(
+                    registry_error = %registry_error,
+                    fallback_error = %fallback_error,
+                    "no model could be loaded"
+                );
+                Err(registry_error)
+            }
+        }
+    }
+
+    /// Retries the start-up load until a model is served.
+    pub async fn load_initial_until_served(self: Arc<Self>, every: Duration) {
+        while self.current().is_none() {
+            if self.load_initial().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Loads the requested (or configured) version, verifies it and swaps it in. On any
+    /// failure the served model is untouched.
+    pub async fn reload(&self, request: ReloadRequest) -> Result<ReloadResponse, LoadError> {
+        let result = self.reload_locked(request).await;
+        self.metrics.count_reload(result.is_ok());
+        match &result {
+            Ok(r) => tracing::info!(
+                old_version = ?r.old_version,
+                new_version = %r.new_version,
+                changed = r.changed,
+                "model reloaded"
+            ),
+            Err(e) => tracing::warn!(error = %e, "reload failed; the served model is unchanged"),
+        }
+        result
+    }
+
+    async fn reload_locked(&self, request: ReloadRequest) -> Result<ReloadResponse, LoadError> {
+        let _guard = self.reload_lock.lock().await;
+        let selector = match request.version {
+            Some(v) => VersionSelector::Version(v),
+            None => self.selector.clone(),
+        };
+        let served = self.current();
+        let new = self.loader.from_registry(&selector).await?;
+        if !request.allow_schema_change {
+            check_schema(served.as_ref(), &new)?;
+        }
+        let old_version = served.as_ref().map(|s| s.info.model_version.clone());
+        let changed = served.as_ref().is_none_or(|s| {
+            s.info.digest != new.info.digest || s.info.model_version != new.info.model_version
+        });
+        let response = ReloadResponse {
+            model_name: new.info.model_name.clone(),
+            old_version,
+            new_version: new.info.model_version.clone(),
+            changed,
+            digest: new.info.digest.clone(),
+            origin: new.info.origin,
+        };
+        self.serve(new);
+        Ok(response)
+    }
+}
