@@ -1,1 +1,740 @@
+//! The predictor against a real MLflow server, as real processes over HTTP.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use forecast_e2e::*;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "e2e-admin-token";
+
+fn registry_env(name: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("MLFLOW_TRACKING_URI", tracking_uri()),
+        ("MODEL_NAME", name.to_owned()),
+    ]
+}
+
+async fn model_info(c: &reqwest::Client, p: &Predictor) -> Value {
+    let (status, info) = get_json(c, &format!("{}/model/info", p.url)).await.unwrap();
+    assert_eq!(status, 200, "{info}");
+    info
+}
+
+async fn predict(c: &reqwest::Client, p: &Predictor, rows: Value) -> (u16, Value) {
+    post_json(
+        c,
+        &format!("{}/predict", p.url),
+        &json!({ "instances": rows }),
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moving_the_alias_and_reloading_switches_versions_without_failing_a_request() {
+    let name = unique_name("alias-reload");
+    let v1 = train_and_register(&name, 1, &["--alias", "champion"]).unwrap();
+    let mut env = registry_env(&name);
+    env.push(("MODEL_ALIAS", "champion".into()));
+    env.push(("PREDICTOR_ADMIN_TOKEN", TOKEN.into()));
+    let predictor = Predictor::start(&env).unwrap();
+    let c = http();
+
+    let info = model_info(&c, &predictor).await;
+    assert_eq!(info["model_version"], v1.as_str());
+    assert_eq!(info["origin"], "registry");
+    assert_eq!(info["selector"], "alias:champion");
+    assert_eq!(info["flavor"], "forecast_tree_ensemble");
+    assert_eq!(info["feature_names"].as_array().unwrap().len(), 8);
+    assert!(info["digest"].as_str().unwrap().starts_with("sha256:"));
+    let (status, ready) = get_json(&c, &format!("{}/ready", predictor.url))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, ready["model_version"].as_str()),
+        (200, Some(v1.as_str()))
+    );
+
+    let v2 = train_and_register(&name, 2, &[]).unwrap();
+    forecastctl(&[
+        "promote",
+        "--name",
+        &name,
+        "--version",
+        &v2,
+        "--alias",
+        "champion",
+    ])
+    .unwrap();
+
+    // A client predicting throughout the reload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut clients = Vec::new();
+    for worker in 0..4u32 {
+        let (stop, ok, failed, url, c) = (
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            format!("{}/predict", predictor.url),
+            c.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut day = worker;
+            while !stop.load(Ordering::Relaxed) {
+                day += 1;
+                let body = json!({ "instances": [archive_row(day)] });
+                match post_json(&c, &url, &body, None).await {
+                    Ok((200, v)) if v["predictions"][0].as_f64().is_some_and(f64::is_finite) => {
+                        ok.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Without the admin token the reload is refused and nothing changes.
+    let reload_url = format!("{}/reload-model", predictor.url);
+    let (status, body) = post_raw(&c, &reload_url, "", None).await.unwrap();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, body) = post_raw(&c, &reload_url, "", Some("wrong")).await.unwrap();
+    assert_eq!(status, 401, "{body}");
+
+    let (status, body) = post_raw(&c, &reload_url, "", Some(TOKEN)).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["old_version"], v1.as_str());
+    assert_eq!(body["new_version"], v2.as_str());
+    assert_eq!(body["changed"], true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during the reload"
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 20,
+        "too few requests to mean anything"
+    );
+
+    let info = model_info(&c, &predictor).await;
+    assert_eq!(info["model_version"], v2.as_str());
+    let (_, served) = predict(&c, &predictor, json!([archive_row(3)])).await;
+    assert_eq!(served["model_version"], v2.as_str());
+
+    let (_, metrics) = (
+        0,
+        c.get(format!("{}/metrics", predictor.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(
+        metrics.contains("predictor_reloads_total{result=\"success\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("predictor_served_version {v2}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("predictor_http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_the_old_model_when_the_new_version_is_corrupt_or_has_other_features() {
+    let name = unique_name("bad-versions");
+    let good = train_and_register(&name, 3, &[]).unwrap();
+    let mut env = registry_env(&name);
+    env.push(("MODEL_VERSION", good.clone()));
+    let predictor = Predictor::start(&env).unwrap();
+    let c = http();
+    let (_, before) = predict(&c, &predictor, json!([archive_row(5)])).await;
+
+    // forecastctl refuses to register a corrupt directory...
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt");
+    train(&corrupt, 4).unwrap();
+    std::fs::write(
+        corrupt.join("ensemble.json"),
+        b"{\"format_version\": 1, \"trees\": [",
+    )
+    .unwrap();
+    let out = forecastctl_output(&[
+        "register",
+        "--model-dir",
+        corrupt.to_str().unwrap(),
+        "--name",
+        &name,
+    ])
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a servable model"));
+
+    // ...but one can still reach the registry by other means: upload it raw.
+    let client = mlflow_client();
+    let exp = client.ensure_experiment("e2e-corrupt").await.unwrap();
+    let run = client.create_run(&exp, "corrupt", &[]).await.unwrap();
+    let uri = format!("{}/model", run.info.artifact_uri);
+    client.upload_dir(&corrupt, &uri).await.unwrap();
+    let corrupt_version = client
+        .create_model_version(&name, &uri, Some(&run.info.run_id))
+        .await
+        .unwrap()
+        .version;
+
+    let reload = format!("{}/reload-model", predictor.url);
+    let (status, body) = post_json(&c, &reload, &json!({"version": corrupt_version}), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "invalid_model");
+    assert!(
+        body["message"].as_str().unwrap().contains("ensemble.json"),
+        "{body}"
+    );
+
+    // A valid model of 5 features cannot silently replace the 8-feature one.
+    let narrow = dir.path().join("narrow");
+    write_narrow_model(&narrow);
+    let narrow_version = forecastctl(&[
+        "register",
+        "--model-dir",
+        narrow.to_str().unwrap(),
+        "--name",
+        &name,
+    ])
+    .unwrap();
+    let (status, body) = post_json(&c, &reload, &json!({"version": narrow_version}), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "schema_mismatch");
+
+    // An unknown version is a 404 that names it.
+    let (status, body) = post_json(&c, &reload, &json!({"version": "999"}), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("version_not_found")),
+        "{body}"
+    );
+
+    // The good version kept serving, with the same answers.
+    let info = model_info(&c, &predictor).await;
+    assert_eq!(info["model_version"], good.as_str());
+    let (status, after) = predict(&c, &predictor, json!([archive_row(5)])).await;
+    assert_eq!(status, 200);
+    assert_eq!(after["predictions"], before["predictions"]);
+    let metrics = c
+        .get(format!("{}/metrics", predictor.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("predictor_reloads_total{result=\"failure\"} 3"),
+        "{metrics}"
+    );
+}
+
+fn write_narrow_model(dir: &std::path::Path) {
+    use model::ensemble::*;
+    let leaf = |v| NodeSpec::Leaf { leaf: v };
+    let ensemble = TreeEnsemble::new(&EnsembleSpec {
+        n_features: 5,
+        aggregate: Aggregate::Sum,
+        base_value: 0.0,
+        post_transform: PostTransform::None,
+        input_precision: InputPrecision::F64,
+        trees: vec![TreeSpec {
+            nodes: vec![
+                NodeSpec::Split {
+                    feature: 4,
+                    rule: SplitRule::Leq,
+                    threshold: 1.0,
+                    yes: 1,
+                    no: 2,
+                    missing_yes: false,
+                },
+                leaf(1.0),
+                leaf(2.0),
+            ],
+        }],
+    })
+    .unwrap();
+    let names: Vec<String> = (0..5).map(|i| format!("g{i}")).collect();
+    model::write_model_dir(dir, &ensemble, &names, &Default::default()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_predictor_serves_the_cached_model_when_the_registry_is_down() {
+    let name = unique_name("fallback");
+    let version = train_and_register(&name, 5, &["--alias", "champion"]).unwrap();
+    let fallback = tempfile::tempdir().unwrap();
+    let c = http();
+
+    let mut env = registry_env(&name);
+    env.push(("MODEL_ALIAS", "champion".into()));
+    env.push(("MODEL_FALLBACK_DIR", fallback.path().display().to_string()));
+    let online = Predictor::start(&env).unwrap();
+    let online_info = model_info(&c, &online).await;
+    let (_, online_prediction) = predict(&c, &online, json!([archive_row(9)])).await;
+    drop(online);
+
+    // The registry is down (nothing listens there).
+    let down = format!("http://127.0.0.1:{}", closed_port());
+    let offline_env = vec![
+        ("MLFLOW_TRACKING_URI", down),
+        ("MODEL_NAME", name.clone()),
+        ("MODEL_ALIAS", "champion".into()),
+        ("MODEL_FALLBACK_DIR", fallback.path().display().to_string()),
+    ];
+    let offline = Predictor::start(&offline_env).unwrap();
+    let info = model_info(&c, &offline).await;
+    assert_eq!(info["origin"], "fallback");
+    assert_eq!(info["model_version"], version.as_str());
+    assert_eq!(info["digest"], online_info["digest"]);
+    assert!(info["selector"].as_str().unwrap().starts_with("fallback:"));
+    let (status, prediction) = predict(&c, &offline, json!([archive_row(9)])).await;
+    assert_eq!(status, 200);
+    assert_eq!(prediction["predictions"], online_prediction["predictions"]);
+    let logs = offline.drain_logs().join("\n");
+    assert!(logs.contains("serving the fallback model"), "{logs}");
+    assert!(logs.contains("unreachable"), "{logs}");
+    // A reload while the registry is down fails and keeps the fallback model.
+    let (status, body) = post_raw(&c, &format!("{}/reload-model", offline.url), "", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (502, Some("registry_unreachable")),
+        "{body}"
+    );
+    assert_eq!(
+        model_info(&c, &offline).await["model_version"],
+        version.as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_registry_or_fallback_the_predictor_is_alive_but_not_ready() {
+    let empty = tempfile::tempdir().unwrap();
+    let env = vec![
+        (
+            "MLFLOW_TRACKING_URI",
+            format!("http://127.0.0.1:{}", closed_port()),
+        ),
+        ("MODEL_FALLBACK_DIR", empty.path().display().to_string()),
+    ];
+    let mut predictor = Predictor::start(&env).unwrap();
+    let c = http();
+    let (status, _) = get_json(&c, &format!("{}/health", predictor.url))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, _) = get_json(&c, &format!("{}/ready", predictor.url))
+        .await
+        .unwrap();
+    assert_eq!(status, 503);
+    let (status, body) = predict(&c, &predictor, json!([archive_row(1)])).await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("no_model")));
+
+    // Once a bundled model appears in the fallback directory, the retry loop serves it.
+    train(empty.path(), 6).unwrap();
+    let mut ready = false;
+    for _ in 0..50 {
+        if get_json(&c, &format!("{}/ready", predictor.url))
+            .await
+            .unwrap()
+            .0
+            == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ready, "the predictor never picked up the bundled model");
+    let info = model_info(&c, &predictor).await;
+    assert_eq!(
+        (info["origin"].as_str(), info["model_version"].as_str()),
+        (Some("fallback"), Some("bundled"))
+    );
+    assert!(predictor.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scikit_learn_forest_exported_to_onnx_is_served_natively_and_matches() {
+    let name = unique_name("sklearn-onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let out = std::process::Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/python/log_sklearn_onnx.py"
+        ))
+        .args(["--name", &name, "--out"])
+        .arg(&report_path)
+        .env("MLFLOW_TRACKING_URI", tracking_uri())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let version = report["version"].as_str().unwrap().to_owned();
+
+    let mut env = registry_env(&name);
+    env.push(("MODEL_VERSION", version.clone()));
+    let predictor = Predictor::start(&env).unwrap();
+    let c = http();
+    let info = model_info(&c, &predictor).await;
+    assert_eq!(info["flavor"], "onnx");
+    assert_eq!(info["model_version"], version.as_str());
+    assert_eq!(info["n_trees"], 100);
+    assert_eq!(info["feature_names"], report["feature_names"]);
+
+    let rows = report["rows"].clone();
+    let expected: Vec<f64> = report["expected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let (status, body) = predict(&c, &predictor, rows.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<f64> = body["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    let worst = got
+        .iter()
+        .zip(&expected)
+        .map(|(g, e)| (g - e).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 1e-3,
+        "largest difference from scikit-learn: {worst}"
+    );
+
+    // The same rows through MLflow's scoring format give the same answers.
+    let columns = report["feature_names"].clone();
+    let (status, body) = post_json(
+        &c,
+        &format!("{}/invocations", predictor.url),
+        &json!({"dataframe_split": {"columns": columns, "data": rows}}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let same: Vec<f64> = body["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(same, got);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_selection_serves_the_latest_production_version() {
+    let name = unique_name("stages");
+    let v1 = train_and_register(&name, 7, &["--stage", "Production"]).unwrap();
+    let v2 = train_and_register(&name, 8, &["--stage", "Staging"]).unwrap();
+    let mut env = registry_env(&name);
+    env.push(("MODEL_STAGE", "Production".into()));
+    let predictor = Predictor::start(&env).unwrap();
+    let c = http();
+    let info = model_info(&c, &predictor).await;
+    assert_eq!(info["model_version"], v1.as_str());
+    assert_eq!(info["selector"], "stage:Production");
+
+    forecastctl(&[
+        "promote",
+        "--name",
+        &name,
+        "--version",
+        &v2,
+        "--stage",
+        "Production",
+    ])
+    .unwrap();
+    let (status, body) = post_raw(&c, &format!("{}/reload-model", predictor.url), "", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        model_info(&c, &predictor).await["model_version"],
+        v2.as_str()
+    );
+    let status = forecastctl(&["status", "--name", &name]).unwrap();
+    assert!(
+        status.contains(&format!("{v2}        Production")),
+        "{status}"
+    );
+    assert!(status.contains("Archived"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_get_json_4xx_errors_and_the_server_keeps_serving() {
+    let name = unique_name("bad-input");
+    let version = train_and_register(&name, 9, &[]).unwrap();
+    let mut env = registry_env(&name);
+    env.push(("MODEL_VERSION", version));
+    env.push(("PREDICTOR_MAX_BODY_BYTES", "4096".into()));
+    let mut predictor = Predictor::start(&env).unwrap();
+    let c = http();
+    let url = format!("{}/predict", predictor.url);
+    let mut record = json!({
+        "day_of_week": 1, "day_of_month": 2, "month": 3, "is_weekend": 0,
+        "is_month_end": 0, "lag_1": 900, "lag_7": 880, "rolling_mean_7": 870
+    });
+    record["colour"] = json!(1);
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            "{\"instances\": [[1, 2,".into(),
+            400,
+            "malformed JSON",
+        ),
+        ("not an object", "[1, 2, 3]".into(), 400, "malformed JSON"),
+        (
+            "wrong feature count",
+            json!({"instances": [[1, 2, 3]]}).to_string(),
+            400,
+            "has 3 values",
+        ),
+        (
+            "unknown feature",
+            json!({"instances": [record]}).to_string(),
+            400,
+            "unknown feature \"colour\"",
+        ),
+        (
+            "missing feature",
+            json!({"instances": [{"day_of_week": 1}]}).to_string(),
+            400,
+            "lacks feature",
+        ),
+        (
+            "NaN literal",
+            "{\"instances\": [[NaN, 1, 1, 1, 1, 1, 1, 1]]}".into(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "Infinity literal",
+            "{\"instances\": [[Infinity, 1, 1, 1, 1, 1, 1, 1]]}".into(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "huge number",
+            "{\"instances\": [[1e999, 1, 1, 1, 1, 1, 1, 1]]}".into(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "string value",
+            json!({"instances": [[1, 2, 3, 4, 5, 6, 7, "eight"]]}).to_string(),
+            400,
+            "expected a number",
+        ),
+        (
+            "null value",
+            json!({"instances": [[1, 2, 3, 4, 5, 6, 7, null]]}).to_string(),
+            400,
+            "null",
+        ),
+        (
+            "empty instances",
+            json!({"instances": []}).to_string(),
+            400,
+            "no instances",
+        ),
+        (
+            "no instances key",
+            json!({"rows": [[1]]}).to_string(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "oversized body",
+            format!(
+                "{{\"instances\": [{}]}}",
+                vec!["[1,2,3,4,5,6,7,8]"; 400].join(",")
+            ),
+            413,
+            "limit",
+        ),
+    ];
+    for (what, body, status, needle) in cases {
+        let (got, answer) = post_raw(&c, &url, body, None).await.unwrap();
+        assert_eq!(got, status, "{what}: {answer}");
+        assert!(answer["error"].is_string(), "{what}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{what}: {message}");
+    }
+    // /invocations rejects unknown formats the same way.
+    let (status, answer) = post_json(
+        &c,
+        &format!("{}/invocations", predictor.url),
+        &json!({"dataframe_columns": []}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("dataframe_split")
+    );
+
+    assert!(predictor.is_running(), "the predictor died");
+    let (status, ok) = predict(&c, &predictor, json!([archive_row(1), archive_row(2)])).await;
+    assert_eq!(status, 200, "{ok}");
+    assert_eq!(ok["predictions"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mlflow_scoring_format_gives_the_predict_answer() {
+    let name = unique_name("invocations");
+    let version = train_and_register(&name, 10, &[]).unwrap();
+    let mut env = registry_env(&name);
+    env.push(("MODEL_VERSION", version));
+    let predictor = Predictor::start(&env).unwrap();
+    let c = http();
+    let names = model::features::FEATURE_NAMES;
+    let rows = vec![archive_row(1), archive_row(6)];
+    let (_, expected) = predict(&c, &predictor, json!(rows)).await;
+    let records: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            names
+                .iter()
+                .zip(r.as_array().unwrap())
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        })
+        .collect();
+    let columns: serde_json::Map<String, Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), json!([rows[0][i], rows[1][i]])))
+        .collect();
+    let bodies = [
+        json!({"dataframe_split": {"columns": names, "data": rows}}),
+        json!({"dataframe_records": records}),
+        json!({"instances": rows}),
+        json!({"inputs": rows}),
+        json!({"inputs": columns}),
+    ];
+    for body in bodies {
+        let (status, answer) =
+            post_json(&c, &format!("{}/invocations", predictor.url), &body, None)
+                .await
+                .unwrap();
+        assert_eq!(status, 200, "{body}: {answer}");
+        assert_eq!(answer["predictions"], expected["predictions"], "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reloads_leave_one_consistent_model() {
+    let name = unique_name("concurrent");
+    let v1 = train_and_register(&name, 11, &[]).unwrap();
+    let v2 = train_and_register(&name, 12, &[]).unwrap();
+    let mut env = registry_env(&name);
+    env.push(("MODEL_VERSION", v1.clone()));
+    let predictor = Predictor::start(&env).unwrap();
+    let c = http();
+    let url = format!("{}/reload-model", predictor.url);
+    let mut digests = std::collections::HashMap::new();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let version = if i % 2 == 0 { v1.clone() } else { v2.clone() };
+        let (c, url) = (c.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            post_json(&c, &url, &json!({ "version": version }), None)
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let d = digests
+            .entry(body["new_version"].as_str().unwrap().to_owned())
+            .or_insert_with(|| body["digest"].clone());
+        assert_eq!(*d, body["digest"], "one version, two digests");
+    }
+    let info = model_info(&c, &predictor).await;
+    let served = info["model_version"].as_str().unwrap();
+    assert_eq!(info["digest"], digests[served], "info mixes two versions");
+    let (_, p) = predict(&c, &predictor, json!([archive_row(2)])).await;
+    assert_eq!(p["model_version"], served);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecastctl_errors_say_what_failed() {
+    let out = forecastctl_output(&[
+        "promote",
+        "--name",
+        &unique_name("none"),
+        "--version",
+        "1",
+        "--alias",
+        "x",
+    ])
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not found"), "{stderr}");
+
+    let out = std::process::Command::new(bin("forecastctl"))
+        .args(["status", "--name", "x"])
+        .env(
+            "MLFLOW_TRACKING_URI",
+            format!("http://127.0.0.1:{}", closed_port()),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unreachable"), "{stderr}");
+
+    let out = forecastctl_output(&["promote", "--name", "x", "--version", "1"]).unwrap();
+    assert!(
+        !out.status.success(),
+        "promote without --alias or --stage must fail"
+    );
+}

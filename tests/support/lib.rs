@@ -1,1 +1,277 @@
+//! Support for end-to-end tests: the MLflow server `cargo xtask test` started, the
+//! project's binaries as real processes, and small helpers a user would use (curl-like
+//! HTTP, forecastctl).
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// The MLflow server under test (set by `cargo xtask test`).
+pub fn tracking_uri() -> String {
+    std::env::var("MLFLOW_TRACKING_URI").expect(
+        "MLFLOW_TRACKING_URI is not set: run the tests with `cargo xtask test`, \
+         which starts a real MLflow server",
+    )
+}
+
+/// An MLflow client for the server under test.
+pub fn mlflow_client() -> mlflow::MlflowClient {
+    mlflow::install_crypto_provider();
+    mlflow::MlflowClient::new(mlflow::ClientConfig::new(tracking_uri())).expect("MLflow client")
+}
+
+/// Where the project's binaries are.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("FORECAST_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build with `cargo build --workspace --bins` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+/// The Python of the test virtualenv.
+pub fn python() -> PathBuf {
+    std::env::var_os("FORECAST_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
+}
+
+/// A registered-model name no other test uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// A loopback port nothing listens on (for "registry is down").
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Runs `forecastctl` with the test registry; returns stdout, or an error with stderr.
+pub fn forecastctl(args: &[&str]) -> anyhow::Result<String> {
+    let out = forecastctl_output(args)?;
+    if !out.status.success() {
+        bail!(
+            "forecastctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+pub fn forecastctl_output(args: &[&str]) -> anyhow::Result<Output> {
+    Command::new(bin("forecastctl"))
+        .args(args)
+        .env("MLFLOW_TRACKING_URI", tracking_uri())
+        .output()
+        .context("running forecastctl")
+}
+
+/// Trains a small archive-forecast model into `dir` with `seed`.
+pub fn train(dir: &Path, seed: u64) -> anyhow::Result<()> {
+    forecastctl(&[
+        "train",
+        "--out",
+        &dir.to_string_lossy(),
+        "--seed",
+        &seed.to_string(),
+        "--trees",
+        "40",
+        "--days",
+        "900",
+    ])
+    .map(|_| ())
+}
+
+/// Trains and registers a model; returns the new version.
+pub fn train_and_register(name: &str, seed: u64, extra: &[&str]) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir()?;
+    let model_dir = dir.path().join("model");
+    train(&model_dir, seed)?;
+    let mut args = vec![
+        "register",
+        "--model-dir",
+        model_dir.to_str().context("utf-8 path")?,
+        "--name",
+        name,
+    ];
+    args.extend_from_slice(extra);
+    forecastctl(&args)
+}
+
+/// A running `forecast-predictor` process on its own port; killed on drop.
+pub struct Predictor {
+    child: Child,
+    pub url: String,
+    logs: mpsc::Receiver<String>,
+    start_logs: std::sync::Mutex<Vec<String>>,
+}
+
+impl Predictor {
+    /// Starts the predictor with `env` (PORT=0: it reports the port it got in its log).
+    pub fn start(env: &[(&str, String)]) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin("forecast-predictor"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("BIND_ADDR", "127.0.0.1")
+            .env("PORT", "0")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env("PREDICTOR_WORKERS", "2")
+            .env("PREDICTOR_RETRY_SECONDS", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting forecast-predictor")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    let listening = serde_json::from_str::<Value>(&line)
+                        .ok()
+                        .filter(|v| v["message"] == "listening")
+                        .and_then(|v| v["address"].as_str().map(str::to_owned));
+                    if let Some(address) = listening {
+                        seen.push(line);
+                        return Ok(Predictor {
+                            child,
+                            url: format!("http://{address}"),
+                            logs: rx,
+                            start_logs: std::sync::Mutex::new(seen),
+                        });
+                    }
+                    seen.push(line);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(status) = child.try_wait()? {
+                        bail!("predictor exited with {status}; log:\n{}", seen.join("\n"));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait()?;
+                    bail!("predictor exited with {status}; log:\n{}", seen.join("\n"));
+                }
+            }
+        }
+        let _ = child.kill();
+        bail!(
+            "predictor did not start listening in 60 s; log:\n{}",
+            seen.join("\n")
+        )
+    }
+
+    /// Log lines printed since the last call (the first call includes start-up).
+    pub fn drain_logs(&self) -> Vec<String> {
+        let mut lines = match self.start_logs.lock() {
+            Ok(mut early) => std::mem::take(&mut *early),
+            Err(_) => Vec::new(),
+        };
+        lines.extend(self.logs.try_iter());
+        lines
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Predictor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client for the tests.
+pub fn http() -> reqwest::Client {
+    mlflow::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client")
+}
+
+/// GET and decode JSON, returning the status too.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<(u16, Value)> {
+    let r = client.get(url).send().await?;
+    let status = r.status().as_u16();
+    let body = r.json::<Value>().await.context("JSON body")?;
+    Ok((status, body))
+}
+
+/// POST a raw body (sent as JSON) and decode the JSON answer, returning the status too.
+pub async fn post_raw(
+    client: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, Value)> {
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await?;
+    let status = r.status().as_u16();
+    let text = r.text().await?;
+    let body = serde_json::from_str(&text)
+        .with_context(|| format!("answer is not JSON (HTTP {status}): {text}"))?;
+    Ok((status, body))
+}
+
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, Value)> {
+    post_raw(client, url, body.to_string(), token).await
+}
+
+/// A valid archive-forecast feature row.
+pub fn archive_row(day: u32) -> Value {
+    serde_json::json!([
+        f64::from(day % 7),
+        f64::from(day % 28 + 1),
+        6.0,
+        if day % 7 >= 5 { 1.0 } else { 0.0 },
+        0.0,
+        900.0 + f64::from(day),
+        880.0,
+        870.0
+    ])
+}

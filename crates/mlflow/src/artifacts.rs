@@ -289,10 +289,8 @@ fn collect_local_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result
         let kind = entry.file_type().map_err(|e| MlflowError::io(&path, e))?;
         if kind.is_dir() {
             collect_local_files(root, &path, out)?;
-        } else if kind.is_file() {
-            if let Ok(rel) = path.strip_prefix(root) {
-                out.push(rel.to_string_lossy().replace('\\', "/"));
-            }
+        } else if let (true, Ok(rel)) = (kind.is_file(), path.strip_prefix(root)) {
+            out.push(rel.to_string_lossy().replace('\\', "/"));
         }
     }
     out.sort();

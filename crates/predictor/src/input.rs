@@ -221,7 +221,7 @@ mod tests {
         assert!(e.contains("null"), "{e}");
         let e = rows_from_instances(&[], &f, 10).unwrap_err();
         assert!(e.contains("no instances"), "{e}");
-        let e = rows_from_instances(&[json!([1, 2]); 3], &f, 2).unwrap_err();
+        let e = rows_from_instances(&vec![json!([1, 2]); 3], &f, 2).unwrap_err();
         assert!(e.contains("at most 2"), "{e}");
         let e = rows_from_instances(&[json!("1,2")], &f, 10).unwrap_err();
         assert!(e.contains("instance 0"), "{e}");

@@ -308,11 +308,9 @@ fn cached_versions(cache: &Path, preferred: Option<&str>) -> Vec<String> {
         })
         .unwrap_or_default();
     versions.sort_by_key(|v| std::cmp::Reverse(v.parse::<u64>().unwrap_or(0)));
-    if let Some(p) = preferred {
-        if let Some(pos) = versions.iter().position(|v| v == p) {
-            let v = versions.remove(pos);
-            versions.insert(0, v);
-        }
+    if let Some(pos) = preferred.and_then(|p| versions.iter().position(|v| v == p)) {
+        let v = versions.remove(pos);
+        versions.insert(0, v);
     }
     versions
 }

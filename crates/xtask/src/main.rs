@@ -1,1 +1,136 @@
-fn main() {}
+//! Project automation (the cargo-xtask convention): `cargo xtask test`, `cargo xtask demo`,
+//! `cargo xtask bench`. Starts what the tests and the demo need (a real MLflow server in
+//! a project-local virtualenv) and stops it afterwards. Never shipped.
+
+mod bench;
+mod mlflow_server;
+mod venv;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install the test virtualenv (reused when present), build, start MLflow, run every
+    /// test, stop MLflow. Extra arguments go to `cargo test`.
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Train the default model and serve it with the predictor from disk on port 8080.
+    Demo {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Benchmark the predictor against `mlflow models serve` on the same forest.
+    Bench(bench::BenchArgs),
+    /// Only prepare the virtualenv (for CI caching and manual runs).
+    Venv,
+}
+
+/// The workspace root (xtask lives in crates/xtask).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn test(cargo_args: &[String]) -> anyhow::Result<()> {
+    let python = venv::ensure()?;
+    eprintln!("xtask: building binaries");
+    run(cargo().args(["build", "--workspace", "--bins"]))?;
+    let server = mlflow_server::MlflowServer::start(&python)?;
+    eprintln!(
+        "xtask: MLflow {} is up at {}",
+        venv::MLFLOW_VERSION,
+        server.uri()
+    );
+    let bin_dir = root().join("target").join("debug");
+    let status = cargo()
+        .args(["test", "--workspace"])
+        .args(cargo_args)
+        .env("MLFLOW_TRACKING_URI", server.uri())
+        .env("FORECAST_TEST_PYTHON", &python)
+        .env("FORECAST_BIN_DIR", &bin_dir)
+        .status()
+        .context("cannot run cargo test")?;
+    drop(server);
+    if !status.success() {
+        bail!("tests failed ({status})");
+    }
+    Ok(())
+}
+
+fn demo(port: u16) -> anyhow::Result<()> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "forecast-cli",
+        "-p",
+        "forecast-predictor",
+    ]))?;
+    let bin = root().join("target").join("release");
+    let model_dir = root().join("target").join("demo").join("fallback");
+    if !model_dir.join("MLmodel").is_file() {
+        run(Command::new(bin.join("forecastctl"))
+            .args(["train", "--out"])
+            .arg(&model_dir))?;
+    }
+    eprintln!(
+        "\nxtask: serving the bundled model from {} on http://127.0.0.1:{port} (Ctrl-C stops)\n\
+         try:\n  curl -s localhost:{port}/model/info\n  curl -s localhost:{port}/predict -H 'content-type: application/json' \\\n\
+         \x20   -d '{{\"instances\": [[1, 15, 6, 0, 0, 950.0, 940.0, 900.0]]}}'\n",
+        model_dir.display()
+    );
+    run(Command::new(bin.join("forecast-predictor"))
+        .env("MODEL_FALLBACK_DIR", &model_dir)
+        .env("PORT", port.to_string())
+        .env("LOG_FORMAT", "text")
+        .env_remove("MLFLOW_TRACKING_URI"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Test { cargo_args } => test(&cargo_args),
+        Task::Demo { port } => demo(port),
+        Task::Bench(args) => bench::run(&args),
+        Task::Venv => venv::ensure().map(|p| eprintln!("xtask: python at {}", p.display())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

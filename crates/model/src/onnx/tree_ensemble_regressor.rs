@@ -116,13 +116,11 @@ impl<'a> Attributes<'a> {
     /// A float list given either as `name` (ai.onnx.ml v1) or `name_as_tensor` (v3).
     /// Returns the values and whether they came as float32.
     fn reals(&self, name: &str) -> Result<Option<(Vec<f64>, bool)>, ModelError> {
-        if let Some(a) = self.0.get(name) {
-            if !a.floats.is_empty() {
-                return Ok(Some((
-                    a.floats.iter().map(|&v| f64::from(v)).collect(),
-                    true,
-                )));
-            }
+        if let Some(a) = self.0.get(name).filter(|a| !a.floats.is_empty()) {
+            return Ok(Some((
+                a.floats.iter().map(|&v| f64::from(v)).collect(),
+                true,
+            )));
         }
         let tensor_name = format!("{name}_as_tensor");
         match self.0.get(tensor_name.as_str()).and_then(|a| a.t.as_ref()) {

@@ -1,0 +1,121 @@
+//! A real `mlflow server` on a free loopback port, with a sqlite backend and served
+//! artifacts in a fresh directory; stopped (its whole process group) on drop.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+pub struct MlflowServer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl MlflowServer {
+    pub fn start(python: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let dir = crate::root()
+            .join("target")
+            .join("xtask")
+            .join(format!("mlflow-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let mlflow = python
+            .parent()
+            .map(|bin| bin.join("mlflow"))
+            .context("virtualenv layout")?;
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let child = Command::new(mlflow)
+            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+            .arg("--serve-artifacts")
+            .arg("--artifacts-destination")
+            .arg(dir.join("artifacts"))
+            .args(["--workers", "1"])
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            // Webhooks to loopback targets (the operator's webhook tests).
+            .env("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")
+            .env("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
+            .env(
+                "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY",
+                "ZmVhdHVyZS1mb3JlY2FzdC1vcGVyYXRvci10ZXN0cy0=",
+            )
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("cannot start mlflow server")?;
+        let mut server = MlflowServer { child, port, dir };
+        server.wait_healthy(Duration::from_secs(120))?;
+        Ok(server)
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_healthy(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "mlflow server exited with {status}; see {}",
+                    self.dir.join("server.log").display()
+                );
+            }
+            if health_ok(self.port) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        bail!(
+            "mlflow server not healthy after {limit:?}; see {}",
+            self.dir.join("server.log").display()
+        )
+    }
+}
+
+/// `GET /health` over a raw socket (keeps xtask free of an HTTP client).
+fn health_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        // The server forks workers: signal the whole group.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
