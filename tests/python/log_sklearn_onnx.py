@@ -15,6 +15,7 @@ import json
 
 import mlflow
 import mlflow.onnx
+import mlflow.sklearn
 import numpy as np
 from mlflow.tracking import MlflowClient
 from skl2onnx import to_onnx
@@ -62,7 +63,11 @@ def main() -> None:
             metadata={"feature_names": feature_names},
         )
         if args.save_sklearn:
-            mlflow.sklearn.save_model(model, args.save_sklearn)
+            mlflow.sklearn.save_model(
+                model,
+                args.save_sklearn,
+                skops_trusted_types=["sklearn.tree._tree.Tree"],
+            )
     client = MlflowClient()
     versions = client.search_model_versions(f"name='{args.name}'")
     version = max(int(v.version) for v in versions if v.run_id == run.info.run_id)

@@ -1,8 +1,497 @@
-//! Benchmark: the predictor against `mlflow models serve` (placeholder until filled in).
+//! `cargo xtask bench`: the predictor against `mlflow models serve` on the same
+//! scikit-learn forest (100 trees, depth 10, 8 features), same machine, same load, in one
+//! run. The predictor serves the skl2onnx export from the registry; MLflow serves the
+//! pickled scikit-learn model. Both get the identical `/invocations` body.
+
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::mlflow_server::{MlflowServer, free_port};
+use crate::{root, venv};
 
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Seconds of load per server.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Concurrent connections, each sending single-row requests back to back.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Workers of `mlflow models serve` (the predictor uses one per core).
+    #[arg(long, default_value_t = 2)]
+    mlflow_workers: usize,
+}
 
-pub fn run(_args: &BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// Kills the whole process group of a server on drop.
+struct Server {
+    child: Child,
+    name: &'static str,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Resident memory of every process in the server's group, KiB.
+    fn rss_kib(&self) -> u64 {
+        let group = self.child.id() as i64;
+        let mut total = 0;
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+                continue;
+            };
+            // Fields after the command name `(...)`: state ppid pgrp ...
+            let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else {
+                continue;
+            };
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            if fields.get(2).and_then(|p| p.parse::<i64>().ok()) != Some(group) {
+                continue;
+            }
+            if let Ok(status) = std::fs::read_to_string(path.join("status")) {
+                total += status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        total
+    }
+}
+
+fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> anyhow::Result<Server> {
+    let file = std::fs::File::create(log)?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    Ok(Server { child, name })
+}
+
+/// A keep-alive HTTP/1.1 connection with just enough of the protocol for the benchmark,
+/// so the load generator spends as little of the shared 2 cores as possible.
+struct Connection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Connection {
+            stream,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Sends a POST and returns (status, body).
+    async fn post(&mut self, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.stream.write_all(head.as_bytes()).await?;
+        self.stream.write_all(body).await?;
+        self.read_response().await
+    }
+
+    async fn read_response(&mut self) -> anyhow::Result<(u16, Vec<u8>)> {
+        let header_end = loop {
+            if let Some(pos) = find(&self.buf, b"\r\n\r\n") {
+                break pos + 4;
+            }
+            self.fill().await?;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..header_end]).to_string();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("status line")?;
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())
+                    .flatten()
+            })
+            .context("the benchmark needs Content-Length responses")?;
+        while self.buf.len() < header_end + length {
+            self.fill().await?;
+        }
+        let body = self.buf[header_end..header_end + length].to_vec();
+        self.buf.drain(..header_end + length);
+        Ok((status, body))
+    }
+
+    async fn fill(&mut self) -> anyhow::Result<()> {
+        let mut chunk = [0u8; 8192];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed");
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[derive(Debug, Default)]
+struct LoadResult {
+    ok: u64,
+    failed: u64,
+    seconds: f64,
+    latencies_us: Vec<u64>,
+}
+
+impl LoadResult {
+    fn throughput(&self) -> f64 {
+        self.ok as f64 / self.seconds
+    }
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+}
+
+/// `concurrency` connections sending `bodies` round-robin for `duration`.
+async fn load(
+    addr: SocketAddr,
+    bodies: Arc<Vec<Vec<u8>>>,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<LoadResult> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (bodies, stop, failed) = (bodies.clone(), stop.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(1 << 16);
+            let mut conn = Connection::open(addr).await.ok();
+            let mut i = worker;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let body = &bodies[i % bodies.len()];
+                let t = Instant::now();
+                let outcome = match conn.as_mut() {
+                    Some(c) => c.post("/invocations", body).await,
+                    None => Err(anyhow::anyhow!("not connected")),
+                };
+                match outcome {
+                    Ok((200, _)) => latencies.push(t.elapsed().as_micros() as u64),
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        conn = Connection::open(addr).await.ok();
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies_us = Vec::new();
+    for t in tasks {
+        latencies_us.extend(t.await?);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies_us.sort_unstable();
+    Ok(LoadResult {
+        ok: latencies_us.len() as u64,
+        failed: failed.load(Ordering::Relaxed),
+        seconds,
+        latencies_us,
+    })
+}
+
+async fn wait_for(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    server: &mut Server,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        if let Some(status) = server.child.try_wait()? {
+            bail!("{} exited with {status}", server.name);
+        }
+        if let Ok(mut c) = Connection::open(addr).await {
+            if let Ok((200, _)) = c.post(path, body).await {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    bail!("{} did not answer in time", server.name)
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let python = venv::ensure()?;
+    crate::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root())
+            .args(["build", "--release", "-p", "forecast-predictor"]),
+    )?;
+    let mlflow = MlflowServer::start(&python)?;
+    let work = root().join("target").join("bench");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+
+    eprintln!("xtask: training the scikit-learn forest and logging its ONNX export");
+    let report_path = work.join("model.json");
+    let sklearn_dir = work.join("sklearn-model");
+    crate::run(
+        Command::new(&python)
+            .arg(root().join("tests/python/log_sklearn_onnx.py"))
+            .args([
+                "--name",
+                "bench-forest",
+                "--trees",
+                "100",
+                "--depth",
+                "10",
+                "--features",
+                "8",
+            ])
+            .arg("--out")
+            .arg(&report_path)
+            .arg("--save-sklearn")
+            .arg(&sklearn_dir)
+            .env("MLFLOW_TRACKING_URI", mlflow.uri()),
+    )?;
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path)?)?;
+    let version = report["version"].as_str().context("version")?.to_owned();
+    let rows = report["rows"].as_array().context("rows")?.clone();
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        rows.iter()
+            .map(|r| {
+                json!({"dataframe_split": {"data": [r]}})
+                    .to_string()
+                    .into_bytes()
+            })
+            .collect(),
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+
+    // The predictor.
+    let predictor_port = free_port()?;
+    let predictor_addr: SocketAddr = ([127, 0, 0, 1], predictor_port).into();
+    let mut predictor = spawn(
+        "forecast-predictor",
+        Command::new(root().join("target/release/forecast-predictor"))
+            .env("MLFLOW_TRACKING_URI", mlflow.uri())
+            .env("MODEL_NAME", "bench-forest")
+            .env("MODEL_VERSION", &version)
+            .env("BIND_ADDR", "127.0.0.1")
+            .env("PORT", predictor_port.to_string())
+            .env("RUST_LOG", "warn"),
+        &work.join("predictor.log"),
+    )?;
+    let (predictor_result, reload_result, predictor_rss) = runtime.block_on(async {
+        wait_for(predictor_addr, "/invocations", &bodies[0], &mut predictor).await?;
+        load(
+            predictor_addr,
+            bodies.clone(),
+            args.concurrency,
+            Duration::from_secs(2),
+        )
+        .await?;
+        eprintln!("xtask: predictor under load for {} s", args.seconds);
+        let result = load(
+            predictor_addr,
+            bodies.clone(),
+            args.concurrency,
+            Duration::from_secs(args.seconds),
+        )
+        .await?;
+        let rss = predictor.rss_kib();
+        // The same load while the model is reloaded every 250 ms.
+        eprintln!("xtask: predictor under load while reloading");
+        let reloading = Arc::new(AtomicBool::new(true));
+        let reloads = {
+            let (reloading, version) = (reloading.clone(), version.clone());
+            tokio::spawn(async move {
+                let mut done = 0u32;
+                let body = json!({"version": version}).to_string();
+                while reloading.load(Ordering::Relaxed) {
+                    if let Ok(mut c) = Connection::open(predictor_addr).await {
+                        if let Ok((200, _)) = c.post("/reload-model", body.as_bytes()).await {
+                            done += 1;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                done
+            })
+        };
+        let under_reload = load(
+            predictor_addr,
+            bodies.clone(),
+            args.concurrency,
+            Duration::from_secs(5),
+        )
+        .await?;
+        reloading.store(false, Ordering::Relaxed);
+        let reload_count = reloads.await?;
+        anyhow::Ok((result, (under_reload, reload_count), rss))
+    })?;
+    drop(predictor);
+
+    // mlflow models serve, on the pickled scikit-learn model.
+    let mlflow_port = free_port()?;
+    let mlflow_addr: SocketAddr = ([127, 0, 0, 1], mlflow_port).into();
+    let venv_bin = python.parent().context("venv")?;
+    let mlflow_bin = venv_bin.join("mlflow");
+    // `mlflow models serve` execs uvicorn from PATH.
+    let path = format!(
+        "{}:{}",
+        venv_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut serve = spawn(
+        "mlflow models serve",
+        Command::new(mlflow_bin)
+            .args([
+                "models",
+                "serve",
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+            ])
+            .args(["--port", &mlflow_port.to_string()])
+            .args(["--workers", &args.mlflow_workers.to_string()])
+            .arg("-m")
+            .arg(&sklearn_dir)
+            .env("PATH", path)
+            .env("MLFLOW_TRACKING_URI", mlflow.uri()),
+        &work.join("mlflow-serve.log"),
+    )?;
+    let (mlflow_result, mlflow_rss) = runtime.block_on(async {
+        wait_for(mlflow_addr, "/invocations", &bodies[0], &mut serve).await?;
+        load(
+            mlflow_addr,
+            bodies.clone(),
+            args.concurrency,
+            Duration::from_secs(2),
+        )
+        .await?;
+        eprintln!(
+            "xtask: mlflow models serve under load for {} s",
+            args.seconds
+        );
+        let result = load(
+            mlflow_addr,
+            bodies.clone(),
+            args.concurrency,
+            Duration::from_secs(args.seconds),
+        )
+        .await?;
+        anyhow::Ok((result, serve.rss_kib()))
+    })?;
+    drop(serve);
+    drop(mlflow);
+
+    let ratio = predictor_result.throughput() / mlflow_result.throughput();
+    let (under_reload, reload_count) = reload_result;
+    println!(
+        "\nsingle-row /invocations, concurrency {}, {} s per server, same machine\n",
+        args.concurrency, args.seconds
+    );
+    println!("| server | requests/s | p50 ms | p99 ms | failed | RSS MB |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, r, rss) in [
+        (
+            "forecast-predictor (ONNX export, native)",
+            &predictor_result,
+            predictor_rss,
+        ),
+        (
+            "mlflow models serve (scikit-learn)",
+            &mlflow_result,
+            mlflow_rss,
+        ),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.3} | {:.3} | {} | {:.1} |",
+            r.throughput(),
+            r.percentile_ms(0.5),
+            r.percentile_ms(0.99),
+            r.failed,
+            rss as f64 / 1024.0
+        );
+    }
+    println!("\nthroughput ratio: {ratio:.0}x");
+    println!(
+        "predictor under reload ({reload_count} reloads in 5 s): {:.0} requests/s, {} failed, p99 {:.3} ms",
+        under_reload.throughput(),
+        under_reload.failed,
+        under_reload.percentile_ms(0.99)
+    );
+    let summary = json!({
+        "concurrency": args.concurrency,
+        "seconds": args.seconds,
+        "predictor": {"rps": predictor_result.throughput(), "p50_ms": predictor_result.percentile_ms(0.5),
+            "p99_ms": predictor_result.percentile_ms(0.99), "failed": predictor_result.failed,
+            "rss_mb": predictor_rss as f64 / 1024.0},
+        "mlflow": {"rps": mlflow_result.throughput(), "p50_ms": mlflow_result.percentile_ms(0.5),
+            "p99_ms": mlflow_result.percentile_ms(0.99), "failed": mlflow_result.failed,
+            "rss_mb": mlflow_rss as f64 / 1024.0, "workers": args.mlflow_workers},
+        "throughput_ratio": ratio,
+        "under_reload": {"reloads": reload_count, "rps": under_reload.throughput(),
+            "failed": under_reload.failed, "p99_ms": under_reload.percentile_ms(0.99)},
+    });
+    std::fs::write(
+        work.join("report.json"),
+        serde_json::to_vec_pretty(&summary)?,
+    )?;
+    eprintln!("xtask: report in {}", work.join("report.json").display());
+    if under_reload.failed > 0 || predictor_result.failed > 0 {
+        bail!("the predictor failed requests");
+    }
+    Ok(())
 }
