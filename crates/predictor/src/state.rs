@@ -77,6 +77,17 @@ impl AppState {
             _ => None,
         };
         match self.loader.from_fallback(preferred).await {
+            Ok(model) if matches!(registry_error, LoadError::NoRegistry) => {
+                tracing::info!(
+                    model = %model.info.model_name,
+                    version = %model.info.model_version,
+                    source = %model.info.source,
+                    origin = "fallback",
+                    "no registry configured; serving the fallback model"
+                );
+                self.serve(model);
+                Ok(())
+            }
             Ok(model) => {
                 tracing::warn!(
                     model = %model.info.model_name,

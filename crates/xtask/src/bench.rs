@@ -244,6 +244,14 @@ async fn load(
     })
 }
 
+/// One POST on a fresh connection; true when it answered 200.
+async fn post_once(addr: SocketAddr, path: &str, body: &[u8]) -> bool {
+    match Connection::open(addr).await {
+        Ok(mut c) => matches!(c.post(path, body).await, Ok((200, _))),
+        Err(_) => false,
+    }
+}
+
 async fn wait_for(
     addr: SocketAddr,
     path: &str,
@@ -255,10 +263,8 @@ async fn wait_for(
         if let Some(status) = server.child.try_wait()? {
             bail!("{} exited with {status}", server.name);
         }
-        if let Ok(mut c) = Connection::open(addr).await {
-            if let Ok((200, _)) = c.post(path, body).await {
-                return Ok(());
-            }
+        if post_once(addr, path, body).await {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -358,10 +364,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 let mut done = 0u32;
                 let body = json!({"version": version}).to_string();
                 while reloading.load(Ordering::Relaxed) {
-                    if let Ok(mut c) = Connection::open(predictor_addr).await {
-                        if let Ok((200, _)) = c.post("/reload-model", body.as_bytes()).await {
-                            done += 1;
-                        }
+                    if post_once(predictor_addr, "/reload-model", body.as_bytes()).await {
+                        done += 1;
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }

@@ -1,0 +1,152 @@
+//! Route-level tests with `actix_web::test` (no registry: a bundled model on disk).
+
+use std::sync::Arc;
+
+use actix_web::{App, test, web};
+use mlflow::VersionSelector;
+use model::ensemble::*;
+use predictor::loader::Loader;
+use predictor::state::AppState;
+use serde_json::{Value, json};
+
+fn bundled_model_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ensemble = TreeEnsemble::new(&EnsembleSpec {
+        n_features: 2,
+        aggregate: Aggregate::Sum,
+        base_value: 100.0,
+        post_transform: PostTransform::None,
+        input_precision: InputPrecision::F64,
+        trees: vec![TreeSpec {
+            nodes: vec![
+                NodeSpec::Split {
+                    feature: 0,
+                    rule: SplitRule::Leq,
+                    threshold: 0.5,
+                    yes: 1,
+                    no: 2,
+                    missing_yes: false,
+                },
+                NodeSpec::Leaf { leaf: 1.0 },
+                NodeSpec::Leaf { leaf: 2.0 },
+            ],
+        }],
+    })
+    .unwrap();
+    let names = vec!["a".to_string(), "b".to_string()];
+    model::write_model_dir(dir.path(), &ensemble, &names, &Default::default()).unwrap();
+    dir
+}
+
+async fn state_with_bundled_model(dir: &std::path::Path, token: Option<&str>) -> Arc<AppState> {
+    let loader = Loader {
+        registry: None,
+        model_name: "unit".into(),
+        fallback_dir: Some(dir.to_owned()),
+    };
+    let state = Arc::new(AppState::new(
+        loader,
+        VersionSelector::Alias("champion".into()),
+        token.map(str::to_owned),
+        100,
+    ));
+    state.load_initial().await.unwrap();
+    state
+}
+
+macro_rules! app {
+    ($state:expr) => {
+        test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    predictor::metrics::track_latency,
+                ))
+                .configure(predictor::configure_app(
+                    web::Data::from($state.clone()),
+                    256,
+                )),
+        )
+        .await
+    };
+}
+
+#[actix_web::test]
+async fn predict_answers_with_the_bundled_model_and_counts_it() {
+    let dir = bundled_model_dir();
+    let state = state_with_bundled_model(dir.path(), None).await;
+    let app = app!(state);
+    let req = test::TestRequest::post()
+        .uri("/predict")
+        .set_json(json!({"instances": [[0, 9], {"a": 1, "b": 0}]}))
+        .to_request();
+    let body: Value = test::call_and_read_body_json(&app, req).await;
+    assert_eq!(body["predictions"], json!([101.0, 102.0]));
+    assert_eq!(body["model_version"], "bundled");
+
+    let req = test::TestRequest::get().uri("/metrics").to_request();
+    let text = String::from_utf8(test::call_and_read_body(&app, req).await.to_vec()).unwrap();
+    assert!(text.contains("predictor_predictions_total 2"), "{text}");
+    assert!(text.contains("route=\"/predict\""), "{text}");
+    assert!(text.contains("model_version=\"bundled\""), "{text}");
+}
+
+#[actix_web::test]
+async fn reload_needs_the_bearer_token_and_without_a_registry_keeps_the_model() {
+    let dir = bundled_model_dir();
+    let state = state_with_bundled_model(dir.path(), Some("s3cret")).await;
+    let app = app!(state);
+    let req = test::TestRequest::post().uri("/reload-model").to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers().get("www-authenticate").unwrap(), "Bearer");
+
+    let req = test::TestRequest::post()
+        .uri("/reload-model")
+        .insert_header(("authorization", "Bearer s3cret"))
+        .set_payload("{\"version\": 3}")
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 409);
+    let body: Value = test::read_body_json(resp).await;
+    assert_eq!(body["error"], "no_registry");
+
+    let req = test::TestRequest::post()
+        .uri("/reload-model")
+        .insert_header(("authorization", "Bearer s3cret"))
+        .set_payload("{\"verison\": 3}")
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 400);
+
+    let req = test::TestRequest::get().uri("/model/info").to_request();
+    let info: Value = test::call_and_read_body_json(&app, req).await;
+    assert_eq!(info["model_version"], "bundled");
+    assert_eq!(info["origin"], "fallback");
+}
+
+#[actix_web::test]
+async fn oversized_and_non_json_bodies_get_json_errors() {
+    let dir = bundled_model_dir();
+    let state = state_with_bundled_model(dir.path(), None).await;
+    let app = app!(state);
+    let big = format!("{{\"instances\": [{}]}}", vec!["[1, 2]"; 100].join(","));
+    let req = test::TestRequest::post()
+        .uri("/predict")
+        .insert_header(("content-type", "application/json"))
+        .set_payload(big)
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 413);
+    let body: Value = test::read_body_json(resp).await;
+    assert_eq!(body["error"], "payload_too_large");
+
+    let req = test::TestRequest::post()
+        .uri("/predict")
+        .insert_header(("content-type", "application/json"))
+        .set_payload("instances=1,2")
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = test::read_body_json(resp).await;
+    assert!(body["message"].as_str().unwrap().contains("malformed JSON"));
+}
