@@ -1,0 +1,234 @@
+//! kube-sim: a Kubernetes API simulator for tests, faithful to kube-apiserver's
+//! documented behaviour for what the operator and kubectl use — discovery, CRDs,
+//! list/watch with resume and 410 Gone, selectors, merge/JSON/strategic patches,
+//! server-side apply, the status and scale subresources, finalizers, garbage collection,
+//! a Deployment controller, and a kubelet whose pods can be real processes.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let sim = kube_sim::start(kube_sim::SimConfig::default()).await?;
+//! println!("KUBECONFIG={}", sim.kubeconfig.display());
+//! sim.stop().await;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod controllers;
+pub mod kubelet;
+pub mod managed_fields;
+pub mod patch;
+pub mod resources;
+pub mod schema;
+pub mod selectors;
+pub mod sim;
+pub mod status;
+pub mod store;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+pub use sim::Sim;
+
+/// Installs rustls' ring provider once (the simulator's HTTP client uses rustls).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Where to write the kubeconfig (default: in `workdir`).
+    pub kubeconfig: Option<PathBuf>,
+    /// Container image → local binary for the process runner.
+    pub images: HashMap<String, PathBuf>,
+    /// Watch history kept for resuming watches (older resourceVersions get 410 Gone).
+    pub history_limit: usize,
+    /// Pods' working directories and logs (default: a new temporary directory).
+    pub workdir: Option<PathBuf>,
+    /// Period of the controllers' and kubelet's resync.
+    pub resync: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            kubeconfig: None,
+            images: HashMap::new(),
+            history_limit: 100_000,
+            workdir: None,
+            resync: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A running simulator.
+pub struct RunningSim {
+    pub address: SocketAddr,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    pub sim: Arc<Sim>,
+    server: actix_web::dev::ServerHandle,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _tempdir: Option<tempdir::TempDirGuard>,
+}
+
+mod tempdir {
+    /// Removes the simulator's temporary work directory on drop.
+    pub struct TempDirGuard(pub std::path::PathBuf);
+    impl Drop for TempDirGuard {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A kubeconfig for a plain-HTTP API server.
+pub fn kubeconfig_yaml(url: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-sim\n  cluster:\n    server: {url}\n\
+         users:\n- name: kube-sim\n  user:\n    token: kube-sim\n\
+         contexts:\n- name: kube-sim\n  context:\n    cluster: kube-sim\n    user: kube-sim\n    namespace: default\n\
+         current-context: kube-sim\npreferences: {{}}\n"
+    )
+}
+
+/// Starts the simulator in this process (on the caller's tokio runtime).
+pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
+    install_crypto_provider();
+    let (workdir, guard) = match &config.workdir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let d = std::env::temp_dir().join(format!(
+                "kube-sim-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ));
+            (d.clone(), Some(tempdir::TempDirGuard(d)))
+        }
+    };
+    std::fs::create_dir_all(&workdir).with_context(|| format!("creating {}", workdir.display()))?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let url = format!("http://{address}");
+    let sim = Arc::new(Sim::new(
+        store::Store::new(config.history_limit),
+        address.to_string(),
+        config.images.clone(),
+        workdir.clone(),
+    ));
+
+    let data = web::Data::new(sim.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::default().limit(64 * 1024 * 1024))
+            .configure(api::configure)
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    let (shutdown, rx) = tokio::sync::watch::channel(false);
+    let mut tasks = vec![tokio::spawn(async move {
+        let _ = server.await;
+    })];
+    tasks.push(tokio::spawn(run_controllers(
+        sim.clone(),
+        config.resync,
+        rx.clone(),
+    )));
+    tasks.push(tokio::spawn(run_kubelet(sim.clone(), config.resync, rx)));
+
+    let kubeconfig = config
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| workdir.join("kubeconfig"));
+    std::fs::write(&kubeconfig, kubeconfig_yaml(&url))
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    tracing::info!(%url, kubeconfig = %kubeconfig.display(), "kube-sim serving");
+    Ok(RunningSim {
+        address,
+        url,
+        kubeconfig,
+        sim,
+        server: handle,
+        shutdown,
+        tasks,
+        _tempdir: guard,
+    })
+}
+
+impl RunningSim {
+    /// Stops the API server, the controllers and every pod process.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.server.stop(true).await;
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+/// Waits for a change of interest or the resync period.
+async fn next_round(
+    events: &mut tokio::sync::broadcast::Receiver<Arc<store::WatchEvent>>,
+    resync: Duration,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = events.recv() => {
+            // Coalesce a burst of changes into one pass.
+            while events.try_recv().is_ok() {}
+            true
+        }
+        _ = tokio::time::sleep(resync) => true,
+        _ = shutdown.changed() => false,
+    }
+}
+
+async fn run_controllers(
+    sim: Arc<Sim>,
+    resync: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut events = sim.store().subscribe();
+    loop {
+        {
+            let mut store = sim.store();
+            controllers::gc::collect(&mut store);
+            controllers::deployment::reconcile(&mut store);
+        }
+        if !next_round(&mut events, resync, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+async fn run_kubelet(
+    sim: Arc<Sim>,
+    resync: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut kubelet = kubelet::Kubelet::new(sim.clone());
+    let mut events = sim.store().subscribe();
+    loop {
+        kubelet.sync().await;
+        if !next_round(&mut events, resync, &mut shutdown).await {
+            kubelet.stop_all().await;
+            return;
+        }
+    }
+}

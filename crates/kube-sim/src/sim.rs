@@ -1,0 +1,107 @@
+//! The simulator's shared state: the store, the process runner's image map, pod logs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::store::Store;
+
+pub struct Sim {
+    store: Mutex<Store>,
+    /// `host:port` the API server listens on.
+    pub address: String,
+    /// Container image → local binary, for pods that run as real processes.
+    pub images: HashMap<String, PathBuf>,
+    /// Where pods' working directories and logs go.
+    pub workdir: PathBuf,
+    pub http: reqwest::Client,
+    pod_logs: Mutex<HashMap<(String, String), PathBuf>>,
+}
+
+impl Sim {
+    pub fn new(
+        store: Store,
+        address: String,
+        images: HashMap<String, PathBuf>,
+        workdir: PathBuf,
+    ) -> Self {
+        crate::install_crypto_provider();
+        Sim {
+            store: Mutex::new(store),
+            address,
+            images,
+            workdir,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
+            pod_logs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The store, locked. Hold it briefly and never across an `.await`.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The local binary for a container image: matched exactly, or by its name without
+    /// registry and tag (`ghcr.io/x/forecast-predictor:1.2` → `forecast-predictor`).
+    pub fn binary_for_image(&self, image: &str) -> Option<PathBuf> {
+        if let Some(p) = self.images.get(image) {
+            return Some(p.clone());
+        }
+        let short = image_short_name(image);
+        self.images
+            .iter()
+            .find(|(k, _)| image_short_name(k) == short)
+            .map(|(_, p)| p.clone())
+    }
+
+    pub fn set_pod_log(&self, ns: &str, name: &str, path: PathBuf) {
+        self.pod_logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((ns.to_owned(), name.to_owned()), path);
+    }
+
+    /// The pod's container output (empty for simulated pods), `None` for unknown pods.
+    pub fn pod_log(&self, ns: &str, name: &str) -> Option<String> {
+        let path = self
+            .pod_logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(ns.to_owned(), name.to_owned()))
+            .cloned();
+        match path {
+            Some(p) => Some(std::fs::read_to_string(p).unwrap_or_default()),
+            None => {
+                let store = self.store();
+                let pods = store.resolve("", "v1", "pods")?.clone();
+                store.get(&pods, ns, name).ok().map(|_| String::new())
+            }
+        }
+    }
+}
+
+/// `registry:5000/team/forecast-predictor:1.2@sha256:..` → `forecast-predictor`.
+pub fn image_short_name(image: &str) -> &str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    last.split(':').next().unwrap_or(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_match_by_short_name() {
+        assert_eq!(
+            image_short_name("ghcr.io/acme/forecast-predictor:1.2"),
+            "forecast-predictor"
+        );
+        assert_eq!(image_short_name("localhost:5000/p@sha256:abc"), "p");
+        assert_eq!(image_short_name("p"), "p");
+    }
+}
