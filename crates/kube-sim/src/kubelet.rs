@@ -141,17 +141,17 @@ impl Kubelet {
             }
             Some(binary) => {
                 // Exited? Restart with a growing back-off, as the kubelet does.
-                if let Some(child) = container.child.as_mut() {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        tracing::info!(pod = %name, %status, "container exited; restarting");
-                        container.child = None;
-                        container.pid = None;
-                        container.ready = false;
-                        container.restart_count += 1;
-                        let backoff =
-                            Duration::from_millis(500 * (1 << container.restart_count.min(5)));
-                        container.next_start = Instant::now() + backoff;
-                    }
+                if let Some(child) = container.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    tracing::info!(pod = %name, %status, "container exited; restarting");
+                    container.child = None;
+                    container.pid = None;
+                    container.ready = false;
+                    container.restart_count += 1;
+                    let backoff =
+                        Duration::from_millis(500 * (1 << container.restart_count.min(5)));
+                    container.next_start = Instant::now() + backoff;
                 }
                 if container.child.is_none() && Instant::now() >= container.next_start {
                     match resolve_env(&self.sim, pod, spec, &ip) {
@@ -191,7 +191,7 @@ impl Kubelet {
                     manager: MANAGER.into(),
                     ..WriteOptions::default()
                 };
-                let _ = store.write(&rt, &ns, &name, updated, Subresource::Status, &opts, false);
+                let _ = store.write(&rt, &ns, &name, updated, Subresource::Status, &opts);
             }
         }
     }
@@ -449,7 +449,7 @@ fn start_process(
         .as_array()
         .map(|a| {
             a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
+                .filter_map(|x| x.as_str().map(|v| expand(v, &env)))
                 .collect()
         })
         .unwrap_or_default();

@@ -203,6 +203,9 @@ pub fn write_managed(object: &mut Value, entries: &[ManagedEntry]) {
         .filter(|e| !e.fields.is_empty())
         .map(ManagedEntry::to_json)
         .collect();
+    if !object["metadata"].is_object() && object.is_object() {
+        object["metadata"] = json!({});
+    }
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         if list.is_empty() {
             meta.remove("managedFields");

@@ -275,6 +275,7 @@ fn column(name: &str, column_type: &str, json_path: &str) -> PrinterColumn {
 fn builtin_columns(kind: &str) -> Vec<PrinterColumn> {
     match kind {
         "Pod" => vec![
+            column("Ready", "string", ""),
             column("Status", "string", ".status.phase"),
             column(
                 "Restarts",
@@ -284,7 +285,7 @@ fn builtin_columns(kind: &str) -> Vec<PrinterColumn> {
             column("IP", "string", ".status.podIP"),
         ],
         "Deployment" => vec![
-            column("Ready", "string", ".status.readyReplicas"),
+            column("Ready", "string", ""),
             column("Up-to-date", "integer", ".status.updatedReplicas"),
             column("Available", "integer", ".status.availableReplicas"),
         ],

@@ -30,10 +30,10 @@ fn apply_defaults(schema: &Value, value: &mut Value) {
         Value::Object(map) => {
             if let Some(props) = schema["properties"].as_object() {
                 for (name, prop) in props {
-                    if !map.contains_key(name) {
-                        if let Some(d) = prop.get("default") {
-                            map.insert(name.clone(), d.clone());
-                        }
+                    if !map.contains_key(name)
+                        && let Some(d) = prop.get("default")
+                    {
+                        map.insert(name.clone(), d.clone());
                     }
                     if let Some(child) = map.get_mut(name) {
                         apply_defaults(prop, child);
@@ -141,17 +141,17 @@ fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>) 
             return;
         }
     }
-    if let Some(options) = schema["enum"].as_array() {
-        if !options.contains(value) {
-            let listed: Vec<String> = options.iter().map(|o| o.to_string()).collect();
-            causes.push((
-                shown.into(),
-                format!(
-                    "Unsupported value: {value}: supported values: {}",
-                    listed.join(", ")
-                ),
-            ));
-        }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        let listed: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+        causes.push((
+            shown.into(),
+            format!(
+                "Unsupported value: {value}: supported values: {}",
+                listed.join(", ")
+            ),
+        ));
     }
     bounds(schema, value, shown, causes);
     match value {
@@ -173,19 +173,19 @@ fn bounds(schema: &Value, value: &Value, shown: &str, causes: &mut Vec<Cause>) {
     if let Some(x) = value.as_f64() {
         let exclusive_min = schema["exclusiveMinimum"] == true;
         let exclusive_max = schema["exclusiveMaximum"] == true;
-        if let Some(min) = schema["minimum"].as_f64() {
-            if x < min || (exclusive_min && x == min) {
-                fail(format!(
-                    "Invalid value: {value}: {shown} in body should be greater than or equal to {min}"
-                ));
-            }
+        if let Some(min) = schema["minimum"].as_f64()
+            && (x < min || (exclusive_min && x == min))
+        {
+            fail(format!(
+                "Invalid value: {value}: {shown} in body should be greater than or equal to {min}"
+            ));
         }
-        if let Some(max) = schema["maximum"].as_f64() {
-            if x > max || (exclusive_max && x == max) {
-                fail(format!(
-                    "Invalid value: {value}: {shown} in body should be less than or equal to {max}"
-                ));
-            }
+        if let Some(max) = schema["maximum"].as_f64()
+            && (x > max || (exclusive_max && x == max))
+        {
+            fail(format!(
+                "Invalid value: {value}: {shown} in body should be less than or equal to {max}"
+            ));
         }
     }
     let len = match value {
@@ -195,19 +195,19 @@ fn bounds(schema: &Value, value: &Value, shown: &str, causes: &mut Vec<Cause>) {
         _ => None,
     };
     if let Some((n, suffix, unit)) = len {
-        if let Some(min) = schema[format!("min{suffix}")].as_u64() {
-            if (n as u64) < min {
-                fail(format!(
-                    "Invalid value: {value}: {shown} in body should be at least {min} {unit}"
-                ));
-            }
+        if let Some(min) = schema[format!("min{suffix}")].as_u64()
+            && (n as u64) < min
+        {
+            fail(format!(
+                "Invalid value: {value}: {shown} in body should be at least {min} {unit}"
+            ));
         }
-        if let Some(max) = schema[format!("max{suffix}")].as_u64() {
-            if (n as u64) > max {
-                fail(format!(
-                    "Too long: {shown} may not have more than {max} {unit}"
-                ));
-            }
+        if let Some(max) = schema[format!("max{suffix}")].as_u64()
+            && (n as u64) > max
+        {
+            fail(format!(
+                "Too long: {shown} may not have more than {max} {unit}"
+            ));
         }
     }
 }
@@ -249,13 +249,13 @@ fn combinators(schema: &Value, value: &Value, path: &str, shown: &str, causes: &
             validate(s, value, path, causes);
         }
     }
-    if let Some(any) = schema["anyOf"].as_array() {
-        if !any.iter().any(|s| passes(s, value, path)) {
-            causes.push((
-                shown.into(),
-                "Invalid value: must validate at least one schema (anyOf)".into(),
-            ));
-        }
+    if let Some(any) = schema["anyOf"].as_array()
+        && !any.iter().any(|s| passes(s, value, path))
+    {
+        causes.push((
+            shown.into(),
+            "Invalid value: must validate at least one schema (anyOf)".into(),
+        ));
     }
     if let Some(one) = schema["oneOf"].as_array() {
         let n = one.iter().filter(|s| passes(s, value, path)).count();
@@ -268,13 +268,13 @@ fn combinators(schema: &Value, value: &Value, path: &str, shown: &str, causes: &
             ));
         }
     }
-    if let Some(not) = schema.get("not").filter(|n| n.is_object()) {
-        if passes(not, value, path) {
-            causes.push((
-                shown.into(),
-                "Invalid value: must not validate the schema (not)".into(),
-            ));
-        }
+    if let Some(not) = schema.get("not").filter(|n| n.is_object())
+        && passes(not, value, path)
+    {
+        causes.push((
+            shown.into(),
+            "Invalid value: must not validate the schema (not)".into(),
+        ));
     }
 }
 

@@ -55,6 +55,9 @@ pub struct WriteOptions {
     pub manager: String,
     pub dry_run: bool,
     pub force: bool,
+    /// Give the writer ownership of the fields it changes (client updates and patches;
+    /// not the simulator's own controllers, nor apply, which records its own).
+    pub record_fields: bool,
 }
 
 impl Default for WriteOptions {
@@ -63,6 +66,7 @@ impl Default for WriteOptions {
             manager: "kube-sim".into(),
             dry_run: false,
             force: false,
+            record_fields: false,
         }
     }
 }
@@ -407,10 +411,11 @@ impl Store {
                 meta.insert("generation".into(), json!(1));
             }
         }
-        if rt.status_subresource && rt.crd.is_some() {
-            if let Some(m) = object.as_object_mut() {
-                m.remove("status");
-            }
+        if rt.status_subresource
+            && rt.crd.is_some()
+            && let Some(m) = object.as_object_mut()
+        {
+            m.remove("status");
         }
         self.prepare_builtin(rt, &mut object);
         self.admit(rt, &name, &mut object)?;
@@ -452,10 +457,8 @@ impl Store {
     /// Defaults the real API server fills for built-ins the simulator's clients rely on.
     fn prepare_builtin(&mut self, rt: &ResourceType, object: &mut Value) {
         match (rt.group.as_str(), rt.kind.as_str()) {
-            ("apps", "Deployment") => {
-                if object["spec"]["replicas"].is_null() {
-                    object["spec"]["replicas"] = json!(1);
-                }
+            ("apps", "Deployment") if object["spec"]["replicas"].is_null() => {
+                object["spec"]["replicas"] = json!(1);
             }
             ("", "Service") => {
                 if object["spec"]["type"].is_null() {
@@ -477,10 +480,8 @@ impl Store {
                     }
                 }
             }
-            ("", "Pod") => {
-                if object["status"]["phase"].is_null() {
-                    object["status"] = json!({"phase": "Pending"});
-                }
+            ("", "Pod") if object["status"]["phase"].is_null() => {
+                object["status"] = json!({"phase": "Pending"});
             }
             _ => {}
         }
@@ -521,7 +522,6 @@ impl Store {
         mut new: Value,
         sub: Subresource,
         opts: &WriteOptions,
-        record_manager: bool,
     ) -> ApiResult<Value> {
         let ns = Self::scope_namespace(rt, ns);
         let key = (ns.clone(), name.to_owned());
@@ -602,7 +602,7 @@ impl Store {
         if sub == Subresource::Main {
             self.admit(rt, name, &mut new)?;
         }
-        if record_manager {
+        if opts.record_fields {
             let now = now_rfc3339();
             let subresource = if sub == Subresource::Status {
                 "status"
@@ -736,7 +736,17 @@ impl Store {
                     m.remove("resourceVersion");
                 }
                 let merged = managed_fields::apply(Some(&existing), &config, &writer, opts.force);
-                self.write(rt, ns, name, merged, sub, opts, false)
+                self.write(
+                    rt,
+                    ns,
+                    name,
+                    merged,
+                    sub,
+                    &WriteOptions {
+                        record_fields: false,
+                        ..opts.clone()
+                    },
+                )
             }
         }
     }
@@ -756,19 +766,19 @@ impl Store {
             .and_then(|b| b.get(&key))
             .cloned()
             .ok_or_else(|| ApiError::not_found(rt, name))?;
-        if let Some(uid) = &opts.precondition_uid {
-            if meta_str(&old, "uid") != uid {
-                return Err(ApiError::conflict(
-                    rt,
-                    name,
-                    "Precondition failed: UID in precondition does not match",
-                ));
-            }
+        if let Some(uid) = &opts.precondition_uid
+            && meta_str(&old, "uid") != uid
+        {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                "Precondition failed: UID in precondition does not match",
+            ));
         }
-        if let Some(rv) = &opts.precondition_resource_version {
-            if meta_str(&old, "resourceVersion") != rv {
-                return Err(ApiError::stale(rt, name));
-            }
+        if let Some(rv) = &opts.precondition_resource_version
+            && meta_str(&old, "resourceVersion") != rv
+        {
+            return Err(ApiError::stale(rt, name));
         }
         if opts.dry_run {
             return Ok(self.with_type(rt, &old));
@@ -834,7 +844,6 @@ impl Store {
                     o,
                     Subresource::Main,
                     &WriteOptions::default(),
-                    false,
                 );
             }
         }
@@ -945,7 +954,6 @@ impl Store {
                 updated,
                 Subresource::Status,
                 &WriteOptions::default(),
-                false,
             );
         }
     }

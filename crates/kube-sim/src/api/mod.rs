@@ -64,7 +64,7 @@ async fn dispatch(
     let segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
     let sim = sim.get_ref().clone();
@@ -106,12 +106,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -167,6 +168,7 @@ fn write_options(query: &Query, default_manager: &str) -> WriteOptions {
             .unwrap_or_else(|| default_manager.to_owned()),
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         force: query.get("force").is_some_and(|f| f == "true"),
+        record_fields: true,
     }
 }
 
@@ -188,6 +190,13 @@ fn parse_body(req: &HttpRequest, body: &[u8]) -> ApiResult<Value> {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(format!(
+            "kube-sim accepts JSON and YAML bodies, not {content_type}; kubectl's generators \
+             (`kubectl create configmap|deployment|secret ...`) send protobuf: write the object \
+             to a file and use `kubectl create -f` or `kubectl apply -f`"
+        )));
+    }
     if content_type.contains("yaml") {
         serde_yaml::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("invalid YAML body: {e}")))
@@ -346,9 +355,7 @@ async fn resource(
             } else {
                 Subresource::Status
             };
-            let updated = sim
-                .store()
-                .write(&rt, &ns, name, object, which, &opts, true)?;
+            let updated = sim.store().write(&rt, &ns, name, object, which, &opts)?;
             Ok(ok_json(&updated))
         }
         (&Method::PUT, Some(name), ["scale"]) | (&Method::PATCH, Some(name), ["scale"])
@@ -369,7 +376,7 @@ async fn resource(
             let mut updated = current.clone();
             updated["spec"]["replicas"] = json!(replicas);
             updated["metadata"]["resourceVersion"] = scale["metadata"]["resourceVersion"].clone();
-            let stored = store.write(&rt, &ns, name, updated, Subresource::Main, &opts, true)?;
+            let stored = store.write(&rt, &ns, name, updated, Subresource::Main, &opts)?;
             Ok(ok_json(&scale_json(&stored)))
         }
         (&Method::PATCH, Some(name), sub @ ([] | ["status"])) => {
@@ -402,7 +409,7 @@ async fn resource(
             let mut store = sim.store();
             let mut object = store.get(&rt, &ns, name)?;
             apply_patch_body(req, &body, &mut object)?;
-            let patched = store.write(&rt, &ns, name, object, which, &opts, true)?;
+            let patched = store.write(&rt, &ns, name, object, which, &opts)?;
             Ok(ok_json(&patched))
         }
         (&Method::DELETE, Some(name), []) => {
@@ -411,24 +418,24 @@ async fn resource(
                 ..DeleteOptions::default()
             };
             let mut policy = query.get("propagationPolicy").cloned();
-            if !body.is_empty() {
-                if let Ok(b) = serde_json::from_slice::<Value>(&body) {
-                    if let Some(p) = b["propagationPolicy"].as_str() {
-                        policy = Some(p.to_owned());
-                    }
-                    if b["orphanDependents"] == true {
-                        policy = Some("Orphan".into());
-                    }
-                    opts.precondition_uid = b["preconditions"]["uid"].as_str().map(str::to_owned);
-                    opts.precondition_resource_version = b["preconditions"]["resourceVersion"]
-                        .as_str()
-                        .map(str::to_owned);
-                    if b["dryRun"]
-                        .as_array()
-                        .is_some_and(|d| d.iter().any(|x| x == "All"))
-                    {
-                        opts.dry_run = true;
-                    }
+            if !body.is_empty()
+                && let Ok(b) = serde_json::from_slice::<Value>(&body)
+            {
+                if let Some(p) = b["propagationPolicy"].as_str() {
+                    policy = Some(p.to_owned());
+                }
+                if b["orphanDependents"] == true {
+                    policy = Some("Orphan".into());
+                }
+                opts.precondition_uid = b["preconditions"]["uid"].as_str().map(str::to_owned);
+                opts.precondition_resource_version = b["preconditions"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_owned);
+                if b["dryRun"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|x| x == "All"))
+                {
+                    opts.dry_run = true;
                 }
             }
             opts.orphan = policy.as_deref() == Some("Orphan");
@@ -473,13 +480,13 @@ async fn resource(
 }
 
 fn check_kind(rt: &ResourceType, object: &Value) -> ApiResult<()> {
-    if let Some(kind) = object["kind"].as_str() {
-        if kind != rt.kind {
-            return Err(ApiError::bad_request(format!(
-                "the kind of the body ({kind}) does not match the resource ({})",
-                rt.kind
-            )));
-        }
+    if let Some(kind) = object["kind"].as_str()
+        && kind != rt.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind of the body ({kind}) does not match the resource ({})",
+            rt.kind
+        )));
     }
     Ok(())
 }

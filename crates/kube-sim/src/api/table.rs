@@ -112,6 +112,29 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
+/// Cells the built-in printers compute rather than read (`READY 2/3`).
+fn builtin_cell(rt: &ResourceType, column: &str, o: &Value) -> Option<Value> {
+    match (rt.kind.as_str(), column) {
+        ("Deployment", "Ready") => Some(json!(format!(
+            "{}/{}",
+            o["status"]["readyReplicas"].as_i64().unwrap_or(0),
+            o["spec"]["replicas"].as_i64().unwrap_or(0)
+        ))),
+        ("Pod", "Ready") => {
+            let statuses = o["status"]["containerStatuses"].as_array();
+            let total = o["spec"]["containers"]
+                .as_array()
+                .map(Vec::len)
+                .unwrap_or(0);
+            let ready = statuses
+                .map(|s| s.iter().filter(|c| c["ready"] == true).count())
+                .unwrap_or(0);
+            Some(json!(format!("{ready}/{total}")))
+        }
+        _ => None,
+    }
+}
+
 pub fn table(
     rt: &ResourceType,
     objects: &[Value],
@@ -136,7 +159,10 @@ pub fn table(
         .map(|o| {
             let mut cells = vec![o["metadata"]["name"].clone()];
             for c in &rt.printer_columns {
-                cells.push(cell(json_path(o, &c.json_path), &c.column_type));
+                cells.push(
+                    builtin_cell(rt, &c.name, o)
+                        .unwrap_or_else(|| cell(json_path(o, &c.json_path), &c.column_type)),
+                );
             }
             if !has_age {
                 cells.push(cell(Some(&o["metadata"]["creationTimestamp"]), "date"));

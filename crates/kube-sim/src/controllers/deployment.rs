@@ -223,15 +223,7 @@ fn reconcile_one(
             manager: MANAGER.into(),
             ..WriteOptions::default()
         };
-        let _ = store.write(
-            rt,
-            &ns,
-            &name,
-            updated_object,
-            Subresource::Status,
-            &opts,
-            false,
-        );
+        let _ = store.write(rt, &ns, &name, updated_object, Subresource::Status, &opts);
     }
     let _ = created;
 }
