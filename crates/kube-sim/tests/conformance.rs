@@ -1394,3 +1394,66 @@ async fn kubectl_gets_applies_patches_scales_waits_and_deletes() {
     assert!(ok, "{err}");
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_writes_a_kubeconfig_runs_mapped_images_and_stops_them_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args(["--listen", "127.0.0.1:0", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("--run")
+        .arg(format!("busybox={}", which("sh").display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let kc = kubeconfig.clone();
+    eventually("kubeconfig written", Duration::from_secs(10), move || {
+        let kc = kc.clone();
+        async move { kc.is_file() }
+    })
+    .await;
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let client = Client::try_from(config).unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"},
+        "spec": {"containers": [{"name": "c", "image": "docker.io/library/busybox:1.36", "args": ["-c", "sleep 600"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let p2 = pods.clone();
+    eventually(
+        "the pod runs a process",
+        Duration::from_secs(10),
+        move || {
+            let pods = p2.clone();
+            async move { pods_have_pid(&pods).await }
+        },
+    )
+    .await;
+    let pid = pids_of(&[pods.get("sleeper").await.unwrap()])[0];
+    assert!(pid_alive(pid));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!pid_alive(pid), "the pod's process outlived kube-sim");
+}
+
+async fn pods_have_pid(pods: &Api<Pod>) -> bool {
+    pods.get("sleeper")
+        .await
+        .map(|p| !pids_of(&[p]).is_empty())
+        .unwrap_or(false)
+}
