@@ -1,4 +1,6 @@
-//! Types shared across the project, with no I/O: the predictor's HTTP wire types (and,
-//! with the operator, the `ForecastModel` resource).
+//! Types shared across the project, with no I/O: the predictor's HTTP wire types and
+//! (feature `crd`) the `ForecastModel` custom resource.
 
+#[cfg(feature = "crd")]
+pub mod forecast_model;
 pub mod predictor;

@@ -52,6 +52,8 @@ enum Command {
         #[command(flatten)]
         args: promote::PromoteArgs,
     },
+    /// Print the ForecastModel CustomResourceDefinition (YAML, generated from the types).
+    Crd,
     /// Show a registered model's aliases, stages and versions.
     Status {
         #[command(flatten)]
@@ -61,9 +63,22 @@ enum Command {
     },
 }
 
+/// The CRD as checked in under `crds/forecastmodel.yaml`.
+fn api_crd_yaml() -> anyhow::Result<String> {
+    use kube::CustomResourceExt;
+    let yaml = serde_yaml::to_string(&api::forecast_model::ForecastModel::crd())?;
+    Ok(format!(
+        "# Generated from crates/api by `forecastctl crd`; do not edit by hand.\n{yaml}"
+    ))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(&args),
+        Command::Crd => {
+            print!("{}", api_crd_yaml()?);
+            Ok(())
+        }
         Command::Register { registry, args } => register::run(&registry.client()?, &args).await,
         Command::Promote { registry, args } => promote::run(&registry.client()?, &args).await,
         Command::Status { registry, args } => status::run(&registry.client()?, &args).await,

@@ -1,0 +1,358 @@
+//! `ForecastModel` (group `forecast.dev`, version `v1alpha1`, short name `fm`): a
+//! registered MLflow model, how to pick its version, and how to serve and roll it.
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Condition types the operator maintains.
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const DEGRADED: &str = "Degraded";
+    pub const REGISTRY_REACHABLE: &str = "RegistryReachable";
+}
+
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "forecast.dev",
+    version = "v1alpha1",
+    kind = "ForecastModel",
+    namespaced,
+    status = "ForecastModelStatus",
+    shortname = "fm",
+    category = "forecast",
+    printcolumn = r#"{"name":"Model","type":"string","jsonPath":".spec.model.name"}"#,
+    printcolumn = r#"{"name":"Selector","type":"string","jsonPath":".status.selector"}"#,
+    printcolumn = r#"{"name":"Served","type":"string","jsonPath":".status.servedVersion"}"#,
+    printcolumn = r#"{"name":"Desired","type":"string","jsonPath":".status.desiredVersion"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastModelSpec {
+    /// Where the model registry is.
+    pub registry: RegistrySpec,
+    /// The registered model and how its version is chosen.
+    pub model: ModelRef,
+    /// How often the registry is polled: a duration such as `30s`, `2m`, `1h`.
+    #[serde(default = "default_poll_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub poll_interval: String,
+    /// Hold the served version; the registry is still polled and reported.
+    #[serde(default)]
+    pub paused: bool,
+    /// The predictor Deployment.
+    #[serde(default)]
+    pub predictor: PredictorSpec,
+    /// How a new version is rolled out.
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+}
+
+fn default_poll_interval() -> String {
+    "30s".into()
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrySpec {
+    /// MLflow tracking server URL, e.g. `http://mlflow.mlflow:5000`.
+    pub tracking_uri: String,
+    /// Secret in the same namespace with `token`, or `username` and `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// Secret (key `secret`) whose value signs MLflow webhook deliveries for this model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+}
+
+/// Exactly one of `alias`, `stage` and `version`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("oneOf" = [
+    {"required": ["alias"]},
+    {"required": ["stage"]},
+    {"required": ["version"]}
+]))]
+pub struct ModelRef {
+    /// Registered model name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Serve the version this alias points at (MLflow 3's way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// Serve the latest version in this stage (`Production`, `Staging`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// Serve exactly this version (a pin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// How a `ModelRef` picks its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    Alias(String),
+    Stage(String),
+    Version(String),
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Alias(a) => write!(f, "alias:{a}"),
+            Selector::Stage(s) => write!(f, "stage:{s}"),
+            Selector::Version(v) => write!(f, "version:{v}"),
+        }
+    }
+}
+
+impl ModelRef {
+    /// The selector, or why the combination is invalid (for clusters that do not enforce
+    /// the schema's `oneOf`).
+    pub fn selector(&self) -> Result<Selector, String> {
+        let set = |v: &Option<String>| v.as_ref().filter(|s| !s.trim().is_empty()).cloned();
+        match (set(&self.alias), set(&self.stage), set(&self.version)) {
+            (Some(a), None, None) => Ok(Selector::Alias(a)),
+            (None, Some(s), None) => Ok(Selector::Stage(s)),
+            (None, None, Some(v)) => Ok(Selector::Version(v)),
+            (None, None, None) => Err("spec.model needs one of alias, stage or version".into()),
+            _ => Err("spec.model must set only one of alias, stage or version".into()),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictorSpec {
+    /// Predictor container image.
+    #[serde(default = "default_image")]
+    pub image: String,
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Extra environment for the predictor container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+}
+
+pub const DEFAULT_PREDICTOR_IMAGE: &str = "ghcr.io/forecast-operator/forecast-predictor:0.1.0";
+
+fn default_image() -> String {
+    DEFAULT_PREDICTOR_IMAGE.into()
+}
+fn default_replicas() -> i32 {
+    2
+}
+fn default_port() -> i32 {
+    8080
+}
+
+impl Default for PredictorSpec {
+    fn default() -> Self {
+        PredictorSpec {
+            image: default_image(),
+            replicas: default_replicas(),
+            resources: None,
+            port: default_port(),
+            env: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum RolloutStrategy {
+    /// Reload each pod in place over HTTP (no restarts).
+    #[default]
+    Reload,
+    /// Restart the pods (for clusters that forbid operator-to-pod calls).
+    Restart,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    #[serde(default)]
+    pub strategy: RolloutStrategy,
+    /// Pods reloaded at once.
+    #[serde(default = "default_max_concurrent")]
+    #[schemars(range(min = 1))]
+    pub max_concurrent: i32,
+    /// How long a pod may take to load and report the new version.
+    #[serde(default = "default_verify_timeout")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub verify_timeout: String,
+    /// A feature row every pod must predict a finite value for after reloading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke_input: Option<Vec<f64>>,
+}
+
+fn default_max_concurrent() -> i32 {
+    1
+}
+fn default_verify_timeout() -> String {
+    "60s".into()
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        RolloutSpec {
+            strategy: RolloutStrategy::Reload,
+            max_concurrent: default_max_concurrent(),
+            verify_timeout: default_verify_timeout(),
+            smoke_input: None,
+        }
+    }
+}
+
+/// A pod and the version it serves.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct PodVersion {
+    pub pod: String,
+    pub version: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastModelStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `alias:champion`, `stage:Production` or `version:7`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// The version every pod serves (and new pods start on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_version: Option<String>,
+    /// The version the registry points at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_version: Option<String>,
+    /// Versions whose rollout failed; not retried until the registry moves again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_versions: Vec<String>,
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub updated_replicas: i32,
+    /// Per-pod versions (up to 20 pods).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodVersion>,
+    /// e.g. `1.234s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rollout_duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Parses `30s`, `2m`, `1h30m`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let mut total = std::time::Duration::ZERO;
+    let mut number = String::new();
+    let mut chars = s.trim().chars().peekable();
+    if s.trim().is_empty() {
+        return Err("empty duration".into());
+    }
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        number.clear();
+        let unit = if c == 'm' && chars.peek() == Some(&'s') {
+            chars.next();
+            "ms"
+        } else {
+            match c {
+                's' => "s",
+                'm' => "m",
+                'h' => "h",
+                _ => return Err(format!("invalid duration {s:?}: unknown unit {c:?}")),
+            }
+        };
+        total += match unit {
+            "ms" => std::time::Duration::from_millis(n),
+            "s" => std::time::Duration::from_secs(n),
+            "m" => std::time::Duration::from_secs(n * 60),
+            _ => std::time::Duration::from_secs(n * 3600),
+        };
+    }
+    if !number.is_empty() {
+        return Err(format!("invalid duration {s:?}: missing unit"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn durations_parse_like_kubernetes_ones() {
+        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn exactly_one_selector_is_accepted() {
+        let m = |a: Option<&str>, s: Option<&str>, v: Option<&str>| ModelRef {
+            name: "m".into(),
+            alias: a.map(Into::into),
+            stage: s.map(Into::into),
+            version: v.map(Into::into),
+        };
+        assert_eq!(m(Some("champion"), None, None).selector().unwrap(), Selector::Alias("champion".into()));
+        assert!(m(None, None, None).selector().is_err());
+        assert!(m(Some("a"), None, Some("3")).selector().is_err());
+    }
+
+    #[test]
+    fn the_crd_has_the_contracted_names_columns_and_one_of() {
+        let crd = serde_json::to_value(ForecastModel::crd()).unwrap();
+        assert_eq!(crd["metadata"]["name"], "forecastmodels.forecast.dev");
+        assert_eq!(crd["spec"]["names"]["shortNames"][0], "fm");
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(version["name"], "v1alpha1");
+        assert!(version["subresources"]["status"].is_object());
+        let columns: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(columns, ["Model", "Selector", "Served", "Desired", "Ready", "Age"]);
+        let model = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["model"];
+        assert_eq!(model["oneOf"].as_array().unwrap().len(), 3, "{model}");
+    }
+}
+
+#[cfg(test)]
+mod checked_in_crd {
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn crds_forecastmodel_yaml_matches_the_types() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds/forecastmodel.yaml");
+        let text = std::fs::read_to_string(path).expect("crds/forecastmodel.yaml exists");
+        let checked_in: serde_json::Value = serde_yaml::from_str(&text).expect("valid YAML");
+        let generated = serde_json::to_value(super::ForecastModel::crd()).expect("CRD serialises");
+        assert_eq!(
+            checked_in, generated,
+            "crds/forecastmodel.yaml is stale: run `cargo run -p forecast-cli -- crd > crds/forecastmodel.yaml`"
+        );
+    }
+}
