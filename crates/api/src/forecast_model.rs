@@ -266,7 +266,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
             number.push(c);
             continue;
         }
-        let n: u64 = number.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
         number.clear();
         let unit = if c == 'm' && chars.peek() == Some(&'s') {
             chars.next();
@@ -315,7 +317,10 @@ mod tests {
             stage: s.map(Into::into),
             version: v.map(Into::into),
         };
-        assert_eq!(m(Some("champion"), None, None).selector().unwrap(), Selector::Alias("champion".into()));
+        assert_eq!(
+            m(Some("champion"), None, None).selector().unwrap(),
+            Selector::Alias("champion".into())
+        );
         assert!(m(None, None, None).selector().is_err());
         assert!(m(Some("a"), None, Some("3")).selector().is_err());
     }
@@ -334,8 +339,12 @@ mod tests {
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(columns, ["Model", "Selector", "Served", "Desired", "Ready", "Age"]);
-        let model = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["model"];
+        assert_eq!(
+            columns,
+            ["Model", "Selector", "Served", "Desired", "Ready", "Age"]
+        );
+        let model =
+            &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["model"];
         assert_eq!(model["oneOf"].as_array().unwrap().len(), 3, "{model}");
     }
 }

@@ -1,1 +1,15 @@
+//! The ForecastModel controller (kube-runtime style): a `Context`, one `reconcile`, one
+//! `error_policy`, decisions as pure functions, I/O at the edges.
 
+pub mod context;
+pub mod decide;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod predictor_client;
+pub mod reconcile;
+pub mod registry;
+pub mod resources;
+pub mod rollout;
+pub mod webhook;

@@ -1,1 +1,239 @@
-fn main() {}
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use api::forecast_model::ForecastModel;
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::runtime::{Controller, watcher};
+use operator::context::Context;
+use operator::http::{HealthState, WebhookState, health_routes, webhook_routes};
+use operator::leader::{LeaderElector, LeaseConfig};
+use operator::metrics::Metrics;
+use operator::reconcile::{error_policy, reconcile};
+
+/// The ForecastModel operator. Finds its cluster as kube-rs does (in-cluster, else
+/// KUBECONFIG).
+#[derive(Debug, Parser)]
+#[command(name = "forecast-operator", version)]
+struct Config {
+    /// Address of /metrics, /health and /ready.
+    #[arg(long, env = "OPERATOR_METRICS_ADDR", default_value = "0.0.0.0:8081")]
+    metrics_addr: SocketAddr,
+    /// Address of POST /webhooks/mlflow.
+    #[arg(long, env = "OPERATOR_WEBHOOK_ADDR", default_value = "0.0.0.0:8082")]
+    webhook_addr: SocketAddr,
+    /// Secret that signs MLflow webhook deliveries (unset: ForecastModels' own secrets,
+    /// or unsigned deliveries are accepted when no secret is configured at all).
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Only watch this namespace (default: all).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Lease used for leader election.
+    #[arg(
+        long,
+        env = "LEADER_ELECTION_LEASE",
+        default_value = "forecast-operator-leader"
+    )]
+    lease_name: String,
+    /// Namespace of the lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This replica's identity in the lease (default: hostname and pid).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a leader may go without renewing before another replica takes over.
+    #[arg(long, env = "LEADER_ELECTION_LEASE_SECONDS", default_value_t = 15)]
+    lease_seconds: u64,
+    /// Run without leader election (a single replica).
+    #[arg(long, env = "DISABLE_LEADER_ELECTION")]
+    disable_leader_election: bool,
+    /// `json` or `text`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
+    log_format: String,
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "text" {
+        builder.init();
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_tracing(&config.log_format);
+    mlflow::install_crypto_provider();
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot reach the cluster (in-cluster config or KUBECONFIG)")?;
+    let identity = config.identity.clone().unwrap_or_else(|| {
+        let host =
+            std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "forecast-operator".into());
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let metrics = Arc::new(Metrics::default());
+    let health = web::Data::new(HealthState {
+        metrics: metrics.clone(),
+        ready: Default::default(),
+    });
+    let health_data = health.clone();
+    let health_server = HttpServer::new(move || {
+        App::new()
+            .app_data(health_data.clone())
+            .configure(health_routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(config.metrics_addr)
+    .with_context(|| format!("cannot listen on {}", config.metrics_addr))?;
+    for a in health_server.addrs() {
+        tracing::info!(address = %a, "metrics and health listening");
+    }
+    let health_server = health_server.run();
+    let health_handle = health_server.handle();
+    tokio::spawn(health_server);
+    health.ready.store(true, Ordering::Relaxed);
+
+    let elector = (!config.disable_leader_election).then(|| {
+        LeaderElector::new(
+            client.clone(),
+            LeaseConfig {
+                name: config.lease_name.clone(),
+                namespace: config.lease_namespace.clone(),
+                identity: identity.clone(),
+                duration: Duration::from_secs(config.lease_seconds.max(2)),
+            },
+        )
+    });
+    if let Some(e) = &elector {
+        tracing::info!(identity = %identity, lease = %config.lease_name, "waiting to become the leader");
+        tokio::select! {
+            _ = e.acquire() => {}
+            _ = shutdown_signal() => { health_handle.stop(true).await; return Ok(()); }
+        }
+        tracing::info!(identity = %identity, "became the leader");
+    }
+    metrics.leader.set(1);
+
+    let (fms, deployments): (Api<ForecastModel>, Api<Deployment>) = match &config.watch_namespace {
+        Some(ns) if !ns.is_empty() => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        _ => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let (trigger, triggers) = tokio::sync::mpsc::unbounded_channel();
+    let trigger_stream = futures::stream::unfold(triggers, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = Controller::new(fms, watcher::Config::default().any_semantic())
+        .owns(
+            deployments,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=forecast-operator"),
+        )
+        .reconcile_on(trigger_stream)
+        .graceful_shutdown_on(async move {
+            let _ = stop_rx.await;
+        });
+    let webhook_data = web::Data::new(WebhookState {
+        client: client.clone(),
+        store: controller.store(),
+        trigger,
+        secret: config.webhook_secret.clone().filter(|s| !s.is_empty()),
+        metrics: metrics.clone(),
+    });
+    let webhook_server = HttpServer::new(move || {
+        App::new()
+            .app_data(webhook_data.clone())
+            .app_data(web::PayloadConfig::default().limit(1024 * 1024))
+            .configure(webhook_routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(config.webhook_addr)
+    .with_context(|| format!("cannot listen on {}", config.webhook_addr))?;
+    for a in webhook_server.addrs() {
+        tracing::info!(address = %a, "webhook listening");
+    }
+    let webhook_server = webhook_server.run();
+    let webhook_handle = webhook_server.handle();
+    tokio::spawn(webhook_server);
+
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        identity.clone(),
+    ));
+    let run = controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile");
+            }
+        });
+    let mut stop_tx = Some(stop_tx);
+    let lost = async {
+        match &elector {
+            Some(e) => e.hold().await,
+            None => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(run);
+    let mut lost_leadership = false;
+    tokio::select! {
+        _ = &mut run => {}
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down: finishing in-flight reconciles");
+            if let Some(tx) = stop_tx.take() { let _ = tx.send(()); }
+            let _ = tokio::time::timeout(Duration::from_secs(30), &mut run).await;
+        }
+        _ = lost => {
+            tracing::error!("lost the leader lease; stopping");
+            lost_leadership = true;
+            if let Some(tx) = stop_tx.take() { let _ = tx.send(()); }
+            let _ = tokio::time::timeout(Duration::from_secs(10), &mut run).await;
+        }
+    }
+    metrics.leader.set(0);
+    if let Some(e) = &elector {
+        e.release().await;
+    }
+    webhook_handle.stop(true).await;
+    health_handle.stop(true).await;
+    if lost_leadership {
+        anyhow::bail!("lost the leader lease");
+    }
+    Ok(())
+}

@@ -113,12 +113,15 @@ impl Loader {
     ) -> Result<ServedModel, LoadError> {
         let client = self.registry.as_ref().ok_or(LoadError::NoRegistry)?;
         let version = client.resolve_version(&self.model_name, selector).await?;
+        // Stage in the cache (so caching is a rename); without a usable cache, in /tmp.
         let staging_parent = match self.cache_dir() {
-            Some(d) => d,
+            Some(d) if std::fs::create_dir_all(&d).is_ok() => d,
+            Some(d) => {
+                tracing::warn!(dir = %d.display(), "the fallback directory is not writable; models are not cached");
+                std::env::temp_dir()
+            }
             None => std::env::temp_dir(),
         };
-        std::fs::create_dir_all(&staging_parent)
-            .map_err(|e| LoadError::Internal(format!("{}: {e}", staging_parent.display())))?;
         let staging = tempfile::Builder::new()
             .prefix(".incoming-")
             .tempdir_in(&staging_parent)

@@ -1,0 +1,265 @@
+//! Decisions as pure functions over what was observed: which version to roll to, which
+//! pods, which conditions to report.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// A predictor pod as observed this reconcile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodObservation {
+    pub name: String,
+    /// `http://<podIP>:<port>`, when the pod has an IP.
+    pub base_url: Option<String>,
+    pub ready: bool,
+    /// What the pod's `/model/info` reported (None: not asked or no answer).
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub paused: bool,
+    /// The registry's answer; None when it could not be asked or has no such version.
+    pub desired: Option<String>,
+    /// The ConfigMap's served version.
+    pub served: Option<String>,
+    pub failed_versions: Vec<String>,
+    pub pods: Vec<PodObservation>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hold {
+    Paused,
+    RegistryUnknown,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Every pod serves the target and the ConfigMap says so.
+    Steady { version: String },
+    /// Do not change anything.
+    Hold(Hold),
+    /// Move `pods` to `target`; `from` is what to revert to.
+    Rollout {
+        target: String,
+        from: Option<String>,
+        pods: Vec<String>,
+    },
+}
+
+/// `failedVersions` after the registry answered `desired` (previously `previous`): a
+/// version is retried only once the registry has moved away and back.
+pub fn failed_versions_after(
+    failed: &[String],
+    previous: Option<&str>,
+    desired: Option<&str>,
+) -> Vec<String> {
+    match desired {
+        Some(d) if previous != Some(d) => {
+            failed.iter().filter(|v| v.as_str() != d).cloned().collect()
+        }
+        _ => failed.to_vec(),
+    }
+}
+
+pub fn plan(o: &Observed) -> Plan {
+    if o.paused {
+        return Plan::Hold(Hold::Paused);
+    }
+    let Some(desired) = o.desired.clone() else {
+        return Plan::Hold(Hold::RegistryUnknown);
+    };
+    // A version that failed is not retried; pods that were left on it go back.
+    let target = if o.failed_versions.contains(&desired) {
+        match &o.served {
+            Some(s) => s.clone(),
+            None => return Plan::Hold(Hold::RegistryUnknown),
+        }
+    } else {
+        desired
+    };
+    let pods: Vec<String> = o
+        .pods
+        .iter()
+        .filter(|p| p.ready && p.base_url.is_some())
+        .filter(|p| p.version.as_deref().is_some_and(|v| v != target))
+        .map(|p| p.name.clone())
+        .collect();
+    if pods.is_empty() && o.served.as_deref() == Some(target.as_str()) {
+        return Plan::Steady { version: target };
+    }
+    Plan::Rollout {
+        target,
+        from: o.served.clone(),
+        pods,
+    }
+}
+
+/// Splits pods into batches of at most `max_concurrent`.
+pub fn batches(pods: &[String], max_concurrent: i32) -> Vec<Vec<String>> {
+    let size = usize::try_from(max_concurrent).unwrap_or(1).max(1);
+    pods.chunks(size).map(<[String]>::to_vec).collect()
+}
+
+/// The desired state of one condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConditionState {
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl ConditionState {
+    pub fn new(status: bool, reason: &str, message: impl Into<String>) -> Self {
+        ConditionState {
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// New conditions, keeping `lastTransitionTime` where the status did not change.
+pub fn conditions(
+    previous: &[Condition],
+    desired: &BTreeMap<&str, ConditionState>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    desired
+        .iter()
+        .map(|(kind, state)| {
+            let status = if state.status { "True" } else { "False" };
+            let last = previous
+                .iter()
+                .find(|c| c.type_ == *kind && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            Condition {
+                type_: kind.to_string(),
+                status: status.into(),
+                reason: state.reason.clone(),
+                message: state.message.clone(),
+                last_transition_time: last,
+                observed_generation: generation,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, version: &str) -> PodObservation {
+        PodObservation {
+            name: name.into(),
+            base_url: Some(format!("http://{name}")),
+            ready: true,
+            version: Some(version.into()),
+        }
+    }
+
+    fn observed(
+        desired: Option<&str>,
+        served: Option<&str>,
+        pods: Vec<PodObservation>,
+    ) -> Observed {
+        Observed {
+            paused: false,
+            desired: desired.map(Into::into),
+            served: served.map(Into::into),
+            failed_versions: vec![],
+            pods,
+        }
+    }
+
+    #[test]
+    fn a_moved_alias_rolls_the_pods_that_serve_another_version() {
+        let o = observed(
+            Some("2"),
+            Some("1"),
+            vec![pod("a", "1"), pod("b", "2"), pod("c", "1")],
+        );
+        assert_eq!(
+            plan(&o),
+            Plan::Rollout {
+                target: "2".into(),
+                from: Some("1".into()),
+                pods: vec!["a".into(), "c".into()]
+            }
+        );
+        let steady = observed(Some("2"), Some("2"), vec![pod("a", "2")]);
+        assert_eq!(
+            plan(&steady),
+            Plan::Steady {
+                version: "2".into()
+            }
+        );
+    }
+
+    #[test]
+    fn pause_and_an_unknown_registry_hold_everything() {
+        let mut o = observed(Some("2"), Some("1"), vec![pod("a", "1")]);
+        o.paused = true;
+        assert_eq!(plan(&o), Plan::Hold(Hold::Paused));
+        let o = observed(None, Some("1"), vec![pod("a", "1")]);
+        assert_eq!(plan(&o), Plan::Hold(Hold::RegistryUnknown));
+    }
+
+    #[test]
+    fn a_failed_version_is_not_retried_and_stragglers_go_back() {
+        let mut o = observed(Some("3"), Some("2"), vec![pod("a", "3"), pod("b", "2")]);
+        o.failed_versions = vec!["3".into()];
+        assert_eq!(
+            plan(&o),
+            Plan::Rollout {
+                target: "2".into(),
+                from: Some("2".into()),
+                pods: vec!["a".into()]
+            }
+        );
+        assert_eq!(
+            failed_versions_after(&["3".into()], Some("3"), Some("3")),
+            vec!["3".to_string()]
+        );
+        assert!(failed_versions_after(&["3".into()], Some("4"), Some("3")).is_empty());
+    }
+
+    #[test]
+    fn pods_without_a_known_version_or_not_ready_are_left_alone() {
+        let mut starting = pod("s", "1");
+        starting.ready = false;
+        let mut silent = pod("q", "1");
+        silent.version = None;
+        let o = observed(Some("2"), Some("1"), vec![starting, silent]);
+        assert_eq!(
+            plan(&o),
+            Plan::Rollout {
+                target: "2".into(),
+                from: Some("1".into()),
+                pods: vec![]
+            }
+        );
+        assert_eq!(batches(&["a".into(), "b".into(), "c".into()], 2).len(), 2);
+        assert_eq!(batches(&["a".into()], 0).len(), 1);
+    }
+
+    #[test]
+    fn transition_times_move_only_when_a_status_changes() {
+        let t0 = Time(chrono_like(0));
+        let t1 = Time(chrono_like(60));
+        let mut want = BTreeMap::new();
+        want.insert("Ready", ConditionState::new(true, "Serving", "ok"));
+        let first = conditions(&[], &want, Some(1), &t0);
+        let same = conditions(&first, &want, Some(2), &t1);
+        assert_eq!(same[0].last_transition_time, t0);
+        want.insert("Ready", ConditionState::new(false, "RollingOut", "..."));
+        let changed = conditions(&same, &want, Some(2), &t1);
+        assert_eq!(changed[0].last_transition_time, t1);
+    }
+
+    fn chrono_like(secs: i64) -> k8s_openapi::jiff::Timestamp {
+        k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + secs).unwrap()
+    }
+}

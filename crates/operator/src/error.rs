@@ -1,0 +1,30 @@
+/// Why a reconcile failed. Variant names are the `error` label of
+/// `forecast_operator_reconcile_errors_total`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    #[error("registry: {0}")]
+    Registry(#[from] mlflow::MlflowError),
+    #[error("serialisation: {0}")]
+    Serialization(#[from] serde_json::Error),
+    #[error("ForecastModel has no {0}")]
+    MissingField(&'static str),
+}
+
+impl Error {
+    /// The metrics label of this error.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "Kube",
+            Error::InvalidSpec(_) => "InvalidSpec",
+            Error::Registry(_) => "Registry",
+            Error::Serialization(_) => "Serialization",
+            Error::MissingField(_) => "MissingField",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,155 @@
+//! The operator's HTTP endpoints: `/metrics`, `/health`, `/ready` on the metrics address,
+//! and `POST /webhooks/mlflow` on the webhook address.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use api::forecast_model::ForecastModel;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::metrics::Metrics;
+use crate::webhook;
+
+pub struct HealthState {
+    pub metrics: Arc<Metrics>,
+    /// True once the process serves (standby replicas are ready too).
+    pub ready: AtomicBool,
+}
+
+#[get("/metrics")]
+async fn metrics(state: web::Data<HealthState>) -> HttpResponse {
+    match state.metrics.encode() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(text),
+        Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
+    }
+}
+
+#[get("/health")]
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+#[get("/ready")]
+async fn ready(state: web::Data<HealthState>) -> HttpResponse {
+    if state.ready.load(Ordering::Relaxed) {
+        HttpResponse::Ok().json(json!({"status": "ready"}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({"status": "starting"}))
+    }
+}
+
+pub fn health_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(metrics).service(health).service(ready);
+}
+
+pub struct WebhookState {
+    pub client: kube::Client,
+    pub store: Store<ForecastModel>,
+    pub trigger: UnboundedSender<ObjectRef<ForecastModel>>,
+    /// The operator-wide secret (`WEBHOOK_SECRET`).
+    pub secret: Option<String>,
+    pub metrics: Arc<Metrics>,
+}
+
+fn reject(
+    state: &WebhookState,
+    status: actix_web::http::StatusCode,
+    message: &str,
+) -> HttpResponse {
+    Metrics::count(&state.metrics.webhooks, "rejected");
+    HttpResponse::build(status).json(json!({"error": message}))
+}
+
+/// The webhook secrets of matching ForecastModels (Secret key `secret`).
+async fn model_secrets(state: &WebhookState, models: &[Arc<ForecastModel>]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for fm in models {
+        let Some(name) = &fm.spec.registry.webhook_secret else {
+            continue;
+        };
+        let secrets: Api<Secret> =
+            Api::namespaced(state.client.clone(), &fm.namespace().unwrap_or_default());
+        if let Ok(s) = secrets.get(name).await
+            && let Some(v) = s.data.as_ref().and_then(|d| d.get("secret"))
+        {
+            out.push(v.0.clone());
+        }
+    }
+    out
+}
+
+#[post("/webhooks/mlflow")]
+async fn mlflow_webhook(
+    state: web::Data<WebhookState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return reject(
+            &state,
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "the body is not JSON",
+        );
+    };
+    let Some(model) = webhook::model_name(&payload) else {
+        Metrics::count(&state.metrics.webhooks, "ignored");
+        return HttpResponse::Ok()
+            .json(json!({"triggered": 0, "reason": "not a model-registry event"}));
+    };
+    let matching: Vec<Arc<ForecastModel>> = state
+        .store
+        .state()
+        .into_iter()
+        .filter(|fm| fm.spec.model.name == model)
+        .collect();
+    let mut secrets: Vec<Vec<u8>> = state.secret.iter().map(|s| s.as_bytes().to_vec()).collect();
+    secrets.extend(model_secrets(&state, &matching).await);
+    if !secrets.is_empty() {
+        let header = |n: &str| {
+            req.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let (signature, delivery, timestamp) = (
+            header("x-mlflow-signature"),
+            header("x-mlflow-delivery-id"),
+            header("x-mlflow-timestamp"),
+        );
+        let now = chrono::Utc::now().timestamp();
+        if !webhook::fresh(timestamp, now) {
+            return reject(
+                &state,
+                actix_web::http::StatusCode::UNAUTHORIZED,
+                "missing or stale X-MLflow-Timestamp",
+            );
+        }
+        if !secrets
+            .iter()
+            .any(|s| webhook::signature_valid(s, delivery, timestamp, &body, signature))
+        {
+            return reject(
+                &state,
+                actix_web::http::StatusCode::UNAUTHORIZED,
+                "invalid X-MLflow-Signature",
+            );
+        }
+    }
+    for fm in &matching {
+        let _ = state.trigger.send(ObjectRef::from_obj(fm.as_ref()));
+    }
+    Metrics::count(&state.metrics.webhooks, "accepted");
+    tracing::info!(model = %model, triggered = matching.len(), "MLflow webhook: reconciling early");
+    HttpResponse::Ok().json(json!({"triggered": matching.len()}))
+}
+
+pub fn webhook_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(mlflow_webhook);
+}

@@ -1,0 +1,184 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease: only the holder reconciles, so
+//! two replicas never roll at once. Writes carry the Lease's resourceVersion, so two
+//! candidates cannot both win; a holder that cannot renew in time steps down.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+    pub duration: Duration,
+}
+
+pub struct LeaderElector {
+    api: Api<Lease>,
+    config: LeaseConfig,
+}
+
+fn now() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Whether a lease held by someone else has expired (pure).
+pub fn expired(
+    renew_time: Option<&MicroTime>,
+    duration_seconds: Option<i32>,
+    now: &MicroTime,
+) -> bool {
+    match (renew_time, duration_seconds) {
+        (Some(r), Some(d)) => {
+            let deadline = r.0 + k8s_openapi::jiff::SignedDuration::from_secs(i64::from(d));
+            deadline < now.0
+        }
+        _ => true,
+    }
+}
+
+impl LeaderElector {
+    pub fn new(client: kube::Client, config: LeaseConfig) -> Self {
+        LeaderElector {
+            api: Api::namespaced(client, &config.namespace),
+            config,
+        }
+    }
+
+    fn spec(&self, transitions: i32, acquire: MicroTime) -> serde_json::Value {
+        json!({
+            "holderIdentity": self.config.identity,
+            "leaseDurationSeconds": self.config.duration.as_secs(),
+            "acquireTime": acquire,
+            "renewTime": now(),
+            "leaseTransitions": transitions,
+        })
+    }
+
+    /// One attempt to take or keep the lease; Ok(true) when this replica holds it.
+    pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+        let me = &self.config.identity;
+        match self.api.get_opt(&self.config.name).await? {
+            None => {
+                let lease: Lease = serde_json::from_value(json!({
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": self.config.name, "namespace": self.config.namespace},
+                    "spec": self.spec(0, now()),
+                }))
+                .map_err(kube::Error::SerdeError)?;
+                match self.api.create(&PostParams::default(), &lease).await {
+                    Ok(_) => Ok(true),
+                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Some(mut lease) => {
+                let spec = lease.spec.clone().unwrap_or_default();
+                let holder = spec.holder_identity.clone().unwrap_or_default();
+                let mine = holder == *me;
+                let free = holder.is_empty()
+                    || expired(
+                        spec.renew_time.as_ref(),
+                        spec.lease_duration_seconds,
+                        &now(),
+                    );
+                if !mine && !free {
+                    return Ok(false);
+                }
+                let transitions = spec.lease_transitions.unwrap_or(0) + if mine { 0 } else { 1 };
+                let acquire = if mine {
+                    spec.acquire_time.clone().unwrap_or_else(now)
+                } else {
+                    now()
+                };
+                lease.spec = Some(
+                    serde_json::from_value(self.spec(transitions, acquire))
+                        .map_err(kube::Error::SerdeError)?,
+                );
+                // replace carries metadata.resourceVersion: a concurrent winner makes this 409.
+                match self
+                    .api
+                    .replace(&self.config.name, &PostParams::default(), &lease)
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Blocks until this replica holds the lease.
+    pub async fn acquire(&self) {
+        let retry = (self.config.duration / 3).max(Duration::from_millis(200));
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "leader election: cannot read or write the lease")
+                }
+            }
+            tokio::time::sleep(retry).await;
+        }
+    }
+
+    /// Renews until renewal fails for longer than the lease duration; returns then.
+    pub async fn hold(&self) {
+        let every = (self.config.duration / 3).max(Duration::from_millis(200));
+        let mut last_ok = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(every).await;
+            match self.try_acquire_or_renew().await {
+                Ok(true) => last_ok = tokio::time::Instant::now(),
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "leader election: renewal failed");
+                    if last_ok.elapsed() > self.config.duration {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives the lease up so another replica can take over at once.
+    pub async fn release(&self) {
+        if let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await {
+            let holds = lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
+                == Some(self.config.identity.as_str());
+            if holds {
+                if let Some(spec) = lease.spec.as_mut() {
+                    spec.holder_identity = None;
+                }
+                let _ = self
+                    .api
+                    .replace(&self.config.name, &PostParams::default(), &lease)
+                    .await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_expires_after_its_duration_from_the_last_renewal() {
+        let t = |s: i64| {
+            MicroTime(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + s).unwrap())
+        };
+        assert!(!expired(Some(&t(0)), Some(15), &t(10)));
+        assert!(expired(Some(&t(0)), Some(15), &t(16)));
+        assert!(expired(None, Some(15), &t(0)));
+    }
+}

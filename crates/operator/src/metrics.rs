@@ -1,0 +1,126 @@
+//! Prometheus metrics of the operator (`GET /metrics`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabel {
+    pub namespace: String,
+    pub name: String,
+    pub model: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<ResultLabel, Counter>,
+    pub errors: Family<ErrorLabel, Counter>,
+    pub rollouts: Family<ResultLabel, Counter>,
+    pub rollout_duration: Histogram,
+    pub registry_poll: Histogram,
+    pub reconcile_duration: Histogram,
+    pub served_version: Family<ModelLabel, Gauge>,
+    pub leader: Gauge,
+    pub webhooks: Family<ResultLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("forecast_operator");
+        let reconciles = Family::<ResultLabel, Counter>::default();
+        let errors = Family::<ErrorLabel, Counter>::default();
+        let rollouts = Family::<ResultLabel, Counter>::default();
+        let rollout_duration = Histogram::new(exponential_buckets(0.05, 2.0, 14));
+        let registry_poll = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let served_version = Family::<ModelLabel, Gauge>::default();
+        let leader = Gauge::default();
+        let webhooks = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by result (ok, error)",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconcile errors by kind",
+            errors.clone(),
+        );
+        registry.register(
+            "rollouts",
+            "Rollouts by result (succeeded, failed)",
+            rollouts.clone(),
+        );
+        registry.register(
+            "rollout_duration_seconds",
+            "Time from rollout start to the last pod verified",
+            rollout_duration.clone(),
+        );
+        registry.register(
+            "registry_poll_duration_seconds",
+            "Latency of resolving the desired version in MLflow",
+            registry_poll.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "served_version",
+            "The version every pod of a ForecastModel serves (numeric)",
+            served_version.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            leader.clone(),
+        );
+        registry.register(
+            "webhooks",
+            "MLflow webhook deliveries by result (accepted, rejected, ignored)",
+            webhooks.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            rollouts,
+            rollout_duration,
+            registry_poll,
+            reconcile_duration,
+            served_version,
+            leader,
+            webhooks,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn count(family: &Family<ResultLabel, Counter>, result: &str) {
+        family
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,675 @@
+//! The reconcile loop: observe (registry, ConfigMap, pods), decide (`decide::plan`), act
+//! (owned objects, rollout), write the whole status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api::forecast_model::{
+    ForecastModel, ForecastModelStatus, PodVersion, RolloutStrategy, condition, parse_duration,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::context::Context;
+use crate::decide::{self, ConditionState, Hold, Observed, Plan, PodObservation};
+use crate::error::{Error, Result};
+use crate::metrics::{Metrics, ModelLabel};
+use crate::registry;
+use crate::resources::{self, FIELD_MANAGER, SERVED_VERSION_KEY};
+use crate::rollout::{self, PodTarget, RolloutResult, RolloutSettings};
+
+/// How many pods `status.pods` lists.
+const MAX_STATUS_PODS: usize = 20;
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+async fn publish(ctx: &Context, fm: &ForecastModel, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &fm.object_ref(&())).await {
+        warn!(error = %e, reason, "cannot publish event");
+    }
+}
+
+/// The admin token, created once per ForecastModel and kept.
+async fn admin_token(ctx: &Context, fm: &ForecastModel, ns: &str) -> Result<String> {
+    let names = resources::names(fm);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    if let Some(existing) = secrets.get_opt(&names.secret).await? {
+        let token = existing
+            .data
+            .as_ref()
+            .and_then(|d| d.get(resources::ADMIN_TOKEN_KEY))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .or_else(|| {
+                existing
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(resources::ADMIN_TOKEN_KEY).cloned())
+            });
+        if let Some(t) = token.filter(|t| !t.is_empty()) {
+            return Ok(t);
+        }
+    }
+    let token = random_token();
+    secrets
+        .patch(
+            &names.secret,
+            &apply_params(),
+            &Patch::Apply(resources::admin_secret(fm, &token)),
+        )
+        .await?;
+    Ok(token)
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::rng();
+    (0..40)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Lists the predictor pods and asks each ready one which version it serves.
+async fn observe_pods(ctx: &Context, fm: &ForecastModel, ns: &str) -> Result<Vec<PodObservation>> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let listed = pods
+        .list(&ListParams::default().labels(&resources::label_selector(fm)))
+        .await?;
+    let port = fm.spec.predictor.port;
+    let observations = listed
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+            let base_url = ip.map(|ip| {
+                if ip.contains(':') {
+                    format!("http://[{ip}]:{port}")
+                } else {
+                    format!("http://{ip}:{port}")
+                }
+            });
+            (p.name_any(), base_url, pod_ready(p))
+        })
+        .map(|(name, base_url, ready)| async move {
+            let version = match (&base_url, ready) {
+                (Some(url), true) => ctx
+                    .predictors
+                    .info(url, ctx.observe_timeout)
+                    .await
+                    .ok()
+                    .map(|i| i.model_version),
+                _ => None,
+            };
+            PodObservation {
+                name,
+                base_url,
+                ready,
+                version,
+            }
+        });
+    let mut out = futures::future::join_all(observations).await;
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+struct RegistryAnswer {
+    desired: Option<String>,
+    reachable: ConditionState,
+    /// Set when the registry answered but has no such version (a spec or registry problem).
+    problem: Option<String>,
+}
+
+async fn ask_registry(
+    ctx: &Context,
+    fm: &ForecastModel,
+    selector: &api::forecast_model::Selector,
+) -> RegistryAnswer {
+    let started = Instant::now();
+    let resolved = registry::resolve(&ctx.client, fm, selector).await;
+    ctx.metrics
+        .registry_poll
+        .observe(started.elapsed().as_secs_f64());
+    match resolved {
+        Ok(v) => RegistryAnswer {
+            desired: Some(v.version.clone()),
+            reachable: ConditionState::new(
+                true,
+                "Reachable",
+                format!("{selector} resolves to version {}", v.version),
+            ),
+            problem: None,
+        },
+        Err(e) if e.is_unreachable() => RegistryAnswer {
+            desired: None,
+            reachable: ConditionState::new(false, "Unreachable", e.to_string()),
+            problem: None,
+        },
+        Err(e) => RegistryAnswer {
+            desired: None,
+            reachable: ConditionState::new(true, "Reachable", "the registry answered"),
+            problem: Some(e.to_string()),
+        },
+    }
+}
+
+pub async fn reconcile(fm: Arc<ForecastModel>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_inner(&fm, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    Metrics::count(
+        &ctx.metrics.reconciles,
+        if result.is_ok() { "ok" } else { "error" },
+    );
+    result
+}
+
+#[tracing::instrument(skip_all, fields(forecastmodel = %format!("{}/{}", fm.namespace().unwrap_or_default(), fm.name_any())))]
+async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
+    let ns = fm
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = fm.name_any();
+    let previous = fm.status.clone().unwrap_or_default();
+    let generation = fm.metadata.generation;
+    let fms: Api<ForecastModel> = Api::namespaced(ctx.client.clone(), &ns);
+
+    // Specs the schema could not reject are reported, not retried.
+    let spec_checks = parse_duration(&fm.spec.poll_interval)
+        .map_err(|e| format!("spec.pollInterval: {e}"))
+        .and_then(|poll| {
+            parse_duration(&fm.spec.rollout.verify_timeout)
+                .map_err(|e| format!("spec.rollout.verifyTimeout: {e}"))
+                .map(|verify| (poll, verify))
+        })
+        .and_then(|d| fm.spec.model.selector().map(|s| (d, s)));
+    let ((poll, verify_timeout), selector) = match spec_checks {
+        Ok(v) => v,
+        Err(message) => {
+            let mut status = previous.clone();
+            status.observed_generation = generation;
+            let mut want = BTreeMap::new();
+            want.insert(
+                condition::READY,
+                ConditionState::new(false, "InvalidSpec", message.clone()),
+            );
+            want.insert(
+                condition::DEGRADED,
+                ConditionState::new(true, "InvalidSpec", message.clone()),
+            );
+            status.conditions = decide::conditions(&previous.conditions, &want, generation, &now());
+            write_status(&fms, &name, &status).await?;
+            publish(ctx, fm, EventType::Warning, "InvalidSpec", message).await;
+            return Ok(Action::await_change());
+        }
+    };
+
+    let token = admin_token(ctx, fm, &ns).await?;
+    let answer = ask_registry(ctx, fm, &selector).await;
+    let was_reachable = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::REGISTRY_REACHABLE)
+        .is_none_or(|c| c.status == "True");
+    if !answer.reachable.status && was_reachable {
+        publish(
+            ctx,
+            fm,
+            EventType::Warning,
+            "RegistryUnreachable",
+            format!("keeping the served version; {}", answer.reachable.message),
+        )
+        .await;
+    }
+
+    // The served version lives in the owned ConfigMap; it is created from the first
+    // answer of the registry.
+    let names = resources::names(fm);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut served = config_maps
+        .get_opt(&names.config_map)
+        .await?
+        .and_then(|cm| cm.data)
+        .and_then(|d| d.get(SERVED_VERSION_KEY).cloned())
+        .filter(|v| !v.is_empty());
+    if served.is_none() {
+        let first = match &selector {
+            api::forecast_model::Selector::Version(v) => Some(v.clone()),
+            _ => answer.desired.clone(),
+        };
+        if let Some(v) = first.filter(|_| {
+            !fm.spec.paused || matches!(selector, api::forecast_model::Selector::Version(_))
+        }) {
+            config_maps
+                .patch(
+                    &names.config_map,
+                    &apply_params(),
+                    &Patch::Apply(resources::config_map(fm, &v)),
+                )
+                .await?;
+            served = Some(v);
+        }
+    }
+
+    let restart_marker = match fm.spec.rollout.strategy {
+        RolloutStrategy::Restart => served.clone(),
+        RolloutStrategy::Reload => None,
+    };
+    apply_workload(ctx, fm, &ns, restart_marker.as_deref()).await?;
+
+    let pods = observe_pods(ctx, fm, &ns).await?;
+    let failed_versions = decide::failed_versions_after(
+        &previous.failed_versions,
+        previous.desired_version.as_deref(),
+        answer.desired.as_deref(),
+    );
+    let observed = Observed {
+        paused: fm.spec.paused,
+        desired: answer.desired.clone(),
+        served: served.clone(),
+        failed_versions: failed_versions.clone(),
+        pods: pods.clone(),
+    };
+    let plan = decide::plan(&observed);
+
+    let mut status = ForecastModelStatus {
+        observed_generation: generation,
+        selector: Some(selector.to_string()),
+        served_version: served.clone(),
+        desired_version: answer.desired.clone().or(previous.desired_version.clone()),
+        previous_version: previous.previous_version.clone(),
+        failed_versions,
+        last_rollout_duration: previous.last_rollout_duration.clone(),
+        ..ForecastModelStatus::default()
+    };
+    let mut degraded = answer
+        .problem
+        .as_ref()
+        .map(|p| ConditionState::new(true, "VersionNotFound", p.clone()));
+    let mut progressing = ConditionState::new(false, "Idle", "no rollout in progress");
+
+    if let Plan::Rollout {
+        target,
+        from,
+        pods: to_roll,
+    } = &plan
+    {
+        let rolled = match fm.spec.rollout.strategy {
+            RolloutStrategy::Reload => {
+                run_reload_rollout(
+                    ctx,
+                    fm,
+                    &fms,
+                    &status,
+                    target,
+                    from.as_deref(),
+                    to_roll,
+                    &pods,
+                    &token,
+                    verify_timeout,
+                )
+                .await?
+            }
+            RolloutStrategy::Restart => {
+                // Pods restart onto the new ConfigMap value.
+                config_maps
+                    .patch(
+                        &names.config_map,
+                        &apply_params(),
+                        &Patch::Apply(resources::config_map(fm, target)),
+                    )
+                    .await?;
+                apply_workload(ctx, fm, &ns, Some(target)).await?;
+                publish(
+                    ctx,
+                    fm,
+                    EventType::Normal,
+                    "RolloutStarted",
+                    format!("restarting pods onto version {target}"),
+                )
+                .await;
+                Ok(Duration::ZERO)
+            }
+        };
+        match rolled {
+            Ok(duration) => {
+                if from.as_deref() != Some(target.as_str()) {
+                    status.previous_version = from.clone();
+                }
+                status.served_version = Some(target.clone());
+                if !duration.is_zero() {
+                    status.last_rollout_duration = Some(format!("{:.3}s", duration.as_secs_f64()));
+                }
+            }
+            Err(reason) => {
+                if !status.failed_versions.contains(target) {
+                    status.failed_versions.push(target.clone());
+                }
+                degraded = Some(ConditionState::new(true, "RolloutFailed", reason));
+            }
+        }
+    }
+
+    // Re-observe after acting, so the status says what pods serve now.
+    let pods_now = if matches!(plan, Plan::Rollout { .. }) {
+        observe_pods(ctx, fm, &ns).await?
+    } else {
+        pods
+    };
+    let served_now = status.served_version.clone();
+    let ready_pods = pods_now.iter().filter(|p| p.ready).count() as i32;
+    let on_served = pods_now
+        .iter()
+        .filter(|p| p.version.is_some() && p.version == served_now)
+        .count() as i32;
+    status.replicas = pods_now.len() as i32;
+    status.updated_replicas = on_served;
+    status.pods = pods_now
+        .iter()
+        .filter_map(|p| {
+            p.version.as_ref().map(|v| PodVersion {
+                pod: p.name.clone(),
+                version: v.clone(),
+            })
+        })
+        .take(MAX_STATUS_PODS)
+        .collect();
+    let wanted = fm.spec.predictor.replicas;
+    let converged = ready_pods == wanted && on_served == wanted && status.replicas == wanted;
+    if !converged {
+        progressing = ConditionState::new(
+            true,
+            "Converging",
+            format!(
+                "{on_served}/{wanted} pods serve version {}",
+                served_now.as_deref().unwrap_or("?")
+            ),
+        );
+    }
+    let ready = match (&plan, converged, served_now.as_deref()) {
+        (_, true, Some(v)) => {
+            ConditionState::new(true, "Serving", format!("{wanted} pods serve version {v}"))
+        }
+        (Plan::Hold(Hold::RegistryUnknown), _, _) if served_now.is_none() => {
+            ConditionState::new(false, "NoVersion", "no version is known yet")
+        }
+        _ => ConditionState::new(
+            false,
+            "PodsNotReady",
+            format!("{ready_pods}/{wanted} pods ready, {on_served} on the served version"),
+        ),
+    };
+    let mut want = BTreeMap::new();
+    want.insert(condition::READY, ready);
+    want.insert(condition::PROGRESSING, progressing);
+    want.insert(
+        condition::DEGRADED,
+        degraded.unwrap_or_else(|| {
+            ConditionState::new(
+                false,
+                "AsExpected",
+                "the last rollout succeeded or none was needed",
+            )
+        }),
+    );
+    let registry_ok = answer.reachable.status;
+    want.insert(condition::REGISTRY_REACHABLE, answer.reachable);
+    status.conditions = decide::conditions(&previous.conditions, &want, generation, &now());
+    write_status(&fms, &name, &status).await?;
+
+    if let Some(v) = status
+        .served_version
+        .as_ref()
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        ctx.metrics
+            .served_version
+            .get_or_create(&ModelLabel {
+                namespace: ns.clone(),
+                name: name.clone(),
+                model: fm.spec.model.name.clone(),
+            })
+            .set(v);
+    }
+    let next = if converged && registry_ok {
+        poll
+    } else {
+        poll.min(Duration::from_secs(5))
+    };
+    Ok(Action::requeue(next))
+}
+
+/// Reload strategy: records progress, rolls, then moves the ConfigMap. Ok(duration) on
+/// success, Err(reason) after a revert.
+#[allow(clippy::too_many_arguments)]
+async fn run_reload_rollout(
+    ctx: &Context,
+    fm: &ForecastModel,
+    fms: &Api<ForecastModel>,
+    status: &ForecastModelStatus,
+    target: &str,
+    from: Option<&str>,
+    to_roll: &[String],
+    pods: &[PodObservation],
+    token: &str,
+    verify_timeout: Duration,
+) -> Result<std::result::Result<Duration, String>> {
+    let ns = fm.namespace().unwrap_or_default();
+    let started = Instant::now();
+    let targets: Vec<PodTarget> = pods
+        .iter()
+        .filter(|p| to_roll.contains(&p.name))
+        .filter_map(|p| {
+            p.base_url.clone().map(|base_url| PodTarget {
+                name: p.name.clone(),
+                base_url,
+            })
+        })
+        .collect();
+    if !targets.is_empty() {
+        let mut progress = status.clone();
+        progress.desired_version = Some(target.to_owned());
+        let mut want = BTreeMap::new();
+        want.insert(
+            condition::PROGRESSING,
+            ConditionState::new(
+                true,
+                "RollingOut",
+                format!("reloading {} pods to version {target}", targets.len()),
+            ),
+        );
+        let previous = fm.status.clone().unwrap_or_default().conditions;
+        let mut merged = previous.clone();
+        merged.retain(|c| c.type_ != condition::PROGRESSING);
+        merged.extend(decide::conditions(
+            &previous,
+            &want,
+            fm.metadata.generation,
+            &now(),
+        ));
+        progress.conditions = merged;
+        write_status(fms, &fm.name_any(), &progress).await?;
+        publish(
+            ctx,
+            fm,
+            EventType::Normal,
+            "RolloutStarted",
+            format!(
+                "rolling {} pods from version {} to {target}",
+                targets.len(),
+                from.unwrap_or("?")
+            ),
+        )
+        .await;
+        info!(target, from = ?from, pods = targets.len(), "rollout started");
+    }
+    let settings = RolloutSettings {
+        max_concurrent: fm.spec.rollout.max_concurrent,
+        verify_timeout,
+        smoke_input: fm.spec.rollout.smoke_input.clone(),
+        admin_token: token.to_owned(),
+    };
+    let mut reloaded_pods = Vec::new();
+    let result = rollout::roll(&ctx.predictors, &targets, target, from, &settings, |p| {
+        reloaded_pods.push(p.to_owned())
+    })
+    .await;
+    for p in &reloaded_pods {
+        publish(
+            ctx,
+            fm,
+            EventType::Normal,
+            "PodReloaded",
+            format!("pod {p} serves version {target}"),
+        )
+        .await;
+    }
+    match result {
+        RolloutResult::Succeeded { .. } => {
+            let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+            config_maps
+                .patch(
+                    &resources::names(fm).config_map,
+                    &apply_params(),
+                    &Patch::Apply(resources::config_map(fm, target)),
+                )
+                .await?;
+            let took = started.elapsed();
+            if !targets.is_empty() || from != Some(target) {
+                ctx.metrics.rollout_duration.observe(took.as_secs_f64());
+                Metrics::count(&ctx.metrics.rollouts, "succeeded");
+                publish(
+                    ctx,
+                    fm,
+                    EventType::Normal,
+                    "RolloutSucceeded",
+                    format!(
+                        "every pod serves version {target} (in {:.2}s)",
+                        took.as_secs_f64()
+                    ),
+                )
+                .await;
+                info!(target, seconds = took.as_secs_f64(), "rollout succeeded");
+            }
+            Ok(Ok(took))
+        }
+        RolloutResult::Failed {
+            reason,
+            reverted,
+            revert_errors,
+        } => {
+            Metrics::count(&ctx.metrics.rollouts, "failed");
+            warn!(target, %reason, reverted = ?reverted, "rollout failed");
+            publish(
+                ctx,
+                fm,
+                EventType::Warning,
+                "RolloutFailed",
+                format!("version {target}: {reason}"),
+            )
+            .await;
+            let note = if revert_errors.is_empty() {
+                format!(
+                    "reverted {} pods to version {}",
+                    reverted.len(),
+                    from.unwrap_or("?")
+                )
+            } else {
+                format!(
+                    "reverted {} pods to version {}; could not revert: {}",
+                    reverted.len(),
+                    from.unwrap_or("?"),
+                    revert_errors.join("; ")
+                )
+            };
+            publish(ctx, fm, EventType::Warning, "RolledBack", note).await;
+            Ok(Err(reason))
+        }
+    }
+}
+
+async fn apply_workload(
+    ctx: &Context,
+    fm: &ForecastModel,
+    ns: &str,
+    restart_marker: Option<&str>,
+) -> Result<()> {
+    let names = resources::names(fm);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    deployments
+        .patch(
+            &names.deployment,
+            &apply_params(),
+            &Patch::Apply(resources::deployment(fm, restart_marker)),
+        )
+        .await?;
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    services
+        .patch(
+            &names.service,
+            &apply_params(),
+            &Patch::Apply(resources::service(fm)),
+        )
+        .await?;
+    Ok(())
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Server-side apply of the whole observed status on the status subresource.
+async fn write_status(
+    fms: &Api<ForecastModel>,
+    name: &str,
+    status: &ForecastModelStatus,
+) -> Result<()> {
+    let body = json!({
+        "apiVersion": "forecast.dev/v1alpha1",
+        "kind": "ForecastModel",
+        "metadata": {"name": name},
+        "status": status,
+    });
+    fms.patch_status(name, &apply_params(), &Patch::Apply(body))
+        .await?;
+    Ok(())
+}
+
+pub fn error_policy(fm: Arc<ForecastModel>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(forecastmodel = %fm.name_any(), %error, "reconcile failed");
+    ctx.metrics
+        .errors
+        .get_or_create(&crate::metrics::ErrorLabel {
+            error: error.metric_label().into(),
+        })
+        .inc();
+    Action::requeue(Duration::from_secs(5))
+}
