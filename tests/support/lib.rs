@@ -8,6 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 use anyhow::{Context, bail};
 use serde_json::Value;
 

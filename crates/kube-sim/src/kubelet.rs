@@ -43,6 +43,7 @@ pub struct Kubelet {
 fn ip_string(n: u32) -> String {
     // 127.1.0.2, 127.1.0.3, ... skipping .0, .1 and .255 in the last octet.
     let host = 2 + (n % 253);
+    let n = n % (253 * 254 * 256);
     let rest = n / 253;
     format!("127.{}.{}.{}", 1 + (rest / 256) % 254, rest % 256, host)
 }
@@ -53,7 +54,12 @@ impl Kubelet {
             sim,
             containers: HashMap::new(),
             ips: HashMap::new(),
-            next_ip: 0,
+            // Each simulator starts at a random /24 of 127.0.0.0/8, so simulators running
+            // side by side (parallel tests) do not hand out the same pod addresses.
+            next_ip: {
+                use rand::Rng;
+                rand::rng().random_range(0..254 * 256u32) * 253
+            },
         }
     }
 

@@ -294,6 +294,12 @@ fn builtin_columns(kind: &str) -> Vec<PrinterColumn> {
             column("Cluster-IP", "string", ".spec.clusterIP"),
         ],
         "Namespace" => vec![column("Status", "string", ".status.phase")],
+        "Event" => vec![
+            column("Type", "string", ".type"),
+            column("Reason", "string", ".reason"),
+            column("Object", "string", ".involvedObject.name"),
+            column("Message", "string", ".message"),
+        ],
         _ => Vec::new(),
     }
 }

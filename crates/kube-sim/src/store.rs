@@ -443,6 +443,7 @@ impl Store {
             .or_default()
             .insert(key, object.clone());
         self.emit(rt, EventKind::Added, object.clone(), None);
+        self.mirror_event(rt, &object);
         if rt.key()
             == (
                 "apiextensions.k8s.io".to_owned(),
@@ -480,6 +481,7 @@ impl Store {
                     }
                 }
             }
+            ("", "Secret") => secret_string_data(object),
             ("", "Pod") if object["status"]["phase"].is_null() => {
                 object["status"] = json!({"phase": "Pending"});
             }
@@ -600,6 +602,9 @@ impl Store {
             m.insert("kind".into(), old["kind"].clone());
         }
         if sub == Subresource::Main {
+            if rt.key() == (String::new(), "secrets".to_owned()) {
+                secret_string_data(&mut new);
+            }
             self.admit(rt, name, &mut new)?;
         }
         if opts.record_fields {
@@ -651,6 +656,7 @@ impl Store {
             .or_default()
             .insert(key, new.clone());
         self.emit(rt, EventKind::Modified, new.clone(), Some(old));
+        self.mirror_event(rt, &new);
         if rt.key()
             == (
                 "apiextensions.k8s.io".to_owned(),
@@ -902,6 +908,55 @@ impl Store {
         Ok(())
     }
 
+    /// `events.k8s.io/v1` and core `v1` Events are one resource in the real API server;
+    /// an event written through the former is readable through the latter.
+    fn mirror_event(&mut self, rt: &ResourceType, event: &Value) {
+        if rt.key() != ("events.k8s.io".to_owned(), "events".to_owned()) {
+            return;
+        }
+        let Some(core) = self.resolve("", "v1", "events").cloned() else {
+            return;
+        };
+        let ns = meta_str(event, "namespace").to_owned();
+        let name = meta_str(event, "name").to_owned();
+        let time = event["eventTime"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(now_rfc3339);
+        let last = event["series"]["lastObservedTime"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| time.clone());
+        let mirrored = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": ns},
+            "involvedObject": event["regarding"],
+            "reason": event["reason"],
+            "message": event["note"],
+            "type": event["type"],
+            "action": event["action"],
+            "source": {"component": event["reportingController"]},
+            "reportingComponent": event["reportingController"],
+            "reportingInstance": event["reportingInstance"],
+            "firstTimestamp": time,
+            "lastTimestamp": last,
+            "eventTime": event["eventTime"],
+            "count": event["series"]["count"].as_i64().unwrap_or(1),
+        });
+        let opts = WriteOptions::default();
+        match self.get(&core, &ns, &name) {
+            Ok(existing) => {
+                let mut updated = mirrored;
+                updated["metadata"] = existing["metadata"].clone();
+                let _ = self.write(&core, &ns, &name, updated, Subresource::Main, &opts);
+            }
+            Err(_) => {
+                let _ = self.create(&core, &ns, mirrored, &opts);
+            }
+        }
+    }
+
     /// Registers the CRD's types and marks it Established.
     fn crd_changed(&mut self, crd: &Value) {
         let Ok(new_types) = types_from_crd(crd) else {
@@ -1002,6 +1057,23 @@ impl Store {
         self.objects
             .values()
             .any(|b| b.values().any(|o| o["metadata"]["uid"] == uid))
+    }
+}
+
+/// `stringData` is write-only: the API server merges it into `data` (base64).
+fn secret_string_data(object: &mut Value) {
+    let Some(string_data) = object.get("stringData").and_then(Value::as_object).cloned() else {
+        return;
+    };
+    if !object["data"].is_object() {
+        object["data"] = json!({});
+    }
+    for (k, v) in string_data {
+        let text = v.as_str().unwrap_or_default();
+        object["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+    if let Some(m) = object.as_object_mut() {
+        m.remove("stringData");
     }
 }
 

@@ -10,7 +10,7 @@ use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 use operator::context::Context;
 use operator::http::{HealthState, WebhookState, health_routes, webhook_routes};
 use operator::leader::{LeaderElector, LeaseConfig};
@@ -158,7 +158,14 @@ async fn main() -> anyhow::Result<()> {
         rx.recv().await.map(|r| (r, rx))
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let controller = Controller::new(fms, watcher::Config::default().any_semantic())
+    // Status writes (ours) must not trigger reconciles: only spec changes (generation) do.
+    let (reader, writer) = reflector::store();
+    let fm_changes = watcher(fms, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let controller = Controller::for_stream(fm_changes, reader)
         .owns(
             deployments,
             watcher::Config::default().labels("app.kubernetes.io/managed-by=forecast-operator"),

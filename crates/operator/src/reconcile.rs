@@ -265,9 +265,8 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
             api::forecast_model::Selector::Version(v) => Some(v.clone()),
             _ => answer.desired.clone(),
         };
-        if let Some(v) = first.filter(|_| {
-            !fm.spec.paused || matches!(selector, api::forecast_model::Selector::Version(_))
-        }) {
+        // Pausing holds changes, not the first deployment.
+        if let Some(v) = first {
             config_maps
                 .patch(
                     &names.config_map,
@@ -368,6 +367,11 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
                 if !duration.is_zero() {
                     status.last_rollout_duration = Some(format!("{:.3}s", duration.as_secs_f64()));
                 }
+            }
+            Err(reason) if from.as_deref() == Some(target.as_str()) => {
+                // Bringing stragglers back to the served version failed: not a bad
+                // version, a pod problem; retried on the next reconcile.
+                degraded = Some(ConditionState::new(true, "ConvergeFailed", reason));
             }
             Err(reason) => {
                 if !status.failed_versions.contains(target) {

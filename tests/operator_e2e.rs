@@ -1,0 +1,598 @@
+//! The operator end to end: a real MLflow server, kube-sim (or a real cluster), the
+//! forecast-operator binary and real predictor processes. Every check goes through the
+//! Kubernetes API and the pods' own `/model/info`, as a user would check.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use forecast_e2e::cluster::{Operator, TestCluster, wait_until};
+use forecast_e2e::*;
+use kube::ResourceExt;
+use kube::api::DeleteParams;
+use serde_json::{Value, json};
+
+const POLL: &str = "2s";
+
+fn spec(
+    model: &str,
+    selector: Value,
+    replicas: i32,
+    fallback: &std::path::Path,
+    extra: Value,
+) -> Value {
+    let mut s = json!({
+        "registry": {"trackingUri": tracking_uri()},
+        "model": selector,
+        "pollInterval": POLL,
+        "predictor": {
+            "image": "forecast-predictor",
+            "replicas": replicas,
+            "env": [{"name": "MODEL_FALLBACK_DIR", "value": fallback.display().to_string()}, {"name": "LOG_FORMAT", "value": "text"}]
+        },
+    });
+    s["model"]["name"] = json!(model);
+    if let (Some(s), Some(e)) = (s.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    s
+}
+
+async fn all_on(cluster: &TestCluster, fm: &str, version: &str, replicas: usize) -> bool {
+    let v = cluster.pod_versions(fm).await;
+    v.len() == replicas && v.iter().all(|(_, pv)| pv.as_deref() == Some(version))
+}
+
+/// Pod uid → container id (on kube-sim `kube-sim://<pid>`).
+async fn identities(cluster: &TestCluster, fm: &str) -> BTreeMap<String, String> {
+    cluster
+        .pods(fm)
+        .await
+        .iter()
+        .map(|p| {
+            let id = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|c| c.first())
+                .and_then(|c| c.container_id.clone())
+                .unwrap_or_default();
+            (p.uid().unwrap_or_default(), id)
+        })
+        .collect()
+}
+
+async fn ready_on(cluster: &TestCluster, fm: &str, version: &str, replicas: usize) {
+    wait_until(
+        &format!("{fm}: {replicas} pods on version {version}, Ready=True"),
+        Duration::from_secs(60),
+        || async {
+            all_on(cluster, fm, version, replicas).await
+                && cluster
+                    .condition(fm, "Ready")
+                    .await
+                    .is_some_and(|(s, _)| s == "True")
+                && cluster.status(fm).await["servedVersion"] == version
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
+    let model = unique_name("fm-alias");
+    let v1 = train_and_register(&model, 21, &["--alias", "champion"]).unwrap();
+    let cluster = TestCluster::start().await;
+    let operator = Operator::start(&cluster, &[]);
+    let fallback = tempfile::tempdir().unwrap();
+    cluster
+        .apply_fm(
+            "daily",
+            spec(
+                &model,
+                json!({"alias": "champion"}),
+                3,
+                fallback.path(),
+                json!({}),
+            ),
+        )
+        .await;
+    ready_on(&cluster, "daily", &v1, 3).await;
+    let status = cluster.status("daily").await;
+    assert_eq!(status["selector"], "alias:champion");
+    assert_eq!(status["desiredVersion"], v1.as_str());
+    let before = identities(&cluster, "daily").await;
+
+    // Predictions through the Service, all the way through the rollout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let client_task = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let cluster_client = cluster.client.clone();
+        let ns = cluster.namespace.clone();
+        tokio::spawn(async move {
+            let c = TestClusterView {
+                client: cluster_client,
+                namespace: ns,
+            };
+            let mut day = 0;
+            while !stop.load(Ordering::Relaxed) {
+                day += 1;
+                match c.predict(&json!([archive_row(day)])).await {
+                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        eprintln!("prediction failed: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        })
+    };
+
+    let v2 = train_and_register(&model, 22, &[]).unwrap();
+    forecastctl(&[
+        "promote",
+        "--name",
+        &model,
+        "--version",
+        &v2,
+        "--alias",
+        "champion",
+    ])
+    .unwrap();
+    let moved = Instant::now();
+    wait_until(
+        "every pod on the new version",
+        Duration::from_secs(30),
+        || all_on(&cluster, "daily", &v2, 3),
+    )
+    .await;
+    let took = moved.elapsed();
+    ready_on(&cluster, "daily", &v2, 3).await;
+    stop.store(true, Ordering::Relaxed);
+    client_task.await.unwrap();
+
+    assert!(
+        took < Duration::from_secs(2 + 5),
+        "rollout took {took:?} (pollInterval {POLL} + 5 s)"
+    );
+    assert_eq!(
+        identities(&cluster, "daily").await,
+        before,
+        "a pod was replaced or its process restarted"
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "predictions failed during the rollout"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 10);
+    let status = cluster.status("daily").await;
+    assert_eq!(status["previousVersion"], v1.as_str());
+    assert_eq!(status["updatedReplicas"], 3);
+    assert!(status["lastRolloutDuration"].as_str().is_some());
+    assert!(cluster.events("RolloutStarted").await >= 1);
+    assert!(cluster.events("RolloutSucceeded").await >= 1);
+    assert!(cluster.events("PodReloaded").await >= 3);
+    let metrics = reqwest::get(format!("{}/metrics", operator.metrics_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("forecast_operator_rollouts_total{result=\"succeeded\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!("forecast_operator_served_version{{namespace=\"{}\",name=\"daily\",model=\"{model}\"}} {v2}", cluster.namespace)), "{metrics}");
+
+    // A pod started after the rollout starts on the served version, not the template's.
+    cluster
+        .apply_fm(
+            "daily",
+            spec(
+                &model,
+                json!({"alias": "champion"}),
+                4,
+                fallback.path(),
+                json!({}),
+            ),
+        )
+        .await;
+    wait_until(
+        "the fourth pod serves the new version",
+        Duration::from_secs(30),
+        || all_on(&cluster, "daily", &v2, 4),
+    )
+    .await;
+    let after_scale = identities(&cluster, "daily").await;
+    for (uid, id) in &before {
+        assert_eq!(
+            after_scale.get(uid),
+            Some(id),
+            "scaling restarted an existing pod"
+        );
+    }
+    drop(operator);
+    cluster.stop().await;
+}
+
+/// The service proxy, usable from a spawned task.
+struct TestClusterView {
+    client: kube::Client,
+    namespace: String,
+}
+
+impl TestClusterView {
+    async fn predict(&self, rows: &Value) -> Result<Value, String> {
+        let req = http::Request::post(format!(
+            "/api/v1/namespaces/{}/services/daily-predictor:http/proxy/predict",
+            self.namespace
+        ))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&json!({"instances": rows})).unwrap())
+        .unwrap();
+        let text = self
+            .client
+            .request_text(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        if v["predictions"][0].as_f64().is_some_and(f64::is_finite) {
+            Ok(v)
+        } else {
+            Err(text)
+        }
+    }
+}
+
+async fn register_corrupt(model: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt");
+    train(&corrupt, 99).unwrap();
+    std::fs::write(
+        corrupt.join("ensemble.json"),
+        b"{\"format_version\": 1, \"trees\": [",
+    )
+    .unwrap();
+    let client = mlflow_client();
+    let exp = client.ensure_experiment("e2e-corrupt").await.unwrap();
+    let run = client.create_run(&exp, "corrupt", &[]).await.unwrap();
+    let uri = format!("{}/model", run.info.artifact_uri);
+    client.upload_dir(&corrupt, &uri).await.unwrap();
+    client
+        .create_model_version(model, &uri, Some(&run.info.run_id))
+        .await
+        .unwrap()
+        .version
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_rollout_reverts_switched_pods_marks_the_version_failed_and_recovers() {
+    let model = unique_name("fm-fail");
+    let v1 = train_and_register(&model, 31, &["--alias", "champion"]).unwrap();
+    let cluster = TestCluster::start().await;
+    let _operator = Operator::start(&cluster, &[]);
+    let fallback = tempfile::tempdir().unwrap();
+    // The smoke input has 3 values for an 8-feature model: a pod that loads the new
+    // version then fails its smoke prediction, after it switched.
+    let rollout = json!({"rollout": {"maxConcurrent": 1, "smokeInput": [1.0, 2.0, 3.0], "verifyTimeout": "20s"}});
+    cluster
+        .apply_fm(
+            "daily",
+            spec(
+                &model,
+                json!({"alias": "champion"}),
+                3,
+                fallback.path(),
+                rollout,
+            ),
+        )
+        .await;
+    ready_on(&cluster, "daily", &v1, 3).await;
+
+    let v2 = train_and_register(&model, 32, &["--alias", "champion"]).unwrap();
+    wait_until(
+        "Degraded=True after the failed rollout",
+        Duration::from_secs(30),
+        || async {
+            cluster
+                .condition("daily", "Degraded")
+                .await
+                .is_some_and(|(s, r)| s == "True" && r == "RolloutFailed")
+        },
+    )
+    .await;
+    let status = cluster.status("daily").await;
+    assert_eq!(status["failedVersions"], json!([v2]));
+    assert_eq!(status["servedVersion"], v1.as_str());
+    assert!(
+        all_on(&cluster, "daily", &v1, 3).await,
+        "switched pods were not reverted: {:?}",
+        cluster.pod_versions("daily").await
+    );
+    assert!(cluster.events("RolledBack").await >= 1);
+    assert_eq!(cluster.events("RolloutFailed").await, 1);
+    // Not retried while the registry still says v2.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        cluster.events("RolloutFailed").await,
+        1,
+        "the failed version was retried"
+    );
+    assert!(all_on(&cluster, "daily", &v1, 3).await);
+
+    // Without the smoke input, a version with corrupt artifacts fails on the first pod.
+    cluster
+        .apply_fm(
+            "daily",
+            spec(
+                &model,
+                json!({"alias": "champion"}),
+                3,
+                fallback.path(),
+                json!({}),
+            ),
+        )
+        .await;
+    let corrupt = register_corrupt(&model).await;
+    forecastctl(&[
+        "promote",
+        "--name",
+        &model,
+        "--version",
+        &corrupt,
+        "--alias",
+        "champion",
+    ])
+    .unwrap();
+    wait_until(
+        "the corrupt version is listed as failed",
+        Duration::from_secs(30),
+        || async {
+            cluster.status("daily").await["failedVersions"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|v| v == corrupt.as_str()))
+        },
+    )
+    .await;
+    assert!(all_on(&cluster, "daily", &v1, 3).await);
+    let (_, reason) = cluster.condition("daily", "Degraded").await.unwrap();
+    assert_eq!(reason, "RolloutFailed");
+
+    // Moving the alias to a good version recovers.
+    let v4 = train_and_register(&model, 34, &["--alias", "champion"]).unwrap();
+    ready_on(&cluster, "daily", &v4, 3).await;
+    wait_until("Degraded=False", Duration::from_secs(20), || async {
+        cluster
+            .condition("daily", "Degraded")
+            .await
+            .is_some_and(|(s, _)| s == "False")
+    })
+    .await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paused_and_pinned_models_are_never_moved() {
+    let model = unique_name("fm-hold");
+    let v1 = train_and_register(&model, 41, &["--alias", "champion"]).unwrap();
+    let cluster = TestCluster::start().await;
+    let _operator = Operator::start(&cluster, &[]);
+    let fallback = tempfile::tempdir().unwrap();
+    cluster
+        .apply_fm(
+            "paused",
+            spec(
+                &model,
+                json!({"alias": "champion"}),
+                2,
+                fallback.path(),
+                json!({"paused": true}),
+            ),
+        )
+        .await;
+    cluster
+        .apply_fm(
+            "pinned",
+            spec(
+                &model,
+                json!({"version": v1}),
+                2,
+                fallback.path(),
+                json!({}),
+            ),
+        )
+        .await;
+    ready_on(&cluster, "pinned", &v1, 2).await;
+    ready_on(&cluster, "paused", &v1, 2).await;
+    let v2 = train_and_register(&model, 42, &["--alias", "champion"]).unwrap();
+    wait_until(
+        "the paused model sees the new desired version",
+        Duration::from_secs(20),
+        || async { cluster.status("paused").await["desiredVersion"] == v2.as_str() },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(all_on(&cluster, "paused", &v1, 2).await, "pause overridden");
+    assert!(all_on(&cluster, "pinned", &v1, 2).await, "pin overridden");
+    assert_eq!(cluster.status("paused").await["servedVersion"], v1.as_str());
+    assert_eq!(cluster.status("pinned").await["servedVersion"], v1.as_str());
+    // Unpausing rolls forward.
+    cluster
+        .apply_fm(
+            "paused",
+            spec(
+                &model,
+                json!({"alias": "champion"}),
+                2,
+                fallback.path(),
+                json!({"paused": false}),
+            ),
+        )
+        .await;
+    ready_on(&cluster, "paused", &v2, 2).await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_killed_mid_rollout_converges_after_restart() {
+    let model = unique_name("fm-restart");
+    let v1 = train_and_register(&model, 51, &["--alias", "champion"]).unwrap();
+    let cluster = TestCluster::start().await;
+    let mut operator = Operator::start(&cluster, &[]);
+    let fallback = tempfile::tempdir().unwrap();
+    cluster
+        .apply_fm(
+            "daily",
+            spec(
+                &model,
+                json!({"alias": "champion"}),
+                3,
+                fallback.path(),
+                json!({}),
+            ),
+        )
+        .await;
+    ready_on(&cluster, "daily", &v1, 3).await;
+    operator.kill();
+
+    // What a crash after the first pod's reload leaves: one pod on v2, the rest on v1.
+    let v2 = train_and_register(&model, 52, &["--alias", "champion"]).unwrap();
+    let secret: k8s_openapi::api::core::v1::Secret =
+        kube::Api::namespaced(cluster.client.clone(), &cluster.namespace)
+            .get("daily-admin-token")
+            .await
+            .unwrap();
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    let first = cluster.pods("daily").await[0].clone();
+    let ip = first.status.unwrap().pod_ip.unwrap();
+    let (status, body) = post_json(
+        &http(),
+        &format!("http://{ip}:8080/reload-model"),
+        &json!({"version": v2}),
+        Some(&token),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let mixed: Vec<Option<String>> = cluster
+        .pod_versions("daily")
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert!(
+        mixed.contains(&Some(v1.clone())) && mixed.contains(&Some(v2.clone())),
+        "{mixed:?}"
+    );
+
+    let _restarted = Operator::start(&cluster, &[]);
+    ready_on(&cluster, "daily", &v2, 3).await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_leader_of_two_replicas_acts_and_the_other_takes_over() {
+    let model = unique_name("fm-leader");
+    let v1 = train_and_register(&model, 61, &["--alias", "champion"]).unwrap();
+    let cluster = TestCluster::start().await;
+    let mut first = Operator::start(&cluster, &[("POD_NAME", "replica-a")]);
+    wait_until("replica-a leads", Duration::from_secs(10), || async {
+        first.logs().contains("became the leader")
+    })
+    .await;
+    let second = Operator::start(&cluster, &[("POD_NAME", "replica-b")]);
+    let fallback = tempfile::tempdir().unwrap();
+    cluster
+        .apply_fm(
+            "daily",
+            spec(
+                &model,
+                json!({"alias": "champion"}),
+                2,
+                fallback.path(),
+                json!({}),
+            ),
+        )
+        .await;
+    ready_on(&cluster, "daily", &v1, 2).await;
+    assert!(second.logs().contains("waiting to become the leader"));
+    assert!(!second.logs().contains("became the leader"), "two leaders");
+    let lease: k8s_openapi::api::coordination::v1::Lease =
+        kube::Api::namespaced(cluster.client.clone(), &cluster.namespace)
+            .get("forecast-operator-leader")
+            .await
+            .unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity.as_deref(),
+        Some("replica-a")
+    );
+
+    // The leader dies without releasing; the standby takes over after the lease expires.
+    first.kill();
+    wait_until("replica-b leads", Duration::from_secs(15), || async {
+        second.logs().contains("became the leader")
+    })
+    .await;
+    let v2 = train_and_register(&model, 62, &["--alias", "champion"]).unwrap();
+    ready_on(&cluster, "daily", &v2, 2).await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_the_forecast_model_removes_everything_it_owns() {
+    let model = unique_name("fm-delete");
+    let v1 = train_and_register(&model, 71, &["--alias", "champion"]).unwrap();
+    let cluster = TestCluster::start().await;
+    let _operator = Operator::start(&cluster, &[]);
+    let fallback = tempfile::tempdir().unwrap();
+    cluster
+        .apply_fm(
+            "daily",
+            spec(
+                &model,
+                json!({"alias": "champion"}),
+                2,
+                fallback.path(),
+                json!({}),
+            ),
+        )
+        .await;
+    ready_on(&cluster, "daily", &v1, 2).await;
+    cluster
+        .fms()
+        .delete("daily", &DeleteParams::default())
+        .await
+        .unwrap();
+    let client = cluster.client.clone();
+    let ns = cluster.namespace.clone();
+    wait_until(
+        "owned objects and pods are gone",
+        Duration::from_secs(20),
+        || {
+            let (client, ns) = (client.clone(), ns.clone());
+            let cluster = &cluster;
+            async move {
+                let deploy: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+                    kube::Api::namespaced(client.clone(), &ns);
+                let svc: kube::Api<k8s_openapi::api::core::v1::Service> =
+                    kube::Api::namespaced(client.clone(), &ns);
+                let cm: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+                    kube::Api::namespaced(client.clone(), &ns);
+                let sec: kube::Api<k8s_openapi::api::core::v1::Secret> =
+                    kube::Api::namespaced(client.clone(), &ns);
+                deploy.get_opt("daily-predictor").await.unwrap().is_none()
+                    && svc.get_opt("daily-predictor").await.unwrap().is_none()
+                    && cm.get_opt("daily-served-version").await.unwrap().is_none()
+                    && sec.get_opt("daily-admin-token").await.unwrap().is_none()
+                    && cluster.pods("daily").await.is_empty()
+            }
+        },
+    )
+    .await;
+    cluster.stop().await;
+}
