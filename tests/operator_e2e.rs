@@ -596,3 +596,208 @@ async fn deleting_the_forecast_model_removes_everything_it_owns() {
     .await;
     cluster.stop().await;
 }
+
+/// A TCP relay in front of MLflow that can be switched off: the registry "stops" for
+/// the operator and the pods while the real server keeps running for other tests.
+struct RegistrySwitch {
+    url: String,
+    up: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RegistrySwitch {
+    async fn start() -> Self {
+        let upstream: std::net::SocketAddr = tracking_uri()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let up = Arc::new(AtomicBool::new(true));
+        let flag = up.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !flag.load(Ordering::Relaxed) {
+                    drop(inbound);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        RegistrySwitch { url, up, task }
+    }
+}
+
+impl Drop for RegistrySwitch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_registry_is_reported_while_pods_keep_serving_and_recovery_is_seen() {
+    let model = unique_name("fm-down");
+    let v1 = train_and_register(&model, 81, &["--alias", "champion"]).unwrap();
+    let registry = RegistrySwitch::start().await;
+    let cluster = TestCluster::start().await;
+    let _operator = Operator::start(&cluster, &[]);
+    let fallback = tempfile::tempdir().unwrap();
+    let mut s = spec(
+        &model,
+        json!({"alias": "champion"}),
+        2,
+        fallback.path(),
+        json!({}),
+    );
+    s["registry"]["trackingUri"] = json!(registry.url);
+    cluster.apply_fm("daily", s).await;
+    ready_on(&cluster, "daily", &v1, 2).await;
+
+    registry.up.store(false, Ordering::Relaxed);
+    wait_until(
+        "RegistryReachable=False",
+        Duration::from_secs(20),
+        || async {
+            cluster
+                .condition("daily", "RegistryReachable")
+                .await
+                .is_some_and(|(s, r)| s == "False" && r == "Unreachable")
+        },
+    )
+    .await;
+    assert!(cluster.events("RegistryUnreachable").await >= 1);
+    for day in 0..5 {
+        cluster
+            .predict_via_service("daily", &json!([archive_row(day)]))
+            .await
+            .expect("pods keep serving");
+    }
+    let status = cluster.status("daily").await;
+    assert_eq!(status["servedVersion"], v1.as_str());
+    assert!(all_on(&cluster, "daily", &v1, 2).await);
+
+    registry.up.store(true, Ordering::Relaxed);
+    wait_until(
+        "RegistryReachable=True again",
+        Duration::from_secs(20),
+        || async {
+            cluster
+                .condition("daily", "RegistryReachable")
+                .await
+                .is_some_and(|(s, _)| s == "True")
+        },
+    )
+    .await;
+    // And it acts on the registry again.
+    let v2 = train_and_register(&model, 82, &["--alias", "champion"]).unwrap();
+    ready_on(&cluster, "daily", &v2, 2).await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_mlflow_webhook_starts_the_rollout_without_waiting_for_the_poll() {
+    let model = unique_name("fm-hook");
+    let v1 = train_and_register(&model, 91, &["--alias", "champion"]).unwrap();
+    let cluster = TestCluster::start().await;
+    let operator = Operator::start(&cluster, &[("WEBHOOK_SECRET", "hook-s3cret")]);
+    let fallback = tempfile::tempdir().unwrap();
+    let mut s = spec(
+        &model,
+        json!({"alias": "champion"}),
+        3,
+        fallback.path(),
+        json!({}),
+    );
+    s["pollInterval"] = json!("10m");
+    cluster.apply_fm("daily", s).await;
+    ready_on(&cluster, "daily", &v1, 3).await;
+
+    // A forged delivery is refused.
+    let forged = json!({"entity": "model_version_alias", "action": "created", "data": {"name": model, "alias": "champion", "version": "1"}});
+    let now = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    );
+    let r = http()
+        .post(format!("{}/webhooks/mlflow", operator.webhook_url))
+        .header("X-MLflow-Delivery-Id", "forged")
+        .header("X-MLflow-Timestamp", now)
+        .header("X-MLflow-Signature", "v1,bm90IGEgc2lnbmF0dXJl")
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let hook: Value = http()
+        .post(format!("{}/api/2.0/mlflow/webhooks", tracking_uri()))
+        .json(&json!({
+            "name": unique_name("fm-hook"),
+            "url": format!("{}/webhooks/mlflow", operator.webhook_url),
+            "events": [{"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"}],
+            "secret": "hook-s3cret",
+            "status": "ACTIVE",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hook_id = hook["webhook"]["webhook_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!hook_id.is_empty(), "webhook not created: {hook}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let v2 = train_and_register(&model, 92, &[]).unwrap();
+    forecastctl(&[
+        "promote",
+        "--name",
+        &model,
+        "--version",
+        &v2,
+        "--alias",
+        "champion",
+    ])
+    .unwrap();
+    let moved = Instant::now();
+    // The poll interval is 10 minutes: only the webhook can explain a rollout now.
+    wait_until(
+        "every pod on the new version",
+        Duration::from_secs(30),
+        || all_on(&cluster, "daily", &v2, 3),
+    )
+    .await;
+    eprintln!(
+        "alias move -> all pods on v{v2} through the webhook in {:?}",
+        moved.elapsed()
+    );
+    let metrics = reqwest::get(format!("{}/metrics", operator.metrics_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("forecast_operator_webhooks_total{result=\"accepted\"}"),
+        "{metrics}"
+    );
+    let _ = http()
+        .delete(format!(
+            "{}/api/2.0/mlflow/webhooks/{hook_id}",
+            tracking_uri()
+        ))
+        .send()
+        .await;
+    cluster.stop().await;
+}

@@ -45,6 +45,8 @@ impl MlflowServer {
             // Webhooks to loopback targets (the operator's webhook tests).
             .env("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")
             .env("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
+            // New webhooks take effect at once (the default caches the list for 60 s).
+            .env("MLFLOW_WEBHOOK_CACHE_TTL", "1")
             .env(
                 "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY",
                 "ZmVhdHVyZS1mb3JlY2FzdC1vcGVyYXRvci10ZXN0cy0=",
