@@ -801,3 +801,109 @@ async fn an_mlflow_webhook_starts_the_rollout_without_waiting_for_the_poll() {
         .await;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_manifests_render_and_a_cluster_accepts_them() {
+    if forecast_e2e::cluster::real_cluster() {
+        return; // would install into the real cluster; run `kubectl apply -k deploy/` yourself
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let rendered = std::process::Command::new("kubectl")
+        .args(["kustomize", &format!("{root}/deploy")])
+        .output()
+        .unwrap();
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let text = String::from_utf8_lossy(&rendered.stdout).into_owned();
+    for kind in [
+        "CustomResourceDefinition",
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+        "ForecastModel",
+    ] {
+        assert!(
+            text.contains(&format!("kind: {kind}\n")),
+            "{kind} missing from deploy/"
+        );
+    }
+    assert!(
+        !text.contains("verbs:\n  - '*'") && !text.contains("- '*'"),
+        "wildcard RBAC"
+    );
+    let cluster = TestCluster::start().await;
+    let out = std::process::Command::new("kubectl")
+        .args([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-k",
+            &format!("{root}/deploy"),
+        ])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fm: kube::Api<api::forecast_model::ForecastModel> =
+        kube::Api::namespaced(cluster.client.clone(), "forecast-system");
+    let sample = fm.get("archive-forecast").await.unwrap();
+    assert_eq!(sample.spec.model.alias.as_deref(), Some("champion"));
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(cluster.client.clone(), "forecast-system");
+    let op = deployments.get("forecast-operator").await.unwrap();
+    assert_eq!(
+        op.spec
+            .template
+            .spec
+            .unwrap()
+            .service_account_name
+            .as_deref(),
+        Some("forecast-operator")
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_rejects_a_model_with_none_or_two_selectors() {
+    let cluster = TestCluster::start().await;
+    let fallback = tempfile::tempdir().unwrap();
+    for (name, selector) in [
+        ("none", json!({})),
+        ("two", json!({"alias": "champion", "version": "3"})),
+    ] {
+        let body = json!({"apiVersion": "forecast.dev/v1alpha1", "kind": "ForecastModel",
+            "metadata": {"name": name}, "spec": spec("m", selector, 1, fallback.path(), json!({}))});
+        let err = cluster
+            .fms()
+            .patch(
+                name,
+                &kube::api::PatchParams::apply("e2e"),
+                &kube::api::Patch::Apply(&body),
+            )
+            .await
+            .unwrap_err();
+        match err {
+            kube::Error::Api(s) => assert_eq!(
+                (s.code, s.reason.as_str()),
+                (422, "Invalid"),
+                "{}",
+                s.message
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    cluster.stop().await;
+}

@@ -355,13 +355,18 @@ mod checked_in_crd {
 
     #[test]
     fn crds_forecastmodel_yaml_matches_the_types() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds/forecastmodel.yaml");
-        let text = std::fs::read_to_string(path).expect("crds/forecastmodel.yaml exists");
-        let checked_in: serde_json::Value = serde_yaml::from_str(&text).expect("valid YAML");
         let generated = serde_json::to_value(super::ForecastModel::crd()).expect("CRD serialises");
-        assert_eq!(
-            checked_in, generated,
-            "crds/forecastmodel.yaml is stale: run `cargo run -p forecast-cli -- crd > crds/forecastmodel.yaml`"
-        );
+        for file in [
+            "crds/forecastmodel.yaml",
+            "charts/forecast-operator/crds/forecastmodel.yaml",
+        ] {
+            let path = format!("{}/../../{file}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).expect("the checked-in CRD exists");
+            let checked_in: serde_json::Value = serde_yaml::from_str(&text).expect("valid YAML");
+            assert_eq!(
+                checked_in, generated,
+                "{file} is stale: run `cargo run -p forecast-cli -- crd > {file}`"
+            );
+        }
     }
 }

@@ -146,7 +146,9 @@ pub fn deployment(fm: &ForecastModel, restart_marker: Option<&str>) -> Value {
             "runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": "models", "mountPath": "/var/lib/forecast/models"}],
+        // The image bundles a model at MODEL_FALLBACK_DIR; registry models are cached
+        // in the writable cache/ under it (the root filesystem stays read-only).
+        "volumeMounts": [{"name": "model-cache", "mountPath": "/var/lib/forecast/models/cache"}],
     });
     if let Some(r) = &spec.predictor.resources {
         container["resources"] = serde_json::to_value(r).unwrap_or(Value::Null);
@@ -170,7 +172,7 @@ pub fn deployment(fm: &ForecastModel, restart_marker: Option<&str>) -> Value {
                 "spec": {
                     "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
-                    "volumes": [{"name": "models", "emptyDir": {}}],
+                    "volumes": [{"name": "model-cache", "emptyDir": {}}],
                 },
             },
         },

@@ -1,0 +1,18 @@
+# forecast-predictor image with a bundled fallback model:
+#   docker build -f deploy/docker/predictor.Dockerfile -t forecast-predictor .
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p forecast-predictor -p forecast-cli \
+ && ./target/release/forecastctl train --out /models
+# The bundled model sits at the top of MODEL_FALLBACK_DIR; registry models are cached in
+# its cache/ subdirectory (an emptyDir the operator mounts, so the root stays read-only).
+RUN mkdir -p /models/cache
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/forecast-predictor /usr/local/bin/forecast-predictor
+COPY --from=build --chown=65532:65532 /models /var/lib/forecast/models
+ENV MODEL_FALLBACK_DIR=/var/lib/forecast/models PORT=8080
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/forecast-predictor"]
