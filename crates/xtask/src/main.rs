@@ -3,6 +3,7 @@
 //! a project-local virtualenv) and stops it afterwards. Never shipped.
 
 mod bench;
+mod demo;
 mod mlflow_server;
 mod venv;
 
@@ -27,8 +28,11 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cargo_args: Vec<String>,
     },
-    /// Train the default model and serve it with the predictor from disk on port 8080.
-    Demo {
+    /// The whole product locally: MLflow, kube-sim, the operator, a ForecastModel with 3
+    /// pods, and an alias move rolled out in place. Leaves nothing running.
+    Demo,
+    /// Train the default model and serve it with the predictor from disk (no registry).
+    Serve {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
@@ -89,7 +93,7 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn demo(port: u16) -> anyhow::Result<()> {
+fn serve(port: u16) -> anyhow::Result<()> {
     run(cargo().args([
         "build",
         "--release",
@@ -122,7 +126,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Task::Test { cargo_args } => test(&cargo_args),
-        Task::Demo { port } => demo(port),
+        Task::Demo => demo::run_demo(),
+        Task::Serve { port } => serve(port),
         Task::Bench(args) => bench::run(&args),
         Task::Venv => venv::ensure().map(|p| eprintln!("xtask: python at {}", p.display())),
     };
