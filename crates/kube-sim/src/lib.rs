@@ -205,12 +205,21 @@ async fn run_controllers(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut events = sim.store().subscribe();
+    let mut last_gc = std::time::Instant::now();
+    let mut gc_revision = 0;
     loop {
         {
             let mut store = sim.store();
-            controllers::gc::collect(&mut store);
+            // Garbage collection scans everything: only after writes, at most twice a second.
+            if store.revision() != gc_revision && last_gc.elapsed() >= Duration::from_millis(500) {
+                controllers::gc::collect(&mut store);
+                gc_revision = store.revision();
+                last_gc = std::time::Instant::now();
+            }
             controllers::deployment::reconcile(&mut store);
         }
+        // Leave the API server room between passes under a stream of changes.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         if !next_round(&mut events, resync, &mut shutdown).await {
             return;
         }

@@ -14,6 +14,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Timeout of `/model/info` calls while observing pods.
     pub observe_timeout: Duration,
+    pub registries: crate::registry::RegistryClients,
 }
 
 impl Context {
@@ -33,6 +34,7 @@ impl Context {
             predictors: PredictorClient::new(http),
             metrics,
             observe_timeout: Duration::from_secs(3),
+            registries: Default::default(),
         }
     }
 }

@@ -54,6 +54,9 @@ struct Config {
     /// Run without leader election (a single replica).
     #[arg(long, env = "DISABLE_LEADER_ELECTION")]
     disable_leader_election: bool,
+    /// ForecastModels reconciled at once (the rest wait in the queue).
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
+    max_concurrent_reconciles: u16,
     /// `json` or `text`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     log_format: String,
@@ -166,6 +169,10 @@ async fn main() -> anyhow::Result<()> {
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     let controller = Controller::for_stream(fm_changes, reader)
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(config.max_concurrent_reconciles.max(1)),
+        )
         .owns(
             deployments,
             watcher::Config::default().labels("app.kubernetes.io/managed-by=forecast-operator"),

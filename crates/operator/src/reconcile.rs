@@ -152,7 +152,7 @@ async fn ask_registry(
     selector: &api::forecast_model::Selector,
 ) -> RegistryAnswer {
     let started = Instant::now();
-    let resolved = registry::resolve(&ctx.client, fm, selector).await;
+    let resolved = registry::resolve(&ctx.client, &ctx.registries, fm, selector).await;
     ctx.metrics
         .registry_poll
         .observe(started.elapsed().as_secs_f64());

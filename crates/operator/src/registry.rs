@@ -37,16 +37,41 @@ pub fn to_mlflow(selector: &Selector) -> VersionSelector {
     }
 }
 
+/// MLflow clients by tracking URI and credentials, so connections are reused across
+/// reconciles and ForecastModels.
+#[derive(Default)]
+pub struct RegistryClients {
+    clients: std::sync::Mutex<std::collections::HashMap<String, MlflowClient>>,
+}
+
+impl RegistryClients {
+    fn get(&self, uri: &str, creds: Credentials) -> Result<MlflowClient, MlflowError> {
+        let key = match &creds {
+            Credentials::None => format!("{uri}\n"),
+            Credentials::Token(t) => format!("{uri}\ntoken\n{t}"),
+            Credentials::Basic { username, password } => {
+                format!("{uri}\nbasic\n{username}\n{password}")
+            }
+        };
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = MlflowClient::new(ClientConfig::new(uri).with_credentials(creds))?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
 /// Asks the registry which version `selector` points at.
 pub async fn resolve(
     client: &kube::Client,
+    clients: &RegistryClients,
     fm: &ForecastModel,
     selector: &Selector,
 ) -> Result<ModelVersion, MlflowError> {
     let creds = credentials(client, fm).await?;
-    let registry = MlflowClient::new(
-        ClientConfig::new(&fm.spec.registry.tracking_uri).with_credentials(creds),
-    )?;
+    let registry = clients.get(&fm.spec.registry.tracking_uri, creds)?;
     registry
         .resolve_version(&fm.spec.model.name, &to_mlflow(selector))
         .await

@@ -33,7 +33,7 @@ pub struct BenchArgs {
 }
 
 /// Kills the whole process group of a server on drop.
-struct Server {
+pub struct Server {
     child: Child,
     name: &'static str,
 }
@@ -53,7 +53,7 @@ impl Drop for Server {
 
 impl Server {
     /// Resident memory of every process in the server's group, KiB.
-    fn rss_kib(&self) -> u64 {
+    pub fn rss_kib(&self) -> u64 {
         let group = self.child.id() as i64;
         let mut total = 0;
         let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -85,7 +85,7 @@ impl Server {
     }
 }
 
-fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> anyhow::Result<Server> {
+pub fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> anyhow::Result<Server> {
     let file = std::fs::File::create(log)?;
     let child = cmd
         .stdin(Stdio::null())
@@ -99,13 +99,13 @@ fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> anyhow::Result<Se
 
 /// A keep-alive HTTP/1.1 connection with just enough of the protocol for the benchmark,
 /// so the load generator spends as little of the shared 2 cores as possible.
-struct Connection {
+pub struct Connection {
     stream: TcpStream,
     buf: Vec<u8>,
 }
 
 impl Connection {
-    async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Connection {
@@ -115,7 +115,7 @@ impl Connection {
     }
 
     /// Sends a POST and returns (status, body).
-    async fn post(&mut self, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    pub async fn post(&mut self, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n",
@@ -123,6 +123,13 @@ impl Connection {
         );
         self.stream.write_all(head.as_bytes()).await?;
         self.stream.write_all(body).await?;
+        self.read_response().await
+    }
+
+    /// Sends a GET and returns (status, body).
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        self.stream.write_all(head.as_bytes()).await?;
         self.read_response().await
     }
 

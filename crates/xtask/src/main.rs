@@ -3,6 +3,7 @@
 //! a project-local virtualenv) and stops it afterwards. Never shipped.
 
 mod bench;
+mod bench_operator;
 mod demo;
 mod mlflow_server;
 mod venv;
@@ -38,6 +39,8 @@ enum Task {
     },
     /// Benchmark the predictor against `mlflow models serve` on the same forest.
     Bench(bench::BenchArgs),
+    /// Benchmark the operator: rollout latency (polling, webhook) and 1,000 ForecastModels.
+    BenchOperator(bench_operator::OperatorBenchArgs),
     /// Only prepare the virtualenv (for CI caching and manual runs).
     Venv,
 }
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         Task::Demo => demo::run_demo(),
         Task::Serve { port } => serve(port),
         Task::Bench(args) => bench::run(&args),
+        Task::BenchOperator(args) => bench_operator::run(&args),
         Task::Venv => venv::ensure().map(|p| eprintln!("xtask: python at {}", p.display())),
     };
     match result {

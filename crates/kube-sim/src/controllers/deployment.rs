@@ -49,12 +49,27 @@ pub fn reconcile(store: &mut Store) {
     let Some(pods_rt) = store.resolve("", "v1", "pods").cloned() else {
         return;
     };
-    let all_pods = store.all(&pods_rt);
+    // Pods by controlling owner, once per pass (not once per Deployment).
+    let mut by_owner: std::collections::HashMap<String, Vec<Value>> =
+        std::collections::HashMap::new();
+    for p in store.all(&pods_rt) {
+        let owner = p["metadata"]["ownerReferences"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["controller"] == true))
+            .and_then(|r| r["uid"].as_str())
+            .map(str::to_owned);
+        if let Some(uid) = owner {
+            by_owner.entry(uid).or_default().push(p);
+        }
+    }
+    let none = Vec::new();
     for d in store.all(&deployments) {
         if !d["metadata"]["deletionTimestamp"].is_null() {
             continue;
         }
-        reconcile_one(store, &deployments, &pods_rt, &d, &all_pods);
+        let uid = d["metadata"]["uid"].as_str().unwrap_or_default();
+        let pods = by_owner.get(uid).unwrap_or(&none);
+        reconcile_one(store, &deployments, &pods_rt, &d, pods);
     }
 }
 
@@ -163,15 +178,20 @@ fn reconcile_one(
     }
 
     // Status from what exists after this pass.
-    let pods_now: Vec<Value> = store
-        .all(pods_rt)
-        .into_iter()
-        .filter(|p| {
-            p["metadata"]["namespace"] == ns.as_str()
-                && owned_by(p, &uid)
-                && p["metadata"]["deletionTimestamp"].is_null()
-        })
-        .collect();
+    // What exists after this pass: the pods seen, less those deleted, plus those created.
+    let pods_now: Vec<Value> = if created == 0 && deleted.is_empty() {
+        mine.iter().map(|p| (*p).clone()).collect()
+    } else {
+        store
+            .all(pods_rt)
+            .into_iter()
+            .filter(|p| {
+                p["metadata"]["namespace"] == ns.as_str()
+                    && owned_by(p, &uid)
+                    && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .collect()
+    };
     let replicas = pods_now.len();
     let updated = pods_now
         .iter()

@@ -1,0 +1,504 @@
+//! `cargo xtask bench-operator`: how fast an alias move reaches every pod (by polling
+//! and by webhook, median over N rollouts of 3 pods), and the operator's memory and
+//! reconcile latency with 1,000 ForecastModels on kube-sim (simulated pods).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::bench::{Connection, Server, spawn};
+use crate::mlflow_server::{MlflowServer, free_port};
+use crate::{root, venv};
+
+#[derive(Debug, clap::Args)]
+pub struct OperatorBenchArgs {
+    /// Rollouts measured per mode.
+    #[arg(long, default_value_t = 10)]
+    rollouts: usize,
+    /// ForecastModels for the scale measurement.
+    #[arg(long, default_value_t = 1000)]
+    models: usize,
+    /// Seconds the operator runs with all of them before it is measured.
+    #[arg(long, default_value_t = 60)]
+    settle_seconds: u64,
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()?;
+    if !out.status.success() {
+        bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("timed out waiting for {what}")
+}
+
+struct Cluster {
+    _sim: Server,
+    kubeconfig: std::path::PathBuf,
+}
+
+fn start_cluster(work: &Path, name: &str, run_predictor: bool) -> anyhow::Result<Cluster> {
+    let bin = root().join("target/release");
+    let kubeconfig = work.join(format!("{name}.kubeconfig"));
+    let mut cmd = Command::new(bin.join("kube-sim"));
+    cmd.args(["--listen", "127.0.0.1:0", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .env("RUST_LOG", "warn");
+    if run_predictor {
+        cmd.arg("--run").arg(format!(
+            "forecast-predictor={}",
+            bin.join("forecast-predictor").display()
+        ));
+    }
+    let sim = spawn(
+        "kube-sim",
+        &mut cmd,
+        &work.join(format!("{name}-kube-sim.log")),
+    )?;
+    wait_for("kube-sim", Duration::from_secs(20), || kubeconfig.is_file())?;
+    kubectl(
+        &kubeconfig,
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            &root().join("crds/forecastmodel.yaml").to_string_lossy(),
+        ],
+    )?;
+    Ok(Cluster {
+        _sim: sim,
+        kubeconfig,
+    })
+}
+
+fn start_operator(
+    work: &Path,
+    name: &str,
+    cluster: &Cluster,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Server, u16, u16)> {
+    let (metrics, webhook) = (free_port()?, free_port()?);
+    let mut cmd = Command::new(root().join("target/release/forecast-operator"));
+    cmd.env("KUBECONFIG", &cluster.kubeconfig)
+        .env("OPERATOR_METRICS_ADDR", format!("127.0.0.1:{metrics}"))
+        .env("OPERATOR_WEBHOOK_ADDR", format!("127.0.0.1:{webhook}"))
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let server = spawn(
+        "forecast-operator",
+        &mut cmd,
+        &work.join(format!("{name}-operator.log")),
+    )?;
+    Ok((server, metrics, webhook))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Versions reported by the pods' own /model/info.
+async fn pod_versions(ips: &[String]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for ip in ips {
+        let addr: Result<SocketAddr, _> = format!("{ip}:8080").parse();
+        let v = match addr {
+            Ok(a) => match Connection::open(a).await {
+                Ok(mut c) => c
+                    .get("/model/info")
+                    .await
+                    .ok()
+                    .and_then(|(_, b)| serde_json::from_slice::<Value>(&b).ok())
+                    .and_then(|v| v["model_version"].as_str().map(str::to_owned)),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        out.push(v);
+    }
+    out
+}
+
+fn pod_ips(cluster: &Cluster, fm: &str) -> anyhow::Result<Vec<String>> {
+    let out = kubectl(
+        &cluster.kubeconfig,
+        &[
+            "get",
+            "pods",
+            "-l",
+            &format!("app.kubernetes.io/instance={fm}"),
+            "-o",
+            "jsonpath={.items[*].status.podIP}",
+        ],
+    )?;
+    Ok(out.split_whitespace().map(str::to_owned).collect())
+}
+
+fn fm_yaml(
+    name: &str,
+    model: &str,
+    tracking: &str,
+    poll: &str,
+    replicas: u32,
+    image: &str,
+    fallback: &Path,
+) -> String {
+    format!(
+        "apiVersion: forecast.dev/v1alpha1\nkind: ForecastModel\nmetadata:\n  name: {name}\nspec:\n  registry: {{trackingUri: \"{tracking}\"}}\n  model: {{name: {model}, alias: champion}}\n  pollInterval: {poll}\n  predictor:\n    image: {image}\n    replicas: {replicas}\n    env: [{{name: MODEL_FALLBACK_DIR, value: \"{}\"}}]\n",
+        fallback.display()
+    )
+}
+
+pub fn run(args: &OperatorBenchArgs) -> anyhow::Result<()> {
+    let python = venv::ensure()?;
+    crate::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root())
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "forecast-operator",
+                "-p",
+                "kube-sim",
+                "-p",
+                "forecast-predictor",
+                "-p",
+                "forecast-cli",
+            ]),
+    )?;
+    let work = root().join("target/bench/operator");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let mlflow = MlflowServer::start(&python)?;
+    let forecastctl = |a: &[&str]| -> anyhow::Result<String> {
+        let out = Command::new(root().join("target/release/forecastctl"))
+            .args(a)
+            .env("MLFLOW_TRACKING_URI", mlflow.uri())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "forecastctl {a:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let models = [work.join("m-a"), work.join("m-b")];
+    forecastctl(&[
+        "train",
+        "--out",
+        &models[0].to_string_lossy(),
+        "--seed",
+        "1",
+    ])?;
+    forecastctl(&[
+        "train",
+        "--out",
+        &models[1].to_string_lossy(),
+        "--seed",
+        "2",
+    ])?;
+
+    // Rollout latency, by polling (2 s) and by webhook (poll 10 m).
+    let cluster = start_cluster(&work, "rollouts", true)?;
+    let (_operator, _metrics, webhook_port) =
+        start_operator(&work, "rollouts", &cluster, &[("WEBHOOK_SECRET", "bench")])?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let fallback = work.join("fallback");
+    std::fs::create_dir_all(&fallback)?;
+    let mut results = Vec::new();
+    for (mode, model, poll) in [
+        ("polling (pollInterval 2s)", "bench-poll", "2s"),
+        ("webhook (pollInterval 10m)", "bench-hook", "10m"),
+    ] {
+        let v = forecastctl(&[
+            "register",
+            "--model-dir",
+            &models[0].to_string_lossy(),
+            "--name",
+            model,
+            "--alias",
+            "champion",
+        ])?;
+        if poll == "10m" {
+            let body = json!({"name": "bench", "url": format!("http://127.0.0.1:{webhook_port}/webhooks/mlflow"),
+                "events": [{"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"}], "secret": "bench", "status": "ACTIVE"});
+            let addr: SocketAddr = mlflow.uri().trim_start_matches("http://").parse()?;
+            runtime.block_on(async {
+                let mut c = Connection::open(addr).await?;
+                let (status, text) = c
+                    .post("/api/2.0/mlflow/webhooks", body.to_string().as_bytes())
+                    .await?;
+                if status != 200 {
+                    bail!(
+                        "creating the MLflow webhook: {}",
+                        String::from_utf8_lossy(&text)
+                    );
+                }
+                anyhow::Ok(())
+            })?;
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        let manifest = work.join(format!("{model}.yaml"));
+        std::fs::write(
+            &manifest,
+            fm_yaml(
+                model,
+                model,
+                &mlflow.uri(),
+                poll,
+                3,
+                "forecast-predictor",
+                &fallback,
+            ),
+        )?;
+        kubectl(
+            &cluster.kubeconfig,
+            &["apply", "--server-side", "-f", &manifest.to_string_lossy()],
+        )?;
+        wait_for("3 pods ready", Duration::from_secs(120), || {
+            pod_ips(&cluster, model)
+                .map(|ips| ips.len() == 3)
+                .unwrap_or(false)
+                && runtime
+                    .block_on(pod_versions(&pod_ips(&cluster, model).unwrap_or_default()))
+                    .iter()
+                    .all(|x| x.as_deref() == Some(v.as_str()))
+        })?;
+        let ips = pod_ips(&cluster, model)?;
+        let mut times = Vec::new();
+        for i in 0..args.rollouts {
+            let next = forecastctl(&[
+                "register",
+                "--model-dir",
+                &models[(i + 1) % 2].to_string_lossy(),
+                "--name",
+                model,
+            ])?;
+            let moved = Instant::now();
+            forecastctl(&[
+                "promote",
+                "--name",
+                model,
+                "--version",
+                &next,
+                "--alias",
+                "champion",
+            ])?;
+            runtime.block_on(async {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while Instant::now() < deadline {
+                    if pod_versions(&ips)
+                        .await
+                        .iter()
+                        .all(|x| x.as_deref() == Some(next.as_str()))
+                    {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                bail!("rollout to {next} did not finish")
+            })?;
+            // The promote call itself is part of "after the alias moves": measure from before it.
+            times.push(moved.elapsed());
+        }
+        let m = median(times.clone());
+        eprintln!("xtask: {mode}: median {m:?} over {}", times.len());
+        results.push((mode, m, times));
+    }
+    drop(_operator);
+    drop(cluster);
+
+    // Scale: N ForecastModels, simulated pods.
+    let cluster = start_cluster(&work, "scale", false)?;
+    forecastctl(&[
+        "register",
+        "--model-dir",
+        &models[0].to_string_lossy(),
+        "--name",
+        "archive-forecast-rf",
+        "--alias",
+        "champion",
+    ])?;
+    let (operator, metrics_port, _) = start_operator(&work, "scale", &cluster, &[])?;
+    let mut docs = String::new();
+    for i in 0..args.models {
+        docs.push_str("---\n");
+        docs.push_str(&fm_yaml(
+            &format!("fm-{i:04}"),
+            "archive-forecast-rf",
+            &mlflow.uri(),
+            "30s",
+            1,
+            "simulated/predictor:1",
+            &fallback,
+        ));
+    }
+    let manifest = work.join("many.yaml");
+    std::fs::write(&manifest, docs)?;
+    let started = Instant::now();
+    kubectl(
+        &cluster.kubeconfig,
+        &["apply", "--server-side", "-f", &manifest.to_string_lossy()],
+    )?;
+    wait_for(
+        "a status on every ForecastModel",
+        Duration::from_secs(600),
+        || {
+            kubectl(
+                &cluster.kubeconfig,
+                &[
+                    "get",
+                    "fm",
+                    "-o",
+                    "jsonpath={range .items[*]}{.status.servedVersion}{\"\\n\"}{end}",
+                ],
+            )
+            .map(|o| o.lines().filter(|l| !l.is_empty()).count() >= args.models)
+            .unwrap_or(false)
+        },
+    )?;
+    let first_pass = started.elapsed();
+    let metrics_addr: SocketAddr = ([127, 0, 0, 1], metrics_port).into();
+    let scrape = || {
+        runtime.block_on(async {
+            let mut c = Connection::open(metrics_addr).await?;
+            let (_, body) = c.get("/metrics").await?;
+            anyhow::Ok(String::from_utf8_lossy(&body).into_owned())
+        })
+    };
+    // Steady state: the reconciles of the settle window, after the initial burst.
+    let before_text = scrape()?;
+    let before = histogram(&before_text, "forecast_operator_reconcile_duration_seconds");
+    std::thread::sleep(Duration::from_secs(args.settle_seconds));
+    let rss_mb = operator.rss_kib() as f64 / 1024.0;
+    let text = scrape()?;
+    let after = histogram(&text, "forecast_operator_reconcile_duration_seconds");
+    let window: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, c)| {
+            (
+                *le,
+                c - before
+                    .iter()
+                    .find(|(l, _)| l == le)
+                    .map(|(_, b)| *b)
+                    .unwrap_or(0),
+            )
+        })
+        .collect();
+    let (p99, count) = quantile(&window, 0.99).context("reconcile histogram")?;
+    let poll_window = |name: &str| -> Option<(f64, u64)> {
+        let b = histogram(&before_text, name);
+        let a = histogram(&text, name);
+        let w: Vec<(f64, u64)> = a
+            .iter()
+            .map(|(le, c)| {
+                (
+                    *le,
+                    c - b
+                        .iter()
+                        .find(|(l, _)| l == le)
+                        .map(|(_, x)| *x)
+                        .unwrap_or(0),
+                )
+            })
+            .collect();
+        quantile(&w, 0.99)
+    };
+    let registry_p99 = poll_window("forecast_operator_registry_poll_duration_seconds")
+        .map(|(p, _)| p)
+        .unwrap_or(f64::NAN);
+    let reconcile_p50 = quantile(&window, 0.5).map(|(p, _)| p).unwrap_or(f64::NAN);
+    drop(operator);
+    drop(cluster);
+    drop(mlflow);
+
+    println!(
+        "\nalias move -> every pod (3) serving the new version, {} rollouts each\n",
+        args.rollouts
+    );
+    println!("| mode | median | min | max |\n|---|---:|---:|---:|");
+    for (mode, m, times) in &results {
+        let (min, max) = (
+            times.iter().min().copied().unwrap_or_default(),
+            times.iter().max().copied().unwrap_or_default(),
+        );
+        println!(
+            "| {mode} | {:.3} s | {:.3} s | {:.3} s |",
+            m.as_secs_f64(),
+            min.as_secs_f64(),
+            max.as_secs_f64()
+        );
+    }
+    println!(
+        "\n{} ForecastModels on kube-sim (simulated pods): first status on all in {:.1} s; after {} s more: operator RSS {rss_mb:.1} MB, steady-state reconcile p50 <= {:.0} ms, p99 <= {:.0} ms over the {count} reconciles of that window (registry poll p99 <= {:.0} ms)",
+        args.models,
+        first_pass.as_secs_f64(),
+        args.settle_seconds,
+        reconcile_p50 * 1000.0,
+        p99 * 1000.0,
+        registry_p99 * 1000.0
+    );
+    let report = json!({
+        "rollouts": results.iter().map(|(m, med, t)| json!({"mode": m, "median_s": med.as_secs_f64(), "all_s": t.iter().map(Duration::as_secs_f64).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+        "scale": {"models": args.models, "first_status_s": first_pass.as_secs_f64(), "rss_mb": rss_mb, "reconcile_p50_le_s": reconcile_p50, "reconcile_p99_le_s": p99, "registry_poll_p99_le_s": registry_p99, "reconciles": count},
+    });
+    std::fs::write(
+        root().join("target/bench/operator.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    Ok(())
+}
+
+/// The cumulative buckets `(le, count)` of a Prometheus histogram.
+fn histogram(text: &str, name: &str) -> Vec<(f64, u64)> {
+    let mut buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}_bucket")))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// The upper bound of the bucket holding quantile `q`, and the number of observations.
+fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<(f64, u64)> {
+    let total = buckets.last()?.1;
+    let want = (total as f64 * q).ceil() as u64;
+    buckets
+        .iter()
+        .find(|(_, c)| *c >= want)
+        .map(|(le, _)| (*le, total))
+}
