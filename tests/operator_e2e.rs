@@ -598,10 +598,11 @@ async fn deleting_the_forecast_model_removes_everything_it_owns() {
 }
 
 /// A TCP relay in front of MLflow that can be switched off: the registry "stops" for
-/// the operator and the pods while the real server keeps running for other tests.
+/// the operator and the pods (new connections refused, open ones cut) while the real
+/// server keeps running for other tests.
 struct RegistrySwitch {
     url: String,
-    up: Arc<AtomicBool>,
+    up: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -614,22 +615,29 @@ impl RegistrySwitch {
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let up = Arc::new(AtomicBool::new(true));
-        let flag = up.clone();
+        let (up, state) = tokio::sync::watch::channel(true);
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
-                if !flag.load(Ordering::Relaxed) {
+                if !*state.borrow() {
                     drop(inbound);
                     continue;
                 }
+                let mut state = state.clone();
                 tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = state.wait_for(|up| !*up) => {}
+                        }
                     }
                 });
             }
         });
         RegistrySwitch { url, up, task }
+    }
+
+    fn set(&self, up: bool) {
+        let _ = self.up.send(up);
     }
 }
 
@@ -658,7 +666,7 @@ async fn a_stopped_registry_is_reported_while_pods_keep_serving_and_recovery_is_
     cluster.apply_fm("daily", s).await;
     ready_on(&cluster, "daily", &v1, 2).await;
 
-    registry.up.store(false, Ordering::Relaxed);
+    registry.set(false);
     wait_until(
         "RegistryReachable=False",
         Duration::from_secs(20),
@@ -681,7 +689,7 @@ async fn a_stopped_registry_is_reported_while_pods_keep_serving_and_recovery_is_
     assert_eq!(status["servedVersion"], v1.as_str());
     assert!(all_on(&cluster, "daily", &v1, 2).await);
 
-    registry.up.store(true, Ordering::Relaxed);
+    registry.set(true);
     wait_until(
         "RegistryReachable=True again",
         Duration::from_secs(20),
@@ -905,5 +913,37 @@ async fn the_schema_rejects_a_model_with_none_or_two_selectors() {
             other => panic!("{other:?}"),
         }
     }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_restart_strategy_replaces_the_pods_onto_the_new_version() {
+    let model = unique_name("fm-restart-strategy");
+    let v1 = train_and_register(&model, 101, &["--alias", "champion"]).unwrap();
+    let cluster = TestCluster::start().await;
+    let _operator = Operator::start(&cluster, &[]);
+    let fallback = tempfile::tempdir().unwrap();
+    let rollout = json!({"rollout": {"strategy": "Restart"}});
+    cluster
+        .apply_fm(
+            "daily",
+            spec(
+                &model,
+                json!({"alias": "champion"}),
+                2,
+                fallback.path(),
+                rollout,
+            ),
+        )
+        .await;
+    ready_on(&cluster, "daily", &v1, 2).await;
+    let before = identities(&cluster, "daily").await;
+    let v2 = train_and_register(&model, 102, &["--alias", "champion"]).unwrap();
+    ready_on(&cluster, "daily", &v2, 2).await;
+    let after = identities(&cluster, "daily").await;
+    assert!(
+        before.keys().all(|uid| !after.contains_key(uid)),
+        "Restart must replace the pods"
+    );
     cluster.stop().await;
 }

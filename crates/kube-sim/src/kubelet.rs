@@ -64,7 +64,9 @@ impl Kubelet {
     }
 
     /// One pass over every pod.
-    pub async fn sync(&mut self) {
+    /// One pass: every pod (`dirty` None), or the changed pods plus those running a
+    /// process (probes, exits).
+    pub async fn sync(&mut self, dirty: Option<&std::collections::HashSet<String>>) {
         let pods = {
             let store = self.sim.store();
             match store.resolve("", "v1", "pods") {
@@ -82,7 +84,15 @@ impl Kubelet {
                 continue;
             }
             live.insert(uid.clone());
-            self.sync_pod(&uid, pod).await;
+            let has_process = self.containers.get(&uid).is_some_and(|c| {
+                c.child.is_some() || c.waiting_reason.is_some() || c.restart_count > 0
+            });
+            if dirty.is_none_or(|d| d.contains(&uid))
+                || has_process
+                || !self.containers.contains_key(&uid)
+            {
+                self.sync_pod(&uid, pod).await;
+            }
         }
         let gone: Vec<String> = self
             .containers

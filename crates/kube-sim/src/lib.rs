@@ -182,21 +182,51 @@ impl RunningSim {
     }
 }
 
-/// Waits for a change of interest or the resync period.
+/// What woke a controller loop.
+enum Round {
+    /// These changes happened (possibly none: the resync timer fired).
+    Changes(Vec<Arc<store::WatchEvent>>, bool),
+    Shutdown,
+}
+
+/// Waits for changes or the resync period; a burst of changes becomes one round.
 async fn next_round(
     events: &mut tokio::sync::broadcast::Receiver<Arc<store::WatchEvent>>,
     resync: Duration,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
-) -> bool {
+) -> Round {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     tokio::select! {
-        _ = events.recv() => {
-            // Coalesce a burst of changes into one pass.
-            while events.try_recv().is_ok() {}
-            true
+        first = events.recv() => {
+            let mut batch = Vec::new();
+            let mut lagged = false;
+            match first {
+                Ok(e) => batch.push(e),
+                Err(RecvError::Lagged(_)) => lagged = true,
+                Err(RecvError::Closed) => return Round::Shutdown,
+            }
+            loop {
+                match events.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(TryRecvError::Lagged(_)) => lagged = true,
+                    Err(_) => break,
+                }
+            }
+            // Missed events: treat the round as a full resync.
+            Round::Changes(batch, lagged)
         }
-        _ = tokio::time::sleep(resync) => true,
-        _ = shutdown.changed() => false,
+        _ = tokio::time::sleep(resync) => Round::Changes(Vec::new(), true),
+        _ = shutdown.changed() => Round::Shutdown,
     }
+}
+
+fn controller_uid(o: &serde_json::Value) -> Option<String> {
+    o["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)?["uid"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 async fn run_controllers(
@@ -207,6 +237,9 @@ async fn run_controllers(
     let mut events = sim.store().subscribe();
     let mut last_gc = std::time::Instant::now();
     let mut gc_revision = 0;
+    // None: every Deployment; Some: only those whose object or pods changed.
+    let mut dirty: Option<std::collections::HashSet<String>> = None;
+    let mut last_full = std::time::Instant::now();
     loop {
         {
             let mut store = sim.store();
@@ -216,12 +249,35 @@ async fn run_controllers(
                 gc_revision = store.revision();
                 last_gc = std::time::Instant::now();
             }
-            controllers::deployment::reconcile(&mut store);
+            controllers::deployment::reconcile(&mut store, dirty.as_ref());
         }
         // Leave the API server room between passes under a stream of changes.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if !next_round(&mut events, resync, &mut shutdown).await {
-            return;
+        match next_round(&mut events, resync, &mut shutdown).await {
+            Round::Shutdown => return,
+            Round::Changes(batch, full) => {
+                if full || last_full.elapsed() > Duration::from_secs(5) {
+                    dirty = None;
+                    last_full = std::time::Instant::now();
+                } else {
+                    let mut set = std::collections::HashSet::new();
+                    for e in batch {
+                        match (e.resource.0.as_str(), e.resource.1.as_str()) {
+                            ("apps", "deployments") => {
+                                if let Some(uid) = e.object["metadata"]["uid"].as_str() {
+                                    set.insert(uid.to_owned());
+                                }
+                            }
+                            ("", "pods") => {
+                                set.extend(controller_uid(&e.object));
+                                set.extend(e.old.as_ref().and_then(controller_uid));
+                            }
+                            _ => {}
+                        }
+                    }
+                    dirty = Some(set);
+                }
+            }
         }
     }
 }
@@ -233,11 +289,30 @@ async fn run_kubelet(
 ) {
     let mut kubelet = kubelet::Kubelet::new(sim.clone());
     let mut events = sim.store().subscribe();
+    let mut dirty: Option<std::collections::HashSet<String>> = None;
     loop {
-        kubelet.sync().await;
-        if !next_round(&mut events, resync, &mut shutdown).await {
-            kubelet.stop_all().await;
-            return;
+        kubelet.sync(dirty.as_ref()).await;
+        match next_round(&mut events, resync, &mut shutdown).await {
+            Round::Shutdown => {
+                kubelet.stop_all().await;
+                return;
+            }
+            Round::Changes(batch, full) => {
+                dirty = if full {
+                    None
+                } else {
+                    let mut set = std::collections::HashSet::new();
+                    for e in batch
+                        .iter()
+                        .filter(|e| e.resource == (String::new(), "pods".to_owned()))
+                    {
+                        if let Some(uid) = e.object["metadata"]["uid"].as_str() {
+                            set.insert(uid.to_owned());
+                        }
+                    }
+                    Some(set)
+                };
+            }
         }
     }
 }

@@ -347,14 +347,17 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
                     )
                     .await?;
                 apply_workload(ctx, fm, &ns, Some(target)).await?;
-                publish(
-                    ctx,
-                    fm,
-                    EventType::Normal,
-                    "RolloutStarted",
-                    format!("restarting pods onto version {target}"),
-                )
-                .await;
+                // Later reconciles only watch the pods come up: one event per move.
+                if from.as_deref() != Some(target.as_str()) {
+                    publish(
+                        ctx,
+                        fm,
+                        EventType::Normal,
+                        "RolloutStarted",
+                        format!("restarting pods onto version {target}"),
+                    )
+                    .await;
+                }
                 Ok(Duration::ZERO)
             }
         };

@@ -42,7 +42,8 @@ fn owned_by(pod: &Value, uid: &str) -> bool {
         .is_some_and(|r| r.iter().any(|r| r["uid"] == uid && r["controller"] == true))
 }
 
-pub fn reconcile(store: &mut Store) {
+/// Reconciles every Deployment, or only those in `only` (by uid).
+pub fn reconcile(store: &mut Store, only: Option<&std::collections::HashSet<String>>) {
     let Some(deployments) = store.resolve("apps", "v1", "deployments").cloned() else {
         return;
     };
@@ -68,6 +69,9 @@ pub fn reconcile(store: &mut Store) {
             continue;
         }
         let uid = d["metadata"]["uid"].as_str().unwrap_or_default();
+        if only.is_some_and(|o| !o.contains(uid)) {
+            continue;
+        }
         let pods = by_owner.get(uid).unwrap_or(&none);
         reconcile_one(store, &deployments, &pods_rt, &d, pods);
     }
