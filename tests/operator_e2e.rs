@@ -947,3 +947,49 @@ async fn the_restart_strategy_replaces_the_pods_onto_the_new_version() {
     );
     cluster.stop().await;
 }
+
+#[test]
+fn the_helm_chart_declares_the_documented_values() {
+    // helm itself is not installable here; this checks what can be checked without it.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/forecast-operator");
+    let chart: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{root}/Chart.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(chart["apiVersion"], "v2");
+    assert_eq!(chart["name"], "forecast-operator");
+    let values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{root}/values.yaml")).unwrap())
+            .unwrap();
+    for key in [
+        "image",
+        "resources",
+        "rbac",
+        "metrics",
+        "webhook",
+        "leaderElection",
+        "replicaCount",
+    ] {
+        assert!(!values[key].is_null(), "values.yaml lacks {key}");
+    }
+    // Every `.Values.x.y` a template uses is declared in values.yaml.
+    for entry in std::fs::read_dir(format!("{root}/templates")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, _) in text.match_indices(".Values.") {
+            let rest = &text[i + 8..];
+            let path_expr: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '.')
+                .collect();
+            let mut v = &values;
+            for seg in path_expr.trim_end_matches('.').split('.') {
+                v = &v[seg];
+            }
+            assert!(
+                !v.is_null(),
+                "{} uses .Values.{path_expr}, which values.yaml does not declare",
+                path.display()
+            );
+        }
+    }
+}

@@ -136,6 +136,9 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
             .configure(api::configure)
     })
     .workers(2)
+    // Clients pool connections for long (kube-rs: 90 s); closing idle ones sooner makes
+    // them send on a connection the server is closing. kube-apiserver keeps them too.
+    .keep_alive(Duration::from_secs(600))
     .disable_signals()
     .shutdown_timeout(1)
     .listen(listener)?

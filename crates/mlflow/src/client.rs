@@ -116,6 +116,9 @@ impl MlflowClient {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
+            // MLflow's server (uvicorn/gunicorn) drops idle connections after ~5 s: never
+            // reuse one that old.
+            .pool_idle_timeout(Duration::from_secs(4))
             .user_agent(concat!("forecast-operator/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| MlflowError::Config(format!("HTTP client: {e}")))?;

@@ -21,7 +21,7 @@ impl Context {
     pub fn new(client: kube::Client, metrics: Arc<Metrics>, instance: String) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(30)) // < the predictor's 75 s keep-alive
             .build()
             .unwrap_or_default();
         let reporter = Reporter {

@@ -466,10 +466,13 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
             })
             .set(v);
     }
-    let next = if converged && registry_ok {
+    // Pods becoming ready wake the reconcile through the owned Deployment; only an
+    // unreachable registry is retried sooner than the poll interval.
+    let _ = converged;
+    let next = if registry_ok {
         poll
     } else {
-        poll.min(Duration::from_secs(5))
+        poll.min(Duration::from_secs(10))
     };
     Ok(Action::requeue(next))
 }

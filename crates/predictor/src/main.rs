@@ -77,6 +77,9 @@ async fn main() -> anyhow::Result<()> {
             .wrap(middleware::from_fn(predictor::metrics::track_latency))
             .configure(predictor::configure_app(data.clone(), max_body))
     })
+    // Longer than the operator's and common clients' pool idle timeouts, so a client never
+    // reuses a connection the server is just closing.
+    .keep_alive(Duration::from_secs(75))
     .shutdown_timeout(10);
     if let Some(workers) = config.workers {
         server = server.workers(workers.max(1));
