@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use forecast_e2e::cluster::{Operator, TestCluster, wait_until};
+use forecast_e2e::cluster::{Operator, TestCluster, predict_through_service, wait_until};
 use forecast_e2e::*;
 use kube::ResourceExt;
 use kube::api::DeleteParams;
@@ -114,14 +114,17 @@ async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
         let cluster_client = cluster.client.clone();
         let ns = cluster.namespace.clone();
         tokio::spawn(async move {
-            let c = TestClusterView {
-                client: cluster_client,
-                namespace: ns,
-            };
             let mut day = 0;
             while !stop.load(Ordering::Relaxed) {
                 day += 1;
-                match c.predict(&json!([archive_row(day)])).await {
+                match predict_through_service(
+                    &cluster_client,
+                    &ns,
+                    "daily",
+                    &json!([archive_row(day)]),
+                )
+                .await
+                {
                     Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
                     Err(e) => {
                         eprintln!("prediction failed: {e}");
@@ -220,54 +223,11 @@ async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
     cluster.stop().await;
 }
 
-/// The service proxy, usable from a spawned task.
-struct TestClusterView {
-    client: kube::Client,
-    namespace: String,
-}
-
-impl TestClusterView {
-    async fn predict(&self, rows: &Value) -> Result<Value, String> {
-        let req = http::Request::post(format!(
-            "/api/v1/namespaces/{}/services/daily-predictor:http/proxy/predict",
-            self.namespace
-        ))
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&json!({"instances": rows})).unwrap())
-        .unwrap();
-        let text = self
-            .client
-            .request_text(req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
-        if v["predictions"][0].as_f64().is_some_and(f64::is_finite) {
-            Ok(v)
-        } else {
-            Err(text)
-        }
-    }
-}
-
 async fn register_corrupt(model: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let corrupt = dir.path().join("corrupt");
-    train(&corrupt, 99).unwrap();
-    std::fs::write(
-        corrupt.join("ensemble.json"),
-        b"{\"format_version\": 1, \"trees\": [",
-    )
-    .unwrap();
-    let client = mlflow_client();
-    let exp = client.ensure_experiment("e2e-corrupt").await.unwrap();
-    let run = client.create_run(&exp, "corrupt", &[]).await.unwrap();
-    let uri = format!("{}/model", run.info.artifact_uri);
-    client.upload_dir(&corrupt, &uri).await.unwrap();
-    client
-        .create_model_version(model, &uri, Some(&run.info.run_id))
-        .await
-        .unwrap()
-        .version
+    write_corrupt_model(&corrupt, 99).unwrap();
+    register_raw(model, &corrupt).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

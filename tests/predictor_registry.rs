@@ -170,12 +170,7 @@ async fn reload_keeps_the_old_model_when_the_new_version_is_corrupt_or_has_other
     // forecastctl refuses to register a corrupt directory...
     let dir = tempfile::tempdir().unwrap();
     let corrupt = dir.path().join("corrupt");
-    train(&corrupt, 4).unwrap();
-    std::fs::write(
-        corrupt.join("ensemble.json"),
-        b"{\"format_version\": 1, \"trees\": [",
-    )
-    .unwrap();
+    write_corrupt_model(&corrupt, 4).unwrap();
     let out = forecastctl_output(&[
         "register",
         "--model-dir",
@@ -188,16 +183,7 @@ async fn reload_keeps_the_old_model_when_the_new_version_is_corrupt_or_has_other
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a servable model"));
 
     // ...but one can still reach the registry by other means: upload it raw.
-    let client = mlflow_client();
-    let exp = client.ensure_experiment("e2e-corrupt").await.unwrap();
-    let run = client.create_run(&exp, "corrupt", &[]).await.unwrap();
-    let uri = format!("{}/model", run.info.artifact_uri);
-    client.upload_dir(&corrupt, &uri).await.unwrap();
-    let corrupt_version = client
-        .create_model_version(&name, &uri, Some(&run.info.run_id))
-        .await
-        .unwrap()
-        .version;
+    let corrupt_version = register_raw(&name, &corrupt).await.unwrap();
 
     let reload = format!("{}/reload-model", predictor.url);
     let (status, body) = post_json(&c, &reload, &json!({"version": corrupt_version}), None)

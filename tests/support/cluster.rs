@@ -155,27 +155,7 @@ impl TestCluster {
 
     /// A prediction through the ForecastModel's Service (API server service proxy).
     pub async fn predict_via_service(&self, fm: &str, rows: &Value) -> Result<Value, String> {
-        let req = http::Request::post(format!(
-            "/api/v1/namespaces/{}/services/{fm}-predictor:http/proxy/predict",
-            self.namespace
-        ))
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&json!({"instances": rows})).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-        let text = self
-            .client
-            .request_text(req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
-        if v["predictions"]
-            .as_array()
-            .is_some_and(|p| p.iter().all(|x| x.as_f64().is_some_and(f64::is_finite)))
-        {
-            Ok(v)
-        } else {
-            Err(format!("not a prediction: {text}"))
-        }
+        predict_through_service(&self.client, &self.namespace, fm, rows).await
     }
 
     pub async fn status(&self, fm: &str) -> Value {
@@ -229,6 +209,32 @@ impl TestCluster {
                     .sum()
             })
             .unwrap_or(0)
+    }
+}
+
+/// A prediction through a ForecastModel's Service, via the API server's service proxy
+/// (usable from a spawned task: it needs only a client).
+pub async fn predict_through_service(
+    client: &kube::Client,
+    namespace: &str,
+    fm: &str,
+    rows: &Value,
+) -> Result<Value, String> {
+    let req = http::Request::post(format!(
+        "/api/v1/namespaces/{namespace}/services/{fm}-predictor:http/proxy/predict"
+    ))
+    .header("content-type", "application/json")
+    .body(serde_json::to_vec(&json!({"instances": rows})).map_err(|e| e.to_string())?)
+    .map_err(|e| e.to_string())?;
+    let text = client.request_text(req).await.map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+    if v["predictions"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty() && p.iter().all(|x| x.as_f64().is_some_and(f64::is_finite)))
+    {
+        Ok(v)
+    } else {
+        Err(format!("not a prediction: {text}"))
     }
 }
 

@@ -114,6 +114,30 @@ pub fn train_and_register(name: &str, seed: u64, extra: &[&str]) -> anyhow::Resu
     forecastctl(&args)
 }
 
+/// A model directory whose `ensemble.json` is truncated, as a broken upload leaves it.
+pub fn write_corrupt_model(dir: &Path, seed: u64) -> anyhow::Result<()> {
+    train(dir, seed)?;
+    std::fs::write(
+        dir.join("ensemble.json"),
+        b"{\"format_version\": 1, \"trees\": [",
+    )?;
+    Ok(())
+}
+
+/// Registers `dir` as a new version of `name` through the MLflow API, without the
+/// validation `forecastctl register` does (how a broken version reaches a registry).
+pub async fn register_raw(name: &str, dir: &Path) -> anyhow::Result<String> {
+    let client = mlflow_client();
+    let exp = client.ensure_experiment("e2e-corrupt").await?;
+    let run = client.create_run(&exp, "corrupt", &[]).await?;
+    let uri = format!("{}/model", run.info.artifact_uri);
+    client.upload_dir(dir, &uri).await?;
+    Ok(client
+        .create_model_version(name, &uri, Some(&run.info.run_id))
+        .await?
+        .version)
+}
+
 /// A running `forecast-predictor` process on its own port; killed on drop.
 pub struct Predictor {
     child: Child,

@@ -468,7 +468,6 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
     }
     // Pods becoming ready wake the reconcile through the owned Deployment; only an
     // unreachable registry is retried sooner than the poll interval.
-    let _ = converged;
     let next = if registry_ok {
         poll
     } else {

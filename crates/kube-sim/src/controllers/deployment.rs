@@ -249,7 +249,6 @@ fn reconcile_one(
         };
         let _ = store.write(rt, &ns, &name, updated_object, Subresource::Status, &opts);
     }
-    let _ = created;
 }
 
 fn create_pod(store: &mut Store, pods_rt: &ResourceType, d: &Value, hash: &str) -> Option<Value> {
