@@ -93,6 +93,7 @@ fn identities(table: &str) -> Vec<String> {
 }
 
 pub fn run_demo() -> anyhow::Result<()> {
+    crate::require_kubectl()?;
     let python = venv::ensure()?;
     run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

@@ -70,7 +70,22 @@ fn cargo() -> Command {
     c
 }
 
+/// kubectl drives kube-sim in the conformance and packaging tests and in the demo.
+fn require_kubectl() -> anyhow::Result<()> {
+    match Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => bail!(
+            "kubectl is required (it is part of this machine image; elsewhere install kubectl \
+             1.27 or newer, e.g. from the Kubernetes apt repository)"
+        ),
+    }
+}
+
 fn test(cargo_args: &[String]) -> anyhow::Result<()> {
+    require_kubectl()?;
     let python = venv::ensure()?;
     eprintln!("xtask: building binaries");
     run(cargo().args(["build", "--workspace", "--bins"]))?;
