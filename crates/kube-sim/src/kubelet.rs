@@ -67,37 +67,39 @@ impl Kubelet {
     /// One pass: every pod (`dirty` None), or the changed pods plus those running a
     /// process (probes, exits).
     pub async fn sync(&mut self, dirty: Option<&std::collections::HashSet<String>>) {
-        let pods = {
+        // Only the pods that changed, run a process, or are new here are cloned.
+        let (pods, all_uids) = {
             let store = self.sim.store();
-            match store.resolve("", "v1", "pods") {
-                Some(rt) => store.all(rt),
-                None => return,
-            }
+            let Some(rt) = store.resolve("", "v1", "pods").cloned() else {
+                return;
+            };
+            let containers = &self.containers;
+            let pods = store.select(&rt, |p| {
+                let uid = p["metadata"]["uid"].as_str().unwrap_or_default();
+                dirty.is_none_or(|d| d.contains(uid))
+                    || containers.get(uid).is_none_or(|c| {
+                        c.child.is_some() || c.waiting_reason.is_some() || c.restart_count > 0
+                    })
+            });
+            (pods, store.uids(&rt))
         };
-        let mut live = std::collections::HashSet::new();
+        let mut terminating = std::collections::HashSet::new();
         for pod in &pods {
             let uid = pod["metadata"]["uid"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
             if !pod["metadata"]["deletionTimestamp"].is_null() {
+                terminating.insert(uid);
                 continue;
             }
-            live.insert(uid.clone());
-            let has_process = self.containers.get(&uid).is_some_and(|c| {
-                c.child.is_some() || c.waiting_reason.is_some() || c.restart_count > 0
-            });
-            if dirty.is_none_or(|d| d.contains(&uid))
-                || has_process
-                || !self.containers.contains_key(&uid)
-            {
-                self.sync_pod(&uid, pod).await;
-            }
+            self.sync_pod(&uid, pod).await;
         }
+        let gone_or_going = |u: &String| !all_uids.contains(u) || terminating.contains(u);
         let gone: Vec<String> = self
             .containers
             .keys()
-            .filter(|u| !live.contains(*u))
+            .filter(|u| gone_or_going(u))
             .cloned()
             .collect();
         for uid in gone {
@@ -105,7 +107,7 @@ impl Kubelet {
                 stop(c).await;
             }
         }
-        self.ips.retain(|u, _| live.contains(u));
+        self.ips.retain(|u, _| !gone_or_going(u));
     }
 
     async fn sync_pod(&mut self, uid: &str, pod: &Value) {

@@ -62,7 +62,7 @@ impl Default for SimConfig {
             listen: ([127, 0, 0, 1], 0).into(),
             kubeconfig: None,
             images: HashMap::new(),
-            history_limit: 100_000,
+            history_limit: 20_000,
             workdir: None,
             resync: Duration::from_millis(250),
         }

@@ -23,7 +23,7 @@ struct Args {
     #[arg(long)]
     workdir: Option<PathBuf>,
     /// Watch events kept for resuming watches.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 20_000)]
     history: usize,
 }
 

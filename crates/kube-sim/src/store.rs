@@ -107,36 +107,78 @@ fn random_suffix(n: usize) -> String {
         .collect()
 }
 
-/// The object without `metadata`, and without `status` when status is a subresource:
-/// what a change of `generation` is about.
-fn spec_part(o: &Value, rt: &ResourceType) -> Value {
-    let mut v = o.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("metadata");
-        if rt.status_subresource {
-            m.remove("status");
+/// Whether two objects differ outside `metadata` (and `status`, when status is a
+/// subresource): what a change of `generation` is about. Compares in place.
+fn spec_differs(a: &Value, b: &Value, rt: &ResourceType) -> bool {
+    let skip = |k: &str| k == "metadata" || (rt.status_subresource && k == "status");
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a != b;
+    };
+    let a_keys = a.keys().filter(|k| !skip(k));
+    let b_count = b.keys().filter(|k| !skip(k)).count();
+    let mut a_count = 0;
+    for k in a_keys {
+        a_count += 1;
+        if b.get(k) != a.get(k) {
+            return true;
         }
     }
-    v
+    a_count != b_count
 }
 
-/// Equality that ignores what a no-op write would change anyway.
+/// managedFields entries without their `time`, for comparison.
+fn strip_time(v: Option<&Value>) -> Vec<Vec<(&String, &Value)>> {
+    v.and_then(Value::as_array)
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    e.as_object()
+                        .map(|o| o.iter().filter(|(k, _)| k.as_str() != "time").collect())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Objects equal but for what a no-op write changes anyway (resourceVersion, the times
+/// in managedFields). Compares in place: this runs on every write.
 fn same_content(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("resourceVersion");
-            if let Some(Value::Array(entries)) = meta.get_mut("managedFields") {
-                for e in entries {
-                    if let Some(e) = e.as_object_mut() {
-                        e.remove("time");
-                    }
+    let (Some(ao), Some(bo)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    if ao.len() != bo.len() {
+        return false;
+    }
+    for (k, av) in ao {
+        let Some(bv) = bo.get(k) else { return false };
+        if k != "metadata" {
+            if av != bv {
+                return false;
+            }
+            continue;
+        }
+        let (Some(am), Some(bm)) = (av.as_object(), bv.as_object()) else {
+            return av == bv;
+        };
+        let keys: std::collections::BTreeSet<&String> = am
+            .keys()
+            .chain(bm.keys())
+            .filter(|k| k.as_str() != "resourceVersion")
+            .collect();
+        for mk in keys {
+            let (x, y) = (am.get(mk), bm.get(mk));
+            if mk == "managedFields" {
+                if strip_time(x) != strip_time(y) {
+                    return false;
                 }
+            } else if x != y {
+                return false;
             }
         }
-        v
-    };
-    strip(a) == strip(b)
+    }
+    true
 }
 
 impl Store {
@@ -216,6 +258,59 @@ impl Store {
             m.insert("kind".into(), json!(rt.kind));
         }
         o
+    }
+
+    /// The objects of a type that `keep` accepts, cloned only when accepted.
+    pub fn select(&self, rt: &ResourceType, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.bucket(rt)
+            .map(|b| {
+                b.values()
+                    .filter(|o| keep(o))
+                    .map(|o| self.with_type(rt, o))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The uids of a type's objects (without cloning them).
+    pub fn uids(&self, rt: &ResourceType) -> std::collections::HashSet<String> {
+        self.bucket(rt)
+            .map(|b| {
+                b.values()
+                    .filter_map(|o| o["metadata"]["uid"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// For garbage collection, without cloning objects: every uid, and for each object
+    /// with owners, its type, namespace, name and owner uids.
+    pub fn ownership(
+        &self,
+    ) -> (
+        std::collections::HashSet<String>,
+        Vec<(TypeKey, String, String, Vec<String>)>,
+    ) {
+        let mut uids = std::collections::HashSet::new();
+        let mut owned = Vec::new();
+        for (tk, bucket) in &self.objects {
+            for ((ns, name), o) in bucket {
+                if let Some(uid) = o["metadata"]["uid"].as_str() {
+                    uids.insert(uid.to_owned());
+                }
+                if let Some(refs) = o["metadata"]["ownerReferences"]
+                    .as_array()
+                    .filter(|r| !r.is_empty())
+                {
+                    let owners = refs
+                        .iter()
+                        .filter_map(|r| r["uid"].as_str().map(str::to_owned))
+                        .collect();
+                    owned.push((tk.clone(), ns.clone(), name.clone(), owners));
+                }
+            }
+        }
+        (uids, owned)
     }
 
     /// Every object of a type (all namespaces), for controllers.
@@ -626,8 +721,7 @@ impl Store {
         if same_content(&old, &new) {
             return Ok(self.with_type(rt, &old));
         }
-        if (rt.status_subresource || rt.crd.is_some()) && spec_part(&old, rt) != spec_part(&new, rt)
-        {
+        if (rt.status_subresource || rt.crd.is_some()) && spec_differs(&old, &new, rt) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
             new["metadata"]["generation"] = json!(g + 1);
         }

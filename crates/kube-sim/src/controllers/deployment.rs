@@ -50,21 +50,34 @@ pub fn reconcile(store: &mut Store, only: Option<&std::collections::HashSet<Stri
     let Some(pods_rt) = store.resolve("", "v1", "pods").cloned() else {
         return;
     };
-    // Pods by controlling owner, once per pass (not once per Deployment).
-    let mut by_owner: std::collections::HashMap<String, Vec<Value>> =
-        std::collections::HashMap::new();
-    for p in store.all(&pods_rt) {
-        let owner = p["metadata"]["ownerReferences"]
+    // Pods by controlling owner, once per pass (not once per Deployment); with `only`,
+    // just the pods of those Deployments are cloned.
+    let owner_of = |p: &Value| -> Option<String> {
+        p["metadata"]["ownerReferences"]
             .as_array()
             .and_then(|r| r.iter().find(|r| r["controller"] == true))
             .and_then(|r| r["uid"].as_str())
-            .map(str::to_owned);
-        if let Some(uid) = owner {
+            .map(str::to_owned)
+    };
+    let mut by_owner: std::collections::HashMap<String, Vec<Value>> =
+        std::collections::HashMap::new();
+    let pods = store.select(&pods_rt, |p| {
+        owner_of(p).is_some_and(|o| only.is_none_or(|set| set.contains(&o)))
+    });
+    for p in pods {
+        if let Some(uid) = owner_of(&p) {
             by_owner.entry(uid).or_default().push(p);
         }
     }
     let none = Vec::new();
-    for d in store.all(&deployments) {
+    let selected = store.select(&deployments, |d| {
+        only.is_none_or(|set| {
+            d["metadata"]["uid"]
+                .as_str()
+                .is_some_and(|u| set.contains(u))
+        })
+    });
+    for d in selected {
         if !d["metadata"]["deletionTimestamp"].is_null() {
             continue;
         }
