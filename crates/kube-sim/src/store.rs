@@ -71,6 +71,9 @@ impl Default for WriteOptions {
     }
 }
 
+/// An object with owners: its type, namespace, name and owner uids.
+pub type OwnedObject = (TypeKey, String, String, Vec<String>);
+
 /// `ObjectKey`: (namespace, name); cluster-scoped objects have an empty namespace.
 pub type ObjectKey = (String, String);
 
@@ -285,12 +288,7 @@ impl Store {
 
     /// For garbage collection, without cloning objects: every uid, and for each object
     /// with owners, its type, namespace, name and owner uids.
-    pub fn ownership(
-        &self,
-    ) -> (
-        std::collections::HashSet<String>,
-        Vec<(TypeKey, String, String, Vec<String>)>,
-    ) {
+    pub fn ownership(&self) -> (std::collections::HashSet<String>, Vec<OwnedObject>) {
         let mut uids = std::collections::HashSet::new();
         let mut owned = Vec::new();
         for (tk, bucket) in &self.objects {
