@@ -94,6 +94,7 @@ pub fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> anyhow::Resul
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {name}"))?;
+    crate::mlflow_server::register_group(child.id());
     Ok(Server { child, name })
 }
 

@@ -5,6 +5,7 @@
 //! alias and shows every pod on v2 with the same pod uids and process ids. Everything it
 //! started is stopped at the end.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +19,13 @@ use crate::{root, run, venv};
 struct Guard {
     child: Child,
     name: &'static str,
+}
+
+impl Guard {
+    fn new(child: Child, name: &'static str) -> Self {
+        crate::mlflow_server::register_group(child.id());
+        Guard { child, name }
+    }
 }
 
 impl Drop for Guard {
@@ -110,8 +118,8 @@ pub fn run_demo() -> anyhow::Result<()> {
 
     let kubeconfig = work.join("kubeconfig");
     let sim_log = std::fs::File::create(work.join("kube-sim.log"))?;
-    let _sim = Guard {
-        child: Command::new(bin.join("kube-sim"))
+    let _sim = Guard::new(
+        Command::new(bin.join("kube-sim"))
             .args(["--listen", "127.0.0.1:0", "--kubeconfig"])
             .arg(&kubeconfig)
             .arg("--run")
@@ -123,10 +131,11 @@ pub fn run_demo() -> anyhow::Result<()> {
             .arg(work.join("kube-sim"))
             .stdout(Stdio::null())
             .stderr(sim_log)
+            .process_group(0)
             .spawn()
             .context("starting kube-sim")?,
-        name: "kube-sim and its pods",
-    };
+        "kube-sim and its pods",
+    );
     wait_for("kube-sim", Duration::from_secs(20), || kubeconfig.is_file())?;
     eprintln!(
         "xtask: kube-sim is serving (KUBECONFIG={})",
@@ -152,8 +161,8 @@ pub fn run_demo() -> anyhow::Result<()> {
     )?;
 
     let operator_log = std::fs::File::create(work.join("operator.log"))?;
-    let _operator = Guard {
-        child: Command::new(bin.join("forecast-operator"))
+    let _operator = Guard::new(
+        Command::new(bin.join("forecast-operator"))
             .env("KUBECONFIG", &kubeconfig)
             .env(
                 "OPERATOR_METRICS_ADDR",
@@ -166,10 +175,11 @@ pub fn run_demo() -> anyhow::Result<()> {
             .env("LOG_FORMAT", "text")
             .stdout(operator_log.try_clone()?)
             .stderr(operator_log)
+            .process_group(0)
             .spawn()
             .context("starting forecast-operator")?,
-        name: "forecast-operator",
-    };
+        "forecast-operator",
+    );
 
     let forecastctl = |args: &[&str]| -> anyhow::Result<String> {
         let out = Command::new(bin.join("forecastctl"))

@@ -9,6 +9,50 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// Process groups this run started, stopped if xtask is interrupted (Ctrl-C, SIGTERM):
+/// they run in their own groups, so the terminal's signal does not reach them.
+static STARTED_GROUPS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+pub fn register_group(pid: u32) {
+    if let Ok(mut g) = STARTED_GROUPS.lock() {
+        g.push(pid);
+    }
+}
+
+/// Installs the handler once: on SIGINT/SIGTERM, stop every registered group and exit.
+pub fn stop_groups_on_signal() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::thread::spawn(|| {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            });
+            let groups = STARTED_GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
+            for pid in groups {
+                let _ = Command::new("kill")
+                    .args(["-TERM", "--", &format!("-{pid}")])
+                    .status();
+            }
+            eprintln!("xtask: interrupted; stopped what it started");
+            std::process::exit(130);
+        });
+    });
+}
+
 pub struct MlflowServer {
     child: Child,
     port: u16,
@@ -58,6 +102,8 @@ impl MlflowServer {
             .process_group(0)
             .spawn()
             .context("cannot start mlflow server")?;
+        stop_groups_on_signal();
+        register_group(child.id());
         let mut server = MlflowServer { child, port, dir };
         server.wait_healthy(Duration::from_secs(120))?;
         Ok(server)
