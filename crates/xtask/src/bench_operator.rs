@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::bench::{Connection, Server, spawn};
 use crate::mlflow_server::{MlflowServer, free_port};
-use crate::{root, venv};
+use crate::{kubectl, root, venv, wait_for};
 
 #[derive(Debug, clap::Args)]
 pub struct OperatorBenchArgs {
@@ -28,28 +28,6 @@ pub struct OperatorBenchArgs {
     /// Seconds the operator runs with all of them before it is measured.
     #[arg(long, default_value_t = 60)]
     settle_seconds: u64,
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()?;
-    if !out.status.success() {
-        bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if check() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("timed out waiting for {what}")
 }
 
 struct Cluster {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::mlflow_server::{MlflowServer, free_port};
-use crate::{root, run, venv};
+use crate::{kubectl, root, run, venv, wait_for};
 
 /// A child process stopped (SIGTERM, then SIGKILL) when dropped.
 struct Guard {
@@ -44,29 +44,6 @@ impl Drop for Guard {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .context("kubectl is needed for the demo (Debian: apt-get install kubernetes-client)")?;
-    if !out.status.success() {
-        bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if check() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    bail!("timed out after {timeout:?} waiting for {what}")
 }
 
 fn pods_table(kubeconfig: &Path) -> anyhow::Result<String> {

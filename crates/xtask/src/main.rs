@@ -70,6 +70,35 @@ fn cargo() -> Command {
     c
 }
 
+/// Runs kubectl against `kubeconfig`; its stdout, or an error with its stderr.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .context("running kubectl")?;
+    if !out.status.success() {
+        bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Polls `check` every 200 ms until it holds or `timeout` passes.
+pub fn wait_for(
+    what: &str,
+    timeout: std::time::Duration,
+    mut check: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    bail!("timed out after {timeout:?} waiting for {what}")
+}
+
 /// kubectl drives kube-sim in the conformance and packaging tests and in the demo.
 fn require_kubectl() -> anyhow::Result<()> {
     match Command::new("kubectl")
