@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
 
+use crate::cache::{AdminTokens, AppliedObjects, Caches};
 use crate::metrics::Metrics;
 use crate::predictor_client::PredictorClient;
 
@@ -14,11 +15,22 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Timeout of `/model/info` calls while observing pods.
     pub observe_timeout: Duration,
-    pub registries: crate::registry::RegistryClients,
+    pub registry: Arc<crate::registry::Registry>,
+    /// Watched Deployments, Services and pods the operator owns.
+    pub caches: Caches,
+    /// Applies already made (skipped while their result is unchanged).
+    pub applied: AppliedObjects,
+    pub tokens: AdminTokens,
 }
 
 impl Context {
-    pub fn new(client: kube::Client, metrics: Arc<Metrics>, instance: String) -> Self {
+    pub fn new(
+        client: kube::Client,
+        metrics: Arc<Metrics>,
+        registry: Arc<crate::registry::Registry>,
+        caches: Caches,
+        instance: String,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(30)) // < the predictor's 75 s keep-alive
@@ -34,7 +46,10 @@ impl Context {
             predictors: PredictorClient::new(http),
             metrics,
             observe_timeout: Duration::from_secs(3),
-            registries: Default::default(),
+            registry,
+            caches,
+            applied: Default::default(),
+            tokens: Default::default(),
         }
     }
 }

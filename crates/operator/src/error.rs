@@ -10,6 +10,8 @@ pub enum Error {
     Registry(#[from] mlflow::MlflowError),
     #[error("serialisation: {0}")]
     Serialization(#[from] serde_json::Error),
+    #[error("the {0} cache is not filled yet (is list/watch allowed?)")]
+    CacheNotReady(&'static str),
     #[error("ForecastModel has no {0}")]
     MissingField(&'static str),
 }
@@ -22,6 +24,7 @@ impl Error {
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::Registry(_) => "Registry",
             Error::Serialization(_) => "Serialization",
+            Error::CacheNotReady(_) => "CacheNotReady",
             Error::MissingField(_) => "MissingField",
         }
     }

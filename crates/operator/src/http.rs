@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::webhook;
 
 pub struct HealthState {
@@ -56,6 +57,8 @@ pub struct WebhookState {
     /// The operator-wide secret (`WEBHOOK_SECRET`).
     pub secret: Option<String>,
     pub metrics: Arc<Metrics>,
+    /// Answers about the delivery's model are forgotten before reconciling.
+    pub registry: Arc<Registry>,
 }
 
 fn reject(
@@ -142,6 +145,7 @@ async fn mlflow_webhook(
             );
         }
     }
+    state.registry.forget_model(&model);
     for fm in &matching {
         let _ = state.trigger.send(ObjectRef::from_obj(fm.as_ref()));
     }

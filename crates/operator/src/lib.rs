@@ -1,6 +1,7 @@
 //! The ForecastModel controller (kube-runtime style): a `Context`, one `reconcile`, one
 //! `error_policy`, decisions as pure functions, I/O at the edges.
 
+pub mod cache;
 pub mod context;
 pub mod decide;
 pub mod error;

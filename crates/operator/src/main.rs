@@ -8,14 +8,15 @@ use anyhow::Context as _;
 use api::forecast_model::ForecastModel;
 use clap::Parser;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
 use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
+use kube::{Api, ResourceExt};
+use operator::cache;
 use operator::context::Context;
 use operator::http::{HealthState, WebhookState, health_routes, webhook_routes};
 use operator::leader::{LeaderElector, LeaseConfig};
 use operator::metrics::Metrics;
 use operator::reconcile::{error_policy, reconcile};
+use operator::registry::Registry;
 
 /// The ForecastModel operator. Finds its cluster as kube-rs does (in-cluster, else
 /// KUBECONFIG).
@@ -57,6 +58,11 @@ struct Config {
     /// ForecastModels reconciled at once (the rest wait in the queue).
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
     max_concurrent_reconciles: u16,
+    /// How long one MLflow answer (model, selector, registry) is shared by every
+    /// ForecastModel asking the same question; a webhook delivery for the model ends it
+    /// early. `0s` still shares answers in flight.
+    #[arg(long, env = "REGISTRY_ANSWER_TTL", default_value = "1s", value_parser = api::forecast_model::parse_duration)]
+    registry_answer_ttl: Duration,
     /// `json` or `text`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     log_format: String,
@@ -149,13 +155,18 @@ async fn main() -> anyhow::Result<()> {
     }
     metrics.leader.set(1);
 
-    let (fms, deployments): (Api<ForecastModel>, Api<Deployment>) = match &config.watch_namespace {
-        Some(ns) if !ns.is_empty() => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        _ => (Api::all(client.clone()), Api::all(client.clone())),
+    let namespace = config
+        .watch_namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty());
+    let fms: Api<ForecastModel> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
+    // Owned Deployments, Services and pods: watched once, read by reconciles from the
+    // caches, and changes reconcile their ForecastModel.
+    let (caches, subscriptions, watches) = cache::start(&client, namespace)?;
+    tokio::spawn(watches);
     let (trigger, triggers) = tokio::sync::mpsc::unbounded_channel();
     let trigger_stream = futures::stream::unfold(triggers, |mut rx| async move {
         rx.recv().await.map(|r| (r, rx))
@@ -173,15 +184,16 @@ async fn main() -> anyhow::Result<()> {
             kube::runtime::controller::Config::default()
                 .concurrency(config.max_concurrent_reconciles.max(1)),
         )
-        .owns(
-            deployments,
-            watcher::Config::default().labels("app.kubernetes.io/managed-by=forecast-operator"),
-        )
+        .owns_shared_stream(subscriptions.deployments)
+        .owns_shared_stream(subscriptions.services)
+        .watches_shared_stream(subscriptions.pods, cache::pod_owner)
         .reconcile_on(trigger_stream)
         .graceful_shutdown_on(async move {
             let _ = stop_rx.await;
         });
+    let registry = Arc::new(Registry::new(config.registry_answer_ttl, metrics.clone()));
     let webhook_data = web::Data::new(WebhookState {
+        registry: registry.clone(),
         client: client.clone(),
         store: controller.store(),
         trigger,
@@ -208,8 +220,23 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),
+        registry,
+        caches,
         identity.clone(),
     ));
+    // Forget what was remembered about deleted ForecastModels.
+    let fm_store = controller.store();
+    let remembered = ctx.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            let owners: std::collections::HashSet<String> =
+                fm_store.state().iter().filter_map(|fm| fm.uid()).collect();
+            remembered.applied.retain_owners(&owners);
+            remembered.tokens.retain_owners(&owners);
+        }
+    });
     let run = controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

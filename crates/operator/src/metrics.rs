@@ -31,6 +31,7 @@ pub struct Metrics {
     pub rollouts: Family<ResultLabel, Counter>,
     pub rollout_duration: Histogram,
     pub registry_poll: Histogram,
+    pub registry_answers: Family<ResultLabel, Counter>,
     pub reconcile_duration: Histogram,
     pub served_version: Family<ModelLabel, Gauge>,
     pub leader: Gauge,
@@ -45,6 +46,7 @@ impl Default for Metrics {
         let rollouts = Family::<ResultLabel, Counter>::default();
         let rollout_duration = Histogram::new(exponential_buckets(0.05, 2.0, 14));
         let registry_poll = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let registry_answers = Family::<ResultLabel, Counter>::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let served_version = Family::<ModelLabel, Gauge>::default();
         let leader = Gauge::default();
@@ -75,6 +77,11 @@ impl Default for Metrics {
             registry_poll.clone(),
         );
         registry.register(
+            "registry_answers",
+            "Desired-version lookups by source (fetched: asked MLflow; shared: reused an answer in flight or younger than the answer TTL)",
+            registry_answers.clone(),
+        );
+        registry.register(
             "reconcile_duration_seconds",
             "Duration of one reconcile",
             reconcile_duration.clone(),
@@ -101,6 +108,7 @@ impl Default for Metrics {
             rollouts,
             rollout_duration,
             registry_poll,
+            registry_answers,
             reconcile_duration,
             served_version,
             leader,

@@ -11,18 +11,19 @@ use api::forecast_model::{
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::cache;
 use crate::context::Context;
 use crate::decide::{self, ConditionState, Hold, Observed, Plan, PodObservation};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, ModelLabel};
-use crate::registry;
 use crate::resources::{self, FIELD_MANAGER, SERVED_VERSION_KEY};
 use crate::rollout::{self, PodTarget, RolloutResult, RolloutSettings};
 
@@ -46,8 +47,13 @@ async fn publish(ctx: &Context, fm: &ForecastModel, type_: EventType, reason: &s
     }
 }
 
-/// The admin token, created once per ForecastModel and kept.
+/// The admin token, created once per ForecastModel and kept. Its Secret is looked at
+/// every few minutes; a deleted Secret is recreated with the token the pods already hold.
 async fn admin_token(ctx: &Context, fm: &ForecastModel, ns: &str) -> Result<String> {
+    let uid = fm.uid().unwrap_or_default();
+    if let Some(token) = ctx.tokens.fresh(&uid) {
+        return Ok(token);
+    }
     let names = resources::names(fm);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     if let Some(existing) = secrets.get_opt(&names.secret).await? {
@@ -63,10 +69,11 @@ async fn admin_token(ctx: &Context, fm: &ForecastModel, ns: &str) -> Result<Stri
                     .and_then(|d| d.get(resources::ADMIN_TOKEN_KEY).cloned())
             });
         if let Some(t) = token.filter(|t| !t.is_empty()) {
+            ctx.tokens.record(&uid, &t);
             return Ok(t);
         }
     }
-    let token = random_token();
+    let token = ctx.tokens.last(&uid).unwrap_or_else(random_token);
     secrets
         .patch(
             &names.secret,
@@ -74,6 +81,7 @@ async fn admin_token(ctx: &Context, fm: &ForecastModel, ns: &str) -> Result<Stri
             &Patch::Apply(resources::admin_secret(fm, &token)),
         )
         .await?;
+    ctx.tokens.record(&uid, &token);
     Ok(token)
 }
 
@@ -95,15 +103,11 @@ fn pod_ready(pod: &Pod) -> bool {
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Lists the predictor pods and asks each ready one which version it serves.
-async fn observe_pods(ctx: &Context, fm: &ForecastModel, ns: &str) -> Result<Vec<PodObservation>> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let listed = pods
-        .list(&ListParams::default().labels(&resources::label_selector(fm)))
-        .await?;
+/// The predictor pods (from the pod cache), each ready one asked which version it serves.
+async fn observe_pods(ctx: &Context, fm: &ForecastModel) -> Result<Vec<PodObservation>> {
+    let listed = ctx.caches.pods_of(fm).await?;
     let port = fm.spec.predictor.port;
     let observations = listed
-        .items
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .map(|p| {
@@ -151,11 +155,7 @@ async fn ask_registry(
     fm: &ForecastModel,
     selector: &api::forecast_model::Selector,
 ) -> RegistryAnswer {
-    let started = Instant::now();
-    let resolved = registry::resolve(&ctx.client, &ctx.registries, fm, selector).await;
-    ctx.metrics
-        .registry_poll
-        .observe(started.elapsed().as_secs_f64());
+    let resolved = ctx.registry.resolve(&ctx.client, fm, selector).await;
     match resolved {
         Ok(v) => RegistryAnswer {
             desired: Some(v.version.clone()),
@@ -284,7 +284,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
     };
     apply_workload(ctx, fm, &ns, restart_marker.as_deref()).await?;
 
-    let pods = observe_pods(ctx, fm, &ns).await?;
+    let pods = observe_pods(ctx, fm).await?;
     let failed_versions = decide::failed_versions_after(
         &previous.failed_versions,
         previous.desired_version.as_deref(),
@@ -387,7 +387,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
 
     // Re-observe after acting, so the status says what pods serve now.
     let pods_now = if matches!(plan, Plan::Rollout { .. }) {
-        observe_pods(ctx, fm, &ns).await?
+        observe_pods(ctx, fm).await?
     } else {
         pods
     };
@@ -450,7 +450,10 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
     let registry_ok = answer.reachable.status;
     want.insert(condition::REGISTRY_REACHABLE, answer.reachable);
     status.conditions = decide::conditions(&previous.conditions, &want, generation, &now());
-    write_status(&fms, &name, &status).await?;
+    // A status that says what the last one said is not written again.
+    if fm.status.as_ref() != Some(&status) {
+        write_status(&fms, &name, &status).await?;
+    }
 
     if let Some(v) = status
         .served_version
@@ -625,6 +628,8 @@ async fn run_reload_rollout(
     }
 }
 
+/// Server-side applies the Deployment and the Service, each only when the watched object
+/// is no longer exactly what the last apply of the same body produced.
 async fn apply_workload(
     ctx: &Context,
     fm: &ForecastModel,
@@ -632,22 +637,49 @@ async fn apply_workload(
     restart_marker: Option<&str>,
 ) -> Result<()> {
     let names = resources::names(fm);
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    deployments
-        .patch(
-            &names.deployment,
-            &apply_params(),
-            &Patch::Apply(resources::deployment(fm, restart_marker)),
-        )
-        .await?;
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
-    services
-        .patch(
-            &names.service,
-            &apply_params(),
-            &Patch::Apply(resources::service(fm)),
-        )
-        .await?;
+    let uid = fm.uid().unwrap_or_default();
+
+    let body = resources::deployment(fm, restart_marker);
+    let digest = cache::digest(&body);
+    let observed = ctx
+        .caches
+        .deployments
+        .get(&ObjectRef::new(&names.deployment).within(ns))
+        .and_then(|d| d.metadata.generation)
+        .map(|g| g.to_string());
+    if !ctx
+        .applied
+        .unchanged(&uid, "Deployment", digest, observed.as_deref())
+    {
+        let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+        let applied = deployments
+            .patch(&names.deployment, &apply_params(), &Patch::Apply(body))
+            .await?;
+        if let Some(g) = applied.metadata.generation {
+            ctx.applied
+                .record(&uid, "Deployment", digest, g.to_string());
+        }
+    }
+
+    let body = resources::service(fm);
+    let digest = cache::digest(&body);
+    let observed = ctx
+        .caches
+        .services
+        .get(&ObjectRef::new(&names.service).within(ns))
+        .and_then(|s| s.metadata.resource_version.clone());
+    if !ctx
+        .applied
+        .unchanged(&uid, "Service", digest, observed.as_deref())
+    {
+        let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+        let applied = services
+            .patch(&names.service, &apply_params(), &Patch::Apply(body))
+            .await?;
+        if let Some(rv) = applied.metadata.resource_version {
+            ctx.applied.record(&uid, "Service", digest, rv);
+        }
+    }
     Ok(())
 }
 

@@ -1,33 +1,27 @@
 //! Resolving a ForecastModel's desired version in its MLflow registry.
+//!
+//! Many ForecastModels usually ask the same question (one model, one alias, one
+//! registry). [`Registry`] answers each distinct question once per `answer_ttl`: calls
+//! that arrive while a question is in flight wait for that one answer, and later calls
+//! reuse it until it is `answer_ttl` old. A webhook delivery for a model forgets its
+//! answers, so the reconciles it triggers ask MLflow again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use api::forecast_model::{ForecastModel, Selector};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 use mlflow::{ClientConfig, Credentials, MlflowClient, MlflowError, ModelVersion, VersionSelector};
+use tokio::sync::OnceCell;
 
-/// Registry credentials from the `credentialsSecret` (`token`, or `username`+`password`).
-async fn credentials(
-    client: &kube::Client,
-    fm: &ForecastModel,
-) -> Result<Credentials, MlflowError> {
-    let Some(name) = &fm.spec.registry.credentials_secret else {
-        return Ok(Credentials::None);
-    };
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &fm.namespace().unwrap_or_default());
-    let secret = secrets
-        .get(name)
-        .await
-        .map_err(|e| MlflowError::Config(format!("credentialsSecret {name}: {e}")))?;
-    let value = |key: &str| -> Option<String> {
-        if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
-            return Some(v.clone());
-        }
-        // `data` arrives base64-decoded by k8s-openapi.
-        let raw = secret.data.as_ref()?.get(key)?;
-        String::from_utf8(raw.0.clone()).ok()
-    };
-    mlflow::credentials_from(value("token"), value("username"), value("password"))
-}
+use crate::metrics::Metrics;
+
+/// How long credentials read from a `credentialsSecret` are reused.
+const CREDENTIALS_TTL: Duration = Duration::from_secs(30);
+/// Above this many remembered answers, expired ones are dropped.
+const PRUNE_ABOVE: usize = 256;
 
 pub fn to_mlflow(selector: &Selector) -> VersionSelector {
     match selector {
@@ -37,42 +31,242 @@ pub fn to_mlflow(selector: &Selector) -> VersionSelector {
     }
 }
 
-/// MLflow clients by tracking URI and credentials, so connections are reused across
-/// reconciles and ForecastModels.
-#[derive(Default)]
-pub struct RegistryClients {
-    clients: std::sync::Mutex<std::collections::HashMap<String, MlflowClient>>,
+/// A registry's answer, or why there is none. Shared by every caller that asked the same
+/// question.
+pub type Answer = Result<ModelVersion, Arc<MlflowError>>;
+
+/// One question to a registry: who asks (tracking URI and credentials), about which model
+/// and selector.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Question {
+    client: String,
+    model: String,
+    selector: String,
 }
 
-impl RegistryClients {
-    fn get(&self, uri: &str, creds: Credentials) -> Result<MlflowClient, MlflowError> {
-        let key = match &creds {
-            Credentials::None => format!("{uri}\n"),
-            Credentials::Token(t) => format!("{uri}\ntoken\n{t}"),
-            Credentials::Basic { username, password } => {
-                format!("{uri}\nbasic\n{username}\n{password}")
-            }
-        };
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&key) {
-            return Ok(c.clone());
-        }
-        let client = MlflowClient::new(ClientConfig::new(uri).with_credentials(creds))?;
-        clients.insert(key, client.clone());
-        Ok(client)
+struct Fetched {
+    at: Instant,
+    answer: Answer,
+}
+
+/// A question in flight or answered.
+#[derive(Default)]
+struct Flight {
+    fetched: OnceCell<Fetched>,
+}
+
+impl Flight {
+    fn usable(&self, ttl: Duration) -> bool {
+        self.fetched.get().is_none_or(|f| f.at.elapsed() < ttl)
     }
 }
 
-/// Asks the registry which version `selector` points at.
-pub async fn resolve(
-    client: &kube::Client,
-    clients: &RegistryClients,
-    fm: &ForecastModel,
-    selector: &Selector,
-) -> Result<ModelVersion, MlflowError> {
-    let creds = credentials(client, fm).await?;
-    let registry = clients.get(&fm.spec.registry.tracking_uri, creds)?;
-    registry
-        .resolve_version(&fm.spec.model.name, &to_mlflow(selector))
-        .await
+/// MLflow clients, credentials and recent answers, shared by every reconcile and the
+/// webhook endpoint.
+pub struct Registry {
+    answer_ttl: Duration,
+    metrics: Arc<Metrics>,
+    clients: Mutex<HashMap<String, MlflowClient>>,
+    credentials: Mutex<HashMap<(String, String), (Instant, Credentials)>>,
+    answers: Mutex<HashMap<Question, Arc<Flight>>>,
+}
+
+fn client_key(uri: &str, creds: &Credentials) -> String {
+    match creds {
+        Credentials::None => format!("{uri}\n"),
+        Credentials::Token(t) => format!("{uri}\ntoken\n{t}"),
+        Credentials::Basic { username, password } => {
+            format!("{uri}\nbasic\n{username}\n{password}")
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Registry {
+    pub fn new(answer_ttl: Duration, metrics: Arc<Metrics>) -> Self {
+        Registry {
+            answer_ttl,
+            metrics,
+            clients: Default::default(),
+            credentials: Default::default(),
+            answers: Default::default(),
+        }
+    }
+
+    /// Asks the registry which version `selector` points at (or reuses a recent answer to
+    /// the same question).
+    pub async fn resolve(
+        &self,
+        client: &kube::Client,
+        fm: &ForecastModel,
+        selector: &Selector,
+    ) -> Answer {
+        let creds = self.credentials(client, fm).await.map_err(Arc::new)?;
+        let uri = &fm.spec.registry.tracking_uri;
+        let question = Question {
+            client: client_key(uri, &creds),
+            model: fm.spec.model.name.clone(),
+            selector: selector.to_string(),
+        };
+        let registry = self
+            .client(&question.client, uri, creds)
+            .map_err(Arc::new)?;
+        let flight = self.flight(&question);
+        let mut asked = false;
+        let fetched = flight
+            .fetched
+            .get_or_init(|| {
+                asked = true;
+                async {
+                    let started = Instant::now();
+                    let answer = registry
+                        .resolve_version(&fm.spec.model.name, &to_mlflow(selector))
+                        .await
+                        .map_err(Arc::new);
+                    self.metrics
+                        .registry_poll
+                        .observe(started.elapsed().as_secs_f64());
+                    Fetched {
+                        at: Instant::now(),
+                        answer,
+                    }
+                }
+            })
+            .await;
+        Metrics::count(
+            &self.metrics.registry_answers,
+            if asked { "fetched" } else { "shared" },
+        );
+        fetched.answer.clone()
+    }
+
+    /// Forgets every answer about `model`, so the next reconciles ask MLflow again.
+    pub fn forget_model(&self, model: &str) {
+        lock(&self.answers).retain(|q, _| q.model != model);
+    }
+
+    /// The flight for `question`: the one in progress or still fresh, else a new one.
+    fn flight(&self, question: &Question) -> Arc<Flight> {
+        let mut answers = lock(&self.answers);
+        if let Some(f) = answers.get(question).filter(|f| f.usable(self.answer_ttl)) {
+            return f.clone();
+        }
+        if answers.len() > PRUNE_ABOVE {
+            answers.retain(|_, f| f.usable(self.answer_ttl));
+        }
+        let flight = Arc::new(Flight::default());
+        answers.insert(question.clone(), flight.clone());
+        flight
+    }
+
+    fn client(
+        &self,
+        key: &str,
+        uri: &str,
+        creds: Credentials,
+    ) -> Result<MlflowClient, MlflowError> {
+        let mut clients = lock(&self.clients);
+        if let Some(c) = clients.get(key) {
+            return Ok(c.clone());
+        }
+        let client = MlflowClient::new(ClientConfig::new(uri).with_credentials(creds))?;
+        clients.insert(key.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// Registry credentials from the `credentialsSecret` (`token`, or `username`+`password`),
+    /// re-read at most every 30 s.
+    async fn credentials(
+        &self,
+        client: &kube::Client,
+        fm: &ForecastModel,
+    ) -> Result<Credentials, MlflowError> {
+        let Some(name) = &fm.spec.registry.credentials_secret else {
+            return Ok(Credentials::None);
+        };
+        let ns = fm.namespace().unwrap_or_default();
+        let key = (ns.clone(), name.clone());
+        if let Some((at, creds)) = lock(&self.credentials).get(&key)
+            && at.elapsed() < CREDENTIALS_TTL
+        {
+            return Ok(creds.clone());
+        }
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let secret = secrets
+            .get(name)
+            .await
+            .map_err(|e| MlflowError::Config(format!("credentialsSecret {name}: {e}")))?;
+        let value = |key: &str| -> Option<String> {
+            if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
+                return Some(v.clone());
+            }
+            // `data` arrives base64-decoded by k8s-openapi.
+            let raw = secret.data.as_ref()?.get(key)?;
+            String::from_utf8(raw.0.clone()).ok()
+        };
+        let creds = mlflow::credentials_from(value("token"), value("username"), value("password"))?;
+        lock(&self.credentials).insert(key, (Instant::now(), creds.clone()));
+        Ok(creds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(model: &str) -> Question {
+        Question {
+            client: "http://mlflow\n".into(),
+            model: model.into(),
+            selector: "alias champion".into(),
+        }
+    }
+
+    fn answered(registry: &Registry, q: &Question, version: &str) {
+        let flight = registry.flight(q);
+        let set = flight.fetched.set(Fetched {
+            at: Instant::now(),
+            answer: Ok(ModelVersion {
+                version: version.into(),
+                ..Default::default()
+            }),
+        });
+        assert!(set.is_ok(), "a fresh flight is unanswered");
+    }
+
+    #[test]
+    fn a_fresh_answer_is_shared_and_an_old_one_is_not() {
+        let registry = Registry::new(Duration::from_millis(200), Arc::default());
+        let q = question("archive-forecast-rf");
+        answered(&registry, &q, "3");
+        assert!(Arc::ptr_eq(&registry.flight(&q), &registry.flight(&q)));
+        std::thread::sleep(Duration::from_millis(250));
+        let next = registry.flight(&q);
+        assert!(
+            next.fetched.get().is_none(),
+            "an expired answer is asked again"
+        );
+    }
+
+    #[test]
+    fn a_question_in_flight_is_joined() {
+        let registry = Registry::new(Duration::ZERO, Arc::default());
+        let q = question("archive-forecast-rf");
+        let first = registry.flight(&q);
+        assert!(Arc::ptr_eq(&first, &registry.flight(&q)));
+    }
+
+    #[test]
+    fn forgetting_a_model_keeps_the_others() {
+        let registry = Registry::new(Duration::from_secs(60), Arc::default());
+        let (a, b) = (question("a"), question("b"));
+        answered(&registry, &a, "1");
+        answered(&registry, &b, "1");
+        registry.forget_model("a");
+        assert!(registry.flight(&a).fetched.get().is_none());
+        assert!(registry.flight(&b).fetched.get().is_some());
+    }
 }
