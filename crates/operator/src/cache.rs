@@ -14,7 +14,7 @@ use std::time::Duration;
 use api::forecast_model::ForecastModel;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Service};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -36,6 +36,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Caches {
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
+    pub config_maps: Store<ConfigMap>,
     pub pods: Store<Pod>,
 }
 
@@ -43,6 +44,7 @@ pub struct Caches {
 pub struct Subscriptions {
     pub deployments: ReflectHandle<Deployment>,
     pub services: ReflectHandle<Service>,
+    pub config_maps: ReflectHandle<ConfigMap>,
     pub pods: ReflectHandle<Pod>,
 }
 
@@ -63,7 +65,7 @@ type Watch<K> = (
 );
 
 /// One watch feeding a store and a subscription; the returned future drives it.
-fn watch<K>(api: Api<K>) -> Result<Watch<K>>
+fn watch<K>(api: Api<K>, slim: fn(&mut K)) -> Result<Watch<K>>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -80,8 +82,13 @@ where
     let kind = K::kind(&()).into_owned();
     let driven = watcher(api, watcher::Config::default().labels(MANAGED_SELECTOR))
         .default_backoff()
-        // managedFields are most of an object's size and never read here.
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        // Only what reconciles read is kept (memory with thousands of models).
+        .modify(move |o: &mut K| {
+            let meta = o.meta_mut();
+            meta.managed_fields = None;
+            meta.annotations = None;
+            slim(o);
+        })
         .reflect_shared(writer)
         .for_each(move |event| {
             if let Err(e) = event {
@@ -102,21 +109,40 @@ pub fn start(
     Subscriptions,
     impl std::future::Future<Output = ()> + Send + 'static,
 )> {
-    let (deployments, deployment_events, d) = watch::<Deployment>(api(client, namespace))?;
-    let (services, service_events, s) = watch::<Service>(api(client, namespace))?;
-    let (pods, pod_events, p) = watch::<Pod>(api(client, namespace))?;
+    // Deployments and Services: their generation / resourceVersion is what is compared.
+    let (deployments, deployment_events, d) = watch::<Deployment>(api(client, namespace), |o| {
+        o.spec = Default::default();
+        o.status = Default::default();
+    })?;
+    let (services, service_events, s) = watch::<Service>(api(client, namespace), |o| {
+        o.spec = Default::default();
+        o.status = Default::default();
+    })?;
+    let (config_maps, config_map_events, c) =
+        watch::<ConfigMap>(api(client, namespace), |o| o.binary_data = None)?;
+    // Pods: readiness, IP and labels.
+    let (pods, pod_events, p) = watch::<Pod>(api(client, namespace), |o| {
+        o.spec = Default::default();
+        o.status = o.status.take().map(|s| PodStatus {
+            pod_ip: s.pod_ip,
+            conditions: s.conditions,
+            ..PodStatus::default()
+        });
+    })?;
     let run = async move {
-        futures::join!(d, s, p);
+        futures::join!(d, s, c, p);
     };
     Ok((
         Caches {
             deployments,
             services,
+            config_maps,
             pods,
         },
         Subscriptions {
             deployments: deployment_events,
             services: service_events,
+            config_maps: config_map_events,
             pods: pod_events,
         },
         run,
@@ -129,13 +155,27 @@ pub fn pod_owner(pod: Arc<Pod>) -> Option<ObjectRef<ForecastModel>> {
     Some(ObjectRef::new(name).within(&pod.namespace()?))
 }
 
+async fn filled<K>(store: &Store<K>, kind: &'static str) -> Result<()>
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    tokio::time::timeout(READY_TIMEOUT, store.wait_until_ready())
+        .await
+        .map_err(|_| Error::CacheNotReady(kind))?
+        .map_err(|_| Error::CacheNotReady(kind))
+}
+
 impl Caches {
+    /// The owned ConfigMap `name` in `ns`, once the ConfigMap cache is filled.
+    pub async fn config_map(&self, ns: &str, name: &str) -> Result<Option<Arc<ConfigMap>>> {
+        filled(&self.config_maps, "configmaps").await?;
+        Ok(self.config_maps.get(&ObjectRef::new(name).within(ns)))
+    }
+
     /// The predictor pods of `fm` (by its selector labels), once the pod cache is filled.
     pub async fn pods_of(&self, fm: &ForecastModel) -> Result<Vec<Arc<Pod>>> {
-        tokio::time::timeout(READY_TIMEOUT, self.pods.wait_until_ready())
-            .await
-            .map_err(|_| Error::CacheNotReady("pods"))?
-            .map_err(|_| Error::CacheNotReady("pods"))?;
+        filled(&self.pods, "pods").await?;
         let ns = fm.namespace();
         let name = fm.name_any();
         Ok(self
@@ -245,6 +285,52 @@ impl AdminTokens {
     }
 }
 
+/// How long this process trusts its own ConfigMap write over an older cached copy.
+const OWN_WRITE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The served versions this process wrote, so a reconcile that runs before the watch has
+/// delivered the write does not read the previous value from the cache.
+#[derive(Default)]
+pub struct ServedVersions {
+    written: Mutex<HashMap<String, (std::time::Instant, String, String)>>,
+}
+
+impl ServedVersions {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (std::time::Instant, String, String)>> {
+        self.written.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a write of `version` that produced `resource_version`.
+    pub fn record(&self, owner_uid: &str, version: &str, resource_version: String) {
+        self.lock().insert(
+            owner_uid.to_owned(),
+            (
+                std::time::Instant::now(),
+                version.to_owned(),
+                resource_version,
+            ),
+        );
+    }
+
+    /// The served version: the cached ConfigMap's (`cached`: version and resourceVersion),
+    /// unless this process wrote a newer one the cache has not shown yet.
+    pub fn current(&self, owner_uid: &str, cached: Option<(String, String)>) -> Option<String> {
+        let mut written = self.lock();
+        if let Some((at, version, rv)) = written.get(owner_uid) {
+            let seen = cached
+                .as_ref()
+                .is_some_and(|(_, cached_rv)| cached_rv == rv);
+            if !seen && at.elapsed() < OWN_WRITE_WINDOW {
+                return Some(version.clone());
+            }
+            written.remove(owner_uid);
+        }
+        cached.map(|(version, _)| version)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +353,20 @@ mod tests {
         assert!(!applied.unchanged("uid", "Deployment", d, None));
         applied.retain_owners(&Default::default());
         assert!(!applied.unchanged("uid", "Deployment", d, Some("1")));
+    }
+
+    #[test]
+    fn an_own_write_wins_until_the_cache_shows_it() {
+        let served = ServedVersions::default();
+        let cached = |v: &str, rv: &str| Some((v.to_owned(), rv.to_owned()));
+        assert_eq!(served.current("uid", cached("1", "10")), Some("1".into()));
+        served.record("uid", "2", "11".into());
+        // The watch has not delivered the write yet.
+        assert_eq!(served.current("uid", cached("1", "10")), Some("2".into()));
+        assert_eq!(served.current("uid", None), Some("2".into()));
+        // Delivered: from now on the cache is the truth (also for later edits by others).
+        assert_eq!(served.current("uid", cached("2", "11")), Some("2".into()));
+        assert_eq!(served.current("uid", cached("3", "12")), Some("3".into()));
     }
 
     #[test]

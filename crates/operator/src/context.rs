@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::cache::{AdminTokens, AppliedObjects, Caches};
+use crate::cache::{AdminTokens, AppliedObjects, Caches, ServedVersions};
 use crate::metrics::Metrics;
 use crate::predictor_client::PredictorClient;
 
@@ -21,6 +21,8 @@ pub struct Context {
     /// Applies already made (skipped while their result is unchanged).
     pub applied: AppliedObjects,
     pub tokens: AdminTokens,
+    /// Served versions written and not yet seen in the ConfigMap cache.
+    pub served: ServedVersions,
 }
 
 impl Context {
@@ -50,6 +52,7 @@ impl Context {
             caches,
             applied: Default::default(),
             tokens: Default::default(),
+            served: Default::default(),
         }
     }
 }

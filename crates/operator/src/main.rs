@@ -186,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .owns_shared_stream(subscriptions.deployments)
         .owns_shared_stream(subscriptions.services)
+        .owns_shared_stream(subscriptions.config_maps)
         .watches_shared_stream(subscriptions.pods, cache::pod_owner)
         .reconcile_on(trigger_stream)
         .graceful_shutdown_on(async move {

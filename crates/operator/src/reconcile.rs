@@ -252,14 +252,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
 
     // The served version lives in the owned ConfigMap; it is created from the first
     // answer of the registry.
-    let names = resources::names(fm);
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut served = config_maps
-        .get_opt(&names.config_map)
-        .await?
-        .and_then(|cm| cm.data)
-        .and_then(|d| d.get(SERVED_VERSION_KEY).cloned())
-        .filter(|v| !v.is_empty());
+    let mut served = served_version(ctx, fm, &ns).await?;
     if served.is_none() {
         let first = match &selector {
             api::forecast_model::Selector::Version(v) => Some(v.clone()),
@@ -267,13 +260,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         };
         // Pausing holds changes, not the first deployment.
         if let Some(v) = first {
-            config_maps
-                .patch(
-                    &names.config_map,
-                    &apply_params(),
-                    &Patch::Apply(resources::config_map(fm, &v)),
-                )
-                .await?;
+            write_served_version(ctx, fm, &ns, &v).await?;
             served = Some(v);
         }
     }
@@ -339,13 +326,9 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
             }
             RolloutStrategy::Restart => {
                 // Pods restart onto the new ConfigMap value.
-                config_maps
-                    .patch(
-                        &names.config_map,
-                        &apply_params(),
-                        &Patch::Apply(resources::config_map(fm, target)),
-                    )
-                    .await?;
+                if served.as_deref() != Some(target.as_str()) {
+                    write_served_version(ctx, fm, &ns, target).await?;
+                }
                 apply_workload(ctx, fm, &ns, Some(target)).await?;
                 // Later reconciles only watch the pods come up: one event per move.
                 if from.as_deref() != Some(target.as_str()) {
@@ -566,14 +549,9 @@ async fn run_reload_rollout(
     }
     match result {
         RolloutResult::Succeeded { .. } => {
-            let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-            config_maps
-                .patch(
-                    &resources::names(fm).config_map,
-                    &apply_params(),
-                    &Patch::Apply(resources::config_map(fm, target)),
-                )
-                .await?;
+            if from != Some(target) {
+                write_served_version(ctx, fm, &ns, target).await?;
+            }
             let took = started.elapsed();
             if !targets.is_empty() || from != Some(target) {
                 ctx.metrics.rollout_duration.observe(took.as_secs_f64());
@@ -626,6 +604,47 @@ async fn run_reload_rollout(
             Ok(Err(reason))
         }
     }
+}
+
+/// The served version: the owned ConfigMap's (from the cache), or what this process
+/// wrote there and the cache does not show yet.
+async fn served_version(ctx: &Context, fm: &ForecastModel, ns: &str) -> Result<Option<String>> {
+    let names = resources::names(fm);
+    let cached = ctx
+        .caches
+        .config_map(ns, &names.config_map)
+        .await?
+        .and_then(|cm| {
+            let version = cm.data.as_ref()?.get(SERVED_VERSION_KEY)?.clone();
+            Some((version, cm.metadata.resource_version.clone()?))
+        });
+    Ok(ctx
+        .served
+        .current(&fm.uid().unwrap_or_default(), cached)
+        .filter(|v| !v.is_empty()))
+}
+
+/// Records `version` as the served one in the owned ConfigMap (what pods start on).
+async fn write_served_version(
+    ctx: &Context,
+    fm: &ForecastModel,
+    ns: &str,
+    version: &str,
+) -> Result<()> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let written = config_maps
+        .patch(
+            &resources::names(fm).config_map,
+            &apply_params(),
+            &Patch::Apply(resources::config_map(fm, version)),
+        )
+        .await?;
+    ctx.served.record(
+        &fm.uid().unwrap_or_default(),
+        version,
+        written.metadata.resource_version.unwrap_or_default(),
+    );
+    Ok(())
 }
 
 /// Server-side applies the Deployment and the Service, each only when the watched object
