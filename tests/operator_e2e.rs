@@ -557,6 +557,125 @@ async fn deleting_the_forecast_model_removes_everything_it_owns() {
     cluster.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn edits_and_deletions_of_owned_objects_are_put_back() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Secret, Service};
+    use kube::api::{Patch, PatchParams};
+
+    let model = unique_name("fm-drift");
+    let v1 = train_and_register(&model, 81, &["--alias", "champion"]).unwrap();
+    let cluster = TestCluster::start().await;
+    let _operator = Operator::start(&cluster, &[]);
+    let fallback = tempfile::tempdir().unwrap();
+    cluster
+        .apply_fm(
+            "daily",
+            spec(
+                &model,
+                json!({"alias": "champion"}),
+                2,
+                fallback.path(),
+                json!({}),
+            ),
+        )
+        .await;
+    ready_on(&cluster, "daily", &v1, 2).await;
+    let deployments: kube::Api<Deployment> =
+        kube::Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let services: kube::Api<Service> =
+        kube::Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let secrets: kube::Api<Secret> =
+        kube::Api::namespaced(cluster.client.clone(), &cluster.namespace);
+
+    // `kubectl scale` of the owned Deployment: the ForecastModel's replicas win.
+    deployments
+        .patch(
+            "daily-predictor",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        "the Deployment is back to the ForecastModel's 2 replicas",
+        Duration::from_secs(20),
+        || async {
+            let d = deployments.get("daily-predictor").await.unwrap();
+            d.spec.replicas == Some(2)
+        },
+    )
+    .await;
+    ready_on(&cluster, "daily", &v1, 2).await;
+
+    // A deleted Service is recreated.
+    services
+        .delete("daily-predictor", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until(
+        "the Service is recreated",
+        Duration::from_secs(20),
+        || async {
+            services
+                .get_opt("daily-predictor")
+                .await
+                .unwrap()
+                .is_some_and(|s| s.metadata.deletion_timestamp.is_none())
+        },
+    )
+    .await;
+    let rows = json!([archive_row(3)]);
+    wait_until(
+        "predictions through the recreated Service",
+        Duration::from_secs(20),
+        || async { cluster.predict_via_service("daily", &rows).await.is_ok() },
+    )
+    .await;
+
+    // A deleted admin-token Secret: a new pod cannot start without it, so it is recreated
+    // with the token the running pod holds...
+    let token = |s: Secret| {
+        s.data
+            .and_then(|d| d.get("token").map(|t| t.0.clone()))
+            .unwrap_or_default()
+    };
+    let before = token(secrets.get("daily-admin-token").await.unwrap());
+    secrets
+        .delete("daily-admin-token", &DeleteParams::default())
+        .await
+        .unwrap();
+    let first_pod = cluster.pods("daily").await[0].name_any();
+    cluster
+        .pods_api()
+        .delete(&first_pod, &DeleteParams::default())
+        .await
+        .unwrap();
+    ready_on(&cluster, "daily", &v1, 2).await;
+    let after = token(secrets.get("daily-admin-token").await.unwrap());
+    assert!(!before.is_empty());
+    assert_eq!(before, after, "the recreated Secret keeps the token");
+    // ...so the old and the new pod both accept the next rollout.
+    let v2 = train_and_register(&model, 82, &[]).unwrap();
+    forecastctl(&[
+        "promote",
+        "--name",
+        &model,
+        "--version",
+        &v2,
+        "--alias",
+        "champion",
+    ])
+    .unwrap();
+    ready_on(&cluster, "daily", &v2, 2).await;
+    assert!(
+        cluster.status("daily").await["failedVersions"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
+    );
+    cluster.stop().await;
+}
+
 /// A TCP relay in front of MLflow that can be switched off: the registry "stops" for
 /// the operator and the pods (new connections refused, open ones cut) while the real
 /// server keeps running for other tests.

@@ -48,10 +48,14 @@ async fn publish(ctx: &Context, fm: &ForecastModel, type_: EventType, reason: &s
 }
 
 /// The admin token, created once per ForecastModel and kept. Its Secret is looked at
-/// every few minutes; a deleted Secret is recreated with the token the pods already hold.
+/// every few minutes, and whenever a pod is not ready (a pod cannot start without it); a
+/// deleted Secret is recreated with the token the running pods hold.
 async fn admin_token(ctx: &Context, fm: &ForecastModel, ns: &str) -> Result<String> {
     let uid = fm.uid().unwrap_or_default();
-    if let Some(token) = ctx.tokens.fresh(&uid) {
+    let pods = ctx.caches.pods_of(fm).await?;
+    let all_ready = pods.len() >= usize::try_from(fm.spec.predictor.replicas).unwrap_or(0)
+        && pods.iter().all(|p| pod_ready(p));
+    if let Some(token) = ctx.tokens.fresh(&uid).filter(|_| all_ready) {
         return Ok(token);
     }
     let names = resources::names(fm);
