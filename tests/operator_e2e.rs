@@ -41,6 +41,20 @@ fn spec(
     s
 }
 
+/// What a data scientist does: points the `champion` alias at `version`.
+fn move_champion(model: &str, version: &str) {
+    forecastctl(&[
+        "promote",
+        "--name",
+        model,
+        "--version",
+        version,
+        "--alias",
+        "champion",
+    ])
+    .unwrap();
+}
+
 async fn all_on(cluster: &TestCluster, fm: &str, version: &str, replicas: usize) -> bool {
     let v = cluster.pod_versions(fm).await;
     v.len() == replicas && v.iter().all(|(_, pv)| pv.as_deref() == Some(version))
@@ -136,16 +150,7 @@ async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
     };
 
     let v2 = train_and_register(&model, 22, &[]).unwrap();
-    forecastctl(&[
-        "promote",
-        "--name",
-        &model,
-        "--version",
-        &v2,
-        "--alias",
-        "champion",
-    ])
-    .unwrap();
+    move_champion(&model, &v2);
     let moved = Instant::now();
     wait_until(
         "every pod on the new version",
@@ -299,16 +304,7 @@ async fn a_failed_rollout_reverts_switched_pods_marks_the_version_failed_and_rec
         )
         .await;
     let corrupt = register_corrupt(&model).await;
-    forecastctl(&[
-        "promote",
-        "--name",
-        &model,
-        "--version",
-        &corrupt,
-        "--alias",
-        "champion",
-    ])
-    .unwrap();
+    move_champion(&model, &corrupt);
     wait_until(
         "the corrupt version is listed as failed",
         Duration::from_secs(30),
@@ -657,16 +653,7 @@ async fn edits_and_deletions_of_owned_objects_are_put_back() {
     assert_eq!(before, after, "the recreated Secret keeps the token");
     // ...so the old and the new pod both accept the next rollout.
     let v2 = train_and_register(&model, 82, &[]).unwrap();
-    forecastctl(&[
-        "promote",
-        "--name",
-        &model,
-        "--version",
-        &v2,
-        "--alias",
-        "champion",
-    ])
-    .unwrap();
+    move_champion(&model, &v2);
     ready_on(&cluster, "daily", &v2, 2).await;
     assert!(
         cluster.status("daily").await["failedVersions"]
@@ -674,56 +661,6 @@ async fn edits_and_deletions_of_owned_objects_are_put_back() {
             .is_none_or(|f| f.is_empty())
     );
     cluster.stop().await;
-}
-
-/// A TCP relay in front of MLflow that can be switched off: the registry "stops" for
-/// the operator and the pods (new connections refused, open ones cut) while the real
-/// server keeps running for other tests.
-struct RegistrySwitch {
-    url: String,
-    up: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RegistrySwitch {
-    async fn start() -> Self {
-        let upstream: std::net::SocketAddr = tracking_uri()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (up, state) = tokio::sync::watch::channel(true);
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !*state.borrow() {
-                    drop(inbound);
-                    continue;
-                }
-                let mut state = state.clone();
-                tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                            _ = state.wait_for(|up| !*up) => {}
-                        }
-                    }
-                });
-            }
-        });
-        RegistrySwitch { url, up, task }
-    }
-
-    fn set(&self, up: bool) {
-        let _ = self.up.send(up);
-    }
-}
-
-impl Drop for RegistrySwitch {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -847,16 +784,7 @@ async fn an_mlflow_webhook_starts_the_rollout_without_waiting_for_the_poll() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let v2 = train_and_register(&model, 92, &[]).unwrap();
-    forecastctl(&[
-        "promote",
-        "--name",
-        &model,
-        "--version",
-        &v2,
-        "--alias",
-        "champion",
-    ])
-    .unwrap();
+    move_champion(&model, &v2);
     let moved = Instant::now();
     // The poll interval is 10 minutes: only the webhook can explain a rollout now.
     wait_until(

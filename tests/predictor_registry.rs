@@ -323,6 +323,49 @@ async fn a_fresh_predictor_serves_the_cached_model_when_the_registry_is_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_predictor_on_its_fallback_returns_to_the_registry_when_it_is_back() {
+    let name = unique_name("comeback");
+    let version = train_and_register(&name, 8, &["--alias", "champion"]).unwrap();
+    let fallback = tempfile::tempdir().unwrap();
+    train(fallback.path(), 9).unwrap(); // the bundled model of an image
+    let registry = RegistrySwitch::start().await;
+    registry.set(false);
+    let env = vec![
+        ("MLFLOW_TRACKING_URI", registry.url.clone()),
+        ("MODEL_NAME", name.clone()),
+        ("MODEL_ALIAS", "champion".into()),
+        ("MODEL_FALLBACK_DIR", fallback.path().display().to_string()),
+        ("PREDICTOR_RETRY_SECONDS", "1".into()),
+    ];
+    let predictor = Predictor::start(&env).unwrap();
+    let c = http();
+    let info = model_info(&c, &predictor).await;
+    assert_eq!(
+        (info["origin"].as_str(), info["model_version"].as_str()),
+        (Some("fallback"), Some("bundled"))
+    );
+
+    registry.set(true);
+    let mut info = Value::Null;
+    for _ in 0..75 {
+        info = model_info(&c, &predictor).await;
+        if info["origin"] == "registry" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        (info["origin"].as_str(), info["model_version"].as_str()),
+        (Some("registry"), Some(version.as_str())),
+        "the predictor stayed on its fallback after the registry came back"
+    );
+    let (status, _) = predict(&c, &predictor, json!([archive_row(4)])).await;
+    assert_eq!(status, 200);
+    let logs = predictor.drain_logs().join("\n");
+    assert!(logs.contains("the registry is back"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_registry_or_fallback_the_predictor_is_alive_but_not_ready() {
     let empty = tempfile::tempdir().unwrap();
     let env = vec![

@@ -301,3 +301,54 @@ pub fn archive_row(day: u32) -> Value {
         870.0
     ])
 }
+
+/// A TCP relay in front of MLflow that can be switched off: the registry "stops" for
+/// the operator and the pods (new connections refused, open ones cut) while the real
+/// server keeps running for other tests.
+pub struct RegistrySwitch {
+    pub url: String,
+    up: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RegistrySwitch {
+    pub async fn start() -> Self {
+        let upstream: std::net::SocketAddr = tracking_uri()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (up, state) = tokio::sync::watch::channel(true);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*state.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                let mut state = state.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = state.wait_for(|up| !*up) => {}
+                        }
+                    }
+                });
+            }
+        });
+        RegistrySwitch { url, up, task }
+    }
+
+    /// Up: connections reach MLflow; down: refused, and open ones are cut.
+    pub fn set(&self, up: bool) {
+        let _ = self.up.send(up);
+    }
+}
+
+impl Drop for RegistrySwitch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -427,6 +427,28 @@ impl Store {
         self.revision
     }
 
+    /// Gives `object` the next resourceVersion, stores it (removes it for `Deleted`), and
+    /// emits the watch event; returns the object as committed.
+    fn commit(
+        &mut self,
+        rt: &ResourceType,
+        key: ObjectKey,
+        kind: EventKind,
+        mut object: Value,
+        old: Option<Value>,
+    ) -> Value {
+        let rev = self.next_revision();
+        object["metadata"]["resourceVersion"] = json!(rev.to_string());
+        let bucket = self.objects.entry(rt.key()).or_default();
+        if kind == EventKind::Deleted {
+            bucket.remove(&key);
+        } else {
+            bucket.insert(key, object.clone());
+        }
+        self.emit(rt, kind, object.clone(), old);
+        object
+    }
+
     fn namespace_exists(&self, ns: &str) -> bool {
         self.objects
             .get(&(String::new(), "namespaces".to_owned()))
@@ -529,13 +551,7 @@ impl Store {
         if opts.dry_run {
             return Ok(self.with_type(rt, &object));
         }
-        let rev = self.next_revision();
-        object["metadata"]["resourceVersion"] = json!(rev.to_string());
-        self.objects
-            .entry(rt.key())
-            .or_default()
-            .insert(key, object.clone());
-        self.emit(rt, EventKind::Added, object.clone(), None);
+        let object = self.commit(rt, key, EventKind::Added, object, None);
         self.mirror_event(rt, &object);
         if rt.key()
             == (
@@ -732,22 +748,11 @@ impl Store {
             .as_array()
             .is_none_or(|f| f.is_empty());
         if terminating && no_finalizers {
-            let rev = self.next_revision();
-            new["metadata"]["resourceVersion"] = json!(rev.to_string());
-            if let Some(b) = self.objects.get_mut(&rt.key()) {
-                b.remove(&key);
-            }
-            self.emit(rt, EventKind::Deleted, new.clone(), Some(old));
+            let new = self.commit(rt, key, EventKind::Deleted, new, Some(old));
             self.after_delete(rt, &new);
             return Ok(self.with_type(rt, &new));
         }
-        let rev = self.next_revision();
-        new["metadata"]["resourceVersion"] = json!(rev.to_string());
-        self.objects
-            .entry(rt.key())
-            .or_default()
-            .insert(key, new.clone());
-        self.emit(rt, EventKind::Modified, new.clone(), Some(old));
+        let new = self.commit(rt, key, EventKind::Modified, new, Some(old));
         self.mirror_event(rt, &new);
         if rt.key()
             == (
@@ -891,22 +896,10 @@ impl Store {
             let mut new = old.clone();
             new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
             new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-            let rev = self.next_revision();
-            new["metadata"]["resourceVersion"] = json!(rev.to_string());
-            self.objects
-                .entry(rt.key())
-                .or_default()
-                .insert(key, new.clone());
-            self.emit(rt, EventKind::Modified, new.clone(), Some(old));
+            let new = self.commit(rt, key, EventKind::Modified, new, Some(old));
             return Ok(self.with_type(rt, &new));
         }
-        let rev = self.next_revision();
-        let mut gone = old.clone();
-        gone["metadata"]["resourceVersion"] = json!(rev.to_string());
-        if let Some(b) = self.objects.get_mut(&rt.key()) {
-            b.remove(&key);
-        }
-        self.emit(rt, EventKind::Deleted, gone.clone(), Some(old));
+        let gone = self.commit(rt, key, EventKind::Deleted, old.clone(), Some(old));
         if opts.orphan {
             self.orphan_dependents(meta_str(&gone, "uid"));
         }
@@ -993,10 +986,7 @@ impl Store {
             .get_mut(&rt.key())
             .and_then(|b| b.remove(&key))
             .ok_or_else(|| ApiError::not_found(rt, name))?;
-        let rev = self.next_revision();
-        let mut gone = old.clone();
-        gone["metadata"]["resourceVersion"] = json!(rev.to_string());
-        self.emit(rt, EventKind::Deleted, gone, Some(old));
+        self.commit(rt, key, EventKind::Deleted, old.clone(), Some(old));
         Ok(())
     }
 

@@ -29,17 +29,11 @@ impl MlflowClient {
         name: &str,
         alias: &str,
     ) -> Result<ModelVersion, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            model_version: ModelVersion,
-        }
-        let r: R = self
-            .get_json(
-                "registered-models/alias",
-                &[("name", name), ("alias", alias)],
-            )
-            .await?;
-        Ok(r.model_version)
+        self.get_model_version_from(
+            "registered-models/alias",
+            &[("name", name), ("alias", alias)],
+        )
+        .await
     }
 
     /// `model-versions/get`.
@@ -48,16 +42,24 @@ impl MlflowClient {
         name: &str,
         version: &str,
     ) -> Result<ModelVersion, MlflowError> {
+        self.get_model_version_from(
+            "model-versions/get",
+            &[("name", name), ("version", version)],
+        )
+        .await
+    }
+
+    /// A GET of an endpoint that answers `{"model_version": {...}}`.
+    async fn get_model_version_from(
+        &self,
+        endpoint: &str,
+        query: &[(&str, &str)],
+    ) -> Result<ModelVersion, MlflowError> {
         #[derive(Deserialize)]
         struct R {
             model_version: ModelVersion,
         }
-        let r: R = self
-            .get_json(
-                "model-versions/get",
-                &[("name", name), ("version", version)],
-            )
-            .await?;
+        let r: R = self.get_json(endpoint, query).await?;
         Ok(r.model_version)
     }
 

@@ -11,7 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api::forecast_model::ForecastModel;
+use api::forecast_model::{ForecastModel, ForecastModelStatus};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Service};
@@ -331,6 +331,55 @@ impl ServedVersions {
     }
 }
 
+/// How long this process's own status write is preferred over the watched ForecastModel.
+const OWN_STATUS_WINDOW: Duration = Duration::from_secs(30);
+
+/// The status this process last wrote for each ForecastModel. The status subresource is
+/// written only by the operator, so a reconcile that runs before the watch has delivered
+/// the last write (an owned object's change can wake it at once) starts from this one
+/// instead of a stale copy and loses nothing (previousVersion, failedVersions).
+#[derive(Default)]
+pub struct OwnStatuses {
+    written: Mutex<HashMap<String, (std::time::Instant, ForecastModelStatus)>>,
+}
+
+impl OwnStatuses {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (std::time::Instant, ForecastModelStatus)>> {
+        self.written.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn record(&self, owner_uid: &str, status: &ForecastModelStatus) {
+        self.lock().insert(
+            owner_uid.to_owned(),
+            (std::time::Instant::now(), status.clone()),
+        );
+    }
+
+    /// The status to start from: this process's recent write, else the watched one.
+    pub fn previous(
+        &self,
+        owner_uid: &str,
+        watched: Option<&ForecastModelStatus>,
+    ) -> ForecastModelStatus {
+        let mut written = self.lock();
+        match written.get(owner_uid) {
+            Some((at, status)) if at.elapsed() < OWN_STATUS_WINDOW => status.clone(),
+            Some(_) => {
+                written.remove(owner_uid);
+                watched.cloned().unwrap_or_default()
+            }
+            None => watched.cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Keeps only the statuses of these ForecastModels.
+    pub fn retain_owners(&self, owners: &std::collections::HashSet<String>) {
+        self.lock().retain(|uid, _| owners.contains(uid));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +416,26 @@ mod tests {
         // Delivered: from now on the cache is the truth (also for later edits by others).
         assert_eq!(served.current("uid", cached("2", "11")), Some("2".into()));
         assert_eq!(served.current("uid", cached("3", "12")), Some("3".into()));
+    }
+
+    #[test]
+    fn the_own_status_write_is_the_starting_point_until_it_is_old() {
+        let own = OwnStatuses::default();
+        let stale = ForecastModelStatus {
+            served_version: Some("1".into()),
+            ..Default::default()
+        };
+        assert_eq!(own.previous("uid", Some(&stale)), stale);
+        let written = ForecastModelStatus {
+            served_version: Some("2".into()),
+            previous_version: Some("1".into()),
+            ..Default::default()
+        };
+        own.record("uid", &written);
+        assert_eq!(own.previous("uid", Some(&stale)), written);
+        assert_eq!(own.previous("other", None), ForecastModelStatus::default());
+        own.retain_owners(&Default::default());
+        assert_eq!(own.previous("uid", Some(&stale)), stale);
     }
 
     #[test]

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::cache::{AdminTokens, AppliedObjects, Caches, ServedVersions};
+use crate::cache::{AdminTokens, AppliedObjects, Caches, OwnStatuses, ServedVersions};
 use crate::metrics::Metrics;
 use crate::predictor_client::PredictorClient;
 
@@ -23,6 +23,8 @@ pub struct Context {
     pub tokens: AdminTokens,
     /// Served versions written and not yet seen in the ConfigMap cache.
     pub served: ServedVersions,
+    /// Statuses written and maybe not yet seen in the ForecastModel cache.
+    pub statuses: OwnStatuses,
 }
 
 impl Context {
@@ -53,6 +55,7 @@ impl Context {
             applied: Default::default(),
             tokens: Default::default(),
             served: Default::default(),
+            statuses: Default::default(),
         }
     }
 }

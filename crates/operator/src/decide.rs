@@ -2,6 +2,7 @@
 //! pods, which conditions to report.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -95,6 +96,18 @@ pub fn plan(o: &Observed) -> Plan {
     }
 }
 
+/// The longest wait between registry retries while it is unreachable.
+pub const MAX_REGISTRY_RETRY: Duration = Duration::from_secs(60);
+
+/// When to ask an unreachable registry again: back off as long as it has been down
+/// (1 s, then doubling), never longer than the poll interval or a minute. Derived from
+/// the condition's `lastTransitionTime`, so a restarted operator keeps the pace.
+pub fn registry_retry(unreachable_for: Duration, poll: Duration) -> Duration {
+    unreachable_for
+        .max(Duration::from_secs(1))
+        .min(poll.min(MAX_REGISTRY_RETRY))
+}
+
 /// Splits pods into batches of at most `max_concurrent`.
 pub fn batches(pods: &[String], max_concurrent: i32) -> Vec<Vec<String>> {
     let size = usize::try_from(max_concurrent).unwrap_or(1).max(1);
@@ -150,6 +163,18 @@ pub fn conditions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_registry_is_retried_with_backoff_up_to_the_poll_interval() {
+        let s = Duration::from_secs;
+        let poll = s(30);
+        assert_eq!(registry_retry(s(0), poll), s(1));
+        assert_eq!(registry_retry(s(4), poll), s(4));
+        assert_eq!(registry_retry(s(16), poll), s(16));
+        assert_eq!(registry_retry(s(600), poll), s(30));
+        assert_eq!(registry_retry(s(600), s(600)), MAX_REGISTRY_RETRY);
+        assert_eq!(registry_retry(s(5), s(2)), s(2));
+    }
 
     fn pod(name: &str, version: &str) -> PodObservation {
         PodObservation {

@@ -236,6 +236,7 @@ async fn main() -> anyhow::Result<()> {
                 fm_store.state().iter().filter_map(|fm| fm.uid()).collect();
             remembered.applied.retain_owners(&owners);
             remembered.tokens.retain_owners(&owners);
+            remembered.statuses.retain_owners(&owners);
         }
     });
     let run = controller

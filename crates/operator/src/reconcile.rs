@@ -202,7 +202,9 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = fm.name_any();
-    let previous = fm.status.clone().unwrap_or_default();
+    let previous = ctx
+        .statuses
+        .previous(&fm.uid().unwrap_or_default(), fm.status.as_ref());
     let generation = fm.metadata.generation;
     let fms: Api<ForecastModel> = Api::namespaced(ctx.client.clone(), &ns);
 
@@ -230,7 +232,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
                 ConditionState::new(true, "InvalidSpec", message.clone()),
             );
             status.conditions = decide::conditions(&previous.conditions, &want, generation, &now());
-            write_status(&fms, &name, &status).await?;
+            write_status(ctx, &fms, fm, &status).await?;
             publish(ctx, fm, EventType::Warning, "InvalidSpec", message).await;
             return Ok(Action::await_change());
         }
@@ -438,8 +440,8 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
     want.insert(condition::REGISTRY_REACHABLE, answer.reachable);
     status.conditions = decide::conditions(&previous.conditions, &want, generation, &now());
     // A status that says what the last one said is not written again.
-    if fm.status.as_ref() != Some(&status) {
-        write_status(&fms, &name, &status).await?;
+    if previous != status {
+        write_status(ctx, &fms, fm, &status).await?;
     }
 
     if let Some(v) = status
@@ -456,12 +458,23 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
             })
             .set(v);
     }
-    // Pods becoming ready wake the reconcile through the owned Deployment; only an
-    // unreachable registry is retried sooner than the poll interval.
+    // Changes of owned objects and pods wake the reconcile; only an unreachable registry
+    // is asked again sooner than the poll interval.
     let next = if registry_ok {
         poll
     } else {
-        poll.min(Duration::from_secs(10))
+        let down_since = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::REGISTRY_REACHABLE)
+            .map(|c| c.last_transition_time.0);
+        let unreachable_for = down_since
+            .and_then(|t| {
+                let elapsed = k8s_openapi::jiff::Timestamp::now().duration_since(t);
+                Duration::try_from(elapsed).ok()
+            })
+            .unwrap_or_default();
+        decide::registry_retry(unreachable_for, poll)
     };
     Ok(Action::requeue(next))
 }
@@ -505,7 +518,10 @@ async fn run_reload_rollout(
                 format!("reloading {} pods to version {target}", targets.len()),
             ),
         );
-        let previous = fm.status.clone().unwrap_or_default().conditions;
+        let previous = ctx
+            .statuses
+            .previous(&fm.uid().unwrap_or_default(), fm.status.as_ref())
+            .conditions;
         let mut merged = previous.clone();
         merged.retain(|c| c.type_ != condition::PROGRESSING);
         merged.extend(decide::conditions(
@@ -515,7 +531,7 @@ async fn run_reload_rollout(
             &now(),
         ));
         progress.conditions = merged;
-        write_status(fms, &fm.name_any(), &progress).await?;
+        write_status(ctx, fms, fm, &progress).await?;
         publish(
             ctx,
             fm,
@@ -712,18 +728,21 @@ fn now() -> Time {
 
 /// Server-side apply of the whole observed status on the status subresource.
 async fn write_status(
+    ctx: &Context,
     fms: &Api<ForecastModel>,
-    name: &str,
+    fm: &ForecastModel,
     status: &ForecastModelStatus,
 ) -> Result<()> {
+    let name = fm.name_any();
     let body = json!({
         "apiVersion": "forecast.dev/v1alpha1",
         "kind": "ForecastModel",
         "metadata": {"name": name},
         "status": status,
     });
-    fms.patch_status(name, &apply_params(), &Patch::Apply(body))
+    fms.patch_status(&name, &apply_params(), &Patch::Apply(body))
         .await?;
+    ctx.statuses.record(&fm.uid().unwrap_or_default(), status);
     Ok(())
 }
 

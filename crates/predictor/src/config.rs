@@ -56,7 +56,7 @@ pub struct Config {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "PREDICTOR_WORKERS")]
     pub workers: Option<usize>,
-    /// Seconds between start-up load attempts while no model could be loaded.
+    /// Seconds between registry retries while no model is loaded or the fallback serves.
     #[arg(long, env = "PREDICTOR_RETRY_SECONDS", default_value_t = 10)]
     pub retry_seconds: u64,
     /// Log format: `json` or `text`.

@@ -155,6 +155,11 @@ impl Loader {
         })
     }
 
+    /// True when a registry is configured (`MLFLOW_TRACKING_URI`).
+    pub fn has_registry(&self) -> bool {
+        self.registry.is_some()
+    }
+
     /// The newest usable model in the fallback directory: the cached `preferred_version`
     /// if present, else the highest cached version, else the bundled model.
     pub async fn from_fallback(

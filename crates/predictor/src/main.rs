@@ -58,16 +58,14 @@ async fn main() -> anyhow::Result<()> {
         fallback_dir = ?config.fallback_dir,
         "starting forecast-predictor"
     );
+    let retry = Duration::from_secs(config.retry_seconds.max(1));
+    actix_web::rt::spawn(state.clone().return_to_registry(retry));
     if state.load_initial().await.is_err() {
         tracing::warn!(
             retry_seconds = config.retry_seconds,
             "serving without a model (/ready answers 503) and retrying"
         );
-        actix_web::rt::spawn(
-            state
-                .clone()
-                .load_initial_until_served(Duration::from_secs(config.retry_seconds.max(1))),
-        );
+        actix_web::rt::spawn(state.clone().load_initial_until_served(retry));
     }
 
     let data = web::Data::from(state);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::predictor::{ReloadRequest, ReloadResponse};
+use api::predictor::{ModelOrigin, ReloadRequest, ReloadResponse};
 use arc_swap::ArcSwapOption;
 use mlflow::VersionSelector;
 
@@ -118,6 +118,43 @@ impl AppState {
                 break;
             }
             tokio::time::sleep(every).await;
+        }
+    }
+
+    /// While the fallback model serves because the registry could not be used at start-up,
+    /// tries the configured selector again every `every`; the first registry model loaded
+    /// replaces the fallback. Ends once a registry model serves (also one an operator's
+    /// reload brought), and does nothing without a registry.
+    pub async fn return_to_registry(self: Arc<Self>, every: Duration) {
+        if !self.loader.has_registry() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(every).await;
+            // Under the reload lock: a reload that just served a registry model wins.
+            let _guard = self.reload_lock.lock().await;
+            match self.current() {
+                Some(m) if m.info.origin == ModelOrigin::Fallback => {}
+                Some(_) => return,
+                None => continue,
+            }
+            match self.loader.from_registry(&self.selector).await {
+                Ok(model) => {
+                    tracing::info!(
+                        model = %model.info.model_name,
+                        version = %model.info.model_version,
+                        selector = %self.selector,
+                        origin = "registry",
+                        "the registry is back; serving its model instead of the fallback"
+                    );
+                    self.metrics.count_reload(true);
+                    self.serve(model);
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "registry still unavailable; keeping the fallback")
+                }
+            }
         }
     }
 
