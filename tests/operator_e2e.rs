@@ -664,6 +664,136 @@ async fn edits_and_deletions_of_owned_objects_are_put_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_credentials_secret_opens_an_authenticated_registry_to_the_operator_and_pods() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::PostParams;
+
+    let (auth_uri, user, password) = authenticated_registry();
+    let model = unique_name("fm-auth");
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("model");
+    train(&model_dir, 101).unwrap();
+    let register = |extra: &[&str]| {
+        let mut args = vec![
+            "register",
+            "--model-dir",
+            model_dir.to_str().unwrap(),
+            "--name",
+            &model,
+        ];
+        args.extend_from_slice(extra);
+        forecastctl_authenticated(&args, &user, &password).unwrap()
+    };
+    let out = register(&["--alias", "champion"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v1 = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    // Without credentials the registry refuses, and says so.
+    let refused = forecastctl_authenticated(&["status", "--name", &model], "", "").unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not authorised"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let cluster = TestCluster::start().await;
+    let _operator = Operator::start(&cluster, &[]);
+    let secrets: kube::Api<Secret> =
+        kube::Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    for (name, pass) in [
+        ("mlflow-creds", password.as_str()),
+        ("wrong-creds", "not-the-password"),
+    ] {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "stringData": {"username": user, "password": pass},
+        }))
+        .unwrap();
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+    let fallback = tempfile::tempdir().unwrap();
+    let with_credentials = |secret: &str| {
+        let mut s = spec(
+            &model,
+            json!({"alias": "champion"}),
+            2,
+            fallback.path(),
+            json!({}),
+        );
+        s["registry"] = json!({"trackingUri": auth_uri, "credentialsSecret": secret});
+        s
+    };
+
+    // The right credentials: the operator resolves the alias and the pods load from the
+    // registry (their MLFLOW_TRACKING_USERNAME/PASSWORD come from the same Secret).
+    cluster
+        .apply_fm("daily", with_credentials("mlflow-creds"))
+        .await;
+    ready_on(&cluster, "daily", &v1, 2).await;
+    for pod in cluster.pods("daily").await {
+        let info = cluster.pod_info(&pod.name_any()).await.unwrap();
+        assert_eq!(info["origin"], "registry", "{info}");
+    }
+    let out = register(&[]);
+    let v2 = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let promoted = forecastctl_authenticated(
+        &[
+            "promote",
+            "--name",
+            &model,
+            "--version",
+            &v2,
+            "--alias",
+            "champion",
+        ],
+        &user,
+        &password,
+    )
+    .unwrap();
+    assert!(promoted.status.success());
+    ready_on(&cluster, "daily", &v2, 2).await;
+
+    // Wrong credentials: Degraded with the registry's refusal, nothing moves.
+    cluster
+        .apply_fm("nightly", with_credentials("wrong-creds"))
+        .await;
+    wait_until(
+        "Degraded=True with reason RegistryUnauthorized",
+        Duration::from_secs(20),
+        || async {
+            cluster
+                .condition("nightly", "Degraded")
+                .await
+                .is_some_and(|(s, r)| s == "True" && r == "RegistryUnauthorized")
+        },
+    )
+    .await;
+    let status = cluster.status("nightly").await;
+    assert!(status["servedVersion"].is_null(), "{status}");
+    let degraded = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        degraded["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not authorised")),
+        "{degraded}"
+    );
+    // The first model is untouched.
+    assert!(all_on(&cluster, "daily", &v2, 2).await);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_registry_is_reported_while_pods_keep_serving_and_recovery_is_seen() {
     let model = unique_name("fm-down");
     let v1 = train_and_register(&model, 81, &["--alias", "champion"]).unwrap();

@@ -82,6 +82,37 @@ pub fn forecastctl_output(args: &[&str]) -> anyhow::Result<Output> {
         .context("running forecastctl")
 }
 
+/// The tests' MLflow with basic auth (`cargo xtask test` starts it): URI, username,
+/// password.
+pub fn authenticated_registry() -> (String, String, String) {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run the tests with `cargo xtask test`, which starts an MLflow with basic auth")
+        })
+    };
+    (
+        var("MLFLOW_AUTH_TRACKING_URI"),
+        var("MLFLOW_AUTH_USERNAME"),
+        var("MLFLOW_AUTH_PASSWORD"),
+    )
+}
+
+/// Runs `forecastctl` against the authenticated registry with these credentials.
+pub fn forecastctl_authenticated(
+    args: &[&str],
+    username: &str,
+    password: &str,
+) -> anyhow::Result<Output> {
+    let (uri, _, _) = authenticated_registry();
+    Command::new(bin("forecastctl"))
+        .args(args)
+        .env("MLFLOW_TRACKING_URI", uri)
+        .env("MLFLOW_TRACKING_USERNAME", username)
+        .env("MLFLOW_TRACKING_PASSWORD", password)
+        .output()
+        .context("running forecastctl")
+}
+
 /// Trains a small archive-forecast model into `dir` with `seed`.
 pub fn train(dir: &Path, seed: u64) -> anyhow::Result<()> {
     forecastctl(&[

@@ -150,8 +150,20 @@ async fn observe_pods(ctx: &Context, fm: &ForecastModel) -> Result<Vec<PodObserv
 struct RegistryAnswer {
     desired: Option<String>,
     reachable: ConditionState,
-    /// Set when the registry answered but has no such version (a spec or registry problem).
-    problem: Option<String>,
+    /// Set when the registry could be reached but gave no version: the `Degraded` reason
+    /// and message (a spec, credentials or registry problem).
+    problem: Option<(&'static str, String)>,
+}
+
+/// The `Degraded` reason for a registry answer that is not a version.
+fn problem_reason(e: &mlflow::MlflowError) -> &'static str {
+    use mlflow::MlflowError as E;
+    match e {
+        E::NotFound { .. } => "VersionNotFound",
+        E::Unauthorized { .. } => "RegistryUnauthorized",
+        E::Config(_) => "RegistryCredentials",
+        _ => "RegistryError",
+    }
 }
 
 async fn ask_registry(
@@ -178,7 +190,7 @@ async fn ask_registry(
         Err(e) => RegistryAnswer {
             desired: None,
             reachable: ConditionState::new(true, "Reachable", "the registry answered"),
-            problem: Some(e.to_string()),
+            problem: Some((problem_reason(&e), e.to_string())),
         },
     }
 }
@@ -305,7 +317,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
     let mut degraded = answer
         .problem
         .as_ref()
-        .map(|p| ConditionState::new(true, "VersionNotFound", p.clone()));
+        .map(|(reason, message)| ConditionState::new(true, reason, message.clone()));
     let mut progressing = ConditionState::new(false, "Idle", "no rollout in progress");
 
     if let Plan::Rollout {

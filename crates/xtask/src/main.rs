@@ -113,26 +113,43 @@ fn require_kubectl() -> anyhow::Result<()> {
     }
 }
 
+/// The admin password of the tests' authenticated MLflow (a throwaway local server).
+const TEST_AUTH_PASSWORD: &str = "forecast-e2e-admin-password";
+
 fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     require_kubectl()?;
     let python = venv::ensure()?;
     eprintln!("xtask: building binaries");
     run(cargo().args(["build", "--workspace", "--bins"]))?;
+    // The plain server and one with MLflow's basic auth (credentialsSecret tests), started
+    // side by side.
+    let auth_python = python.clone();
+    let authenticated = std::thread::spawn(move || {
+        mlflow_server::MlflowServer::start_authenticated(&auth_python, TEST_AUTH_PASSWORD)
+    });
     let server = mlflow_server::MlflowServer::start(&python)?;
+    let auth_server = authenticated
+        .join()
+        .map_err(|_| anyhow::anyhow!("starting the authenticated MLflow panicked"))??;
     eprintln!(
-        "xtask: MLflow {} is up at {}",
+        "xtask: MLflow {} is up at {} (and with basic auth at {})",
         venv::MLFLOW_VERSION,
-        server.uri()
+        server.uri(),
+        auth_server.uri()
     );
     let bin_dir = root().join("target").join("debug");
     let status = cargo()
         .args(["test", "--workspace"])
         .args(cargo_args)
         .env("MLFLOW_TRACKING_URI", server.uri())
+        .env("MLFLOW_AUTH_TRACKING_URI", auth_server.uri())
+        .env("MLFLOW_AUTH_USERNAME", mlflow_server::AUTH_ADMIN)
+        .env("MLFLOW_AUTH_PASSWORD", TEST_AUTH_PASSWORD)
         .env("FORECAST_TEST_PYTHON", &python)
         .env("FORECAST_BIN_DIR", &bin_dir)
         .status()
         .context("cannot run cargo test")?;
+    drop(auth_server);
     drop(server);
     if !status.success() {
         bail!("tests failed ({status})");

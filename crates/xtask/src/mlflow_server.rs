@@ -64,8 +64,22 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Username of the admin user of an authenticated server.
+pub const AUTH_ADMIN: &str = "admin";
+
 impl MlflowServer {
+    /// A server without authentication.
     pub fn start(python: &Path) -> anyhow::Result<Self> {
+        Self::start_with(python, None)
+    }
+
+    /// A server with MLflow's basic-auth app: every call needs `admin` and `password`
+    /// (at least 12 characters).
+    pub fn start_authenticated(python: &Path, password: &str) -> anyhow::Result<Self> {
+        Self::start_with(python, Some(password))
+    }
+
+    fn start_with(python: &Path, admin_password: Option<&str>) -> anyhow::Result<Self> {
         let port = free_port()?;
         let dir = crate::root()
             .join("target")
@@ -77,8 +91,26 @@ impl MlflowServer {
             .map(|bin| bin.join("mlflow"))
             .context("virtualenv layout")?;
         let log = std::fs::File::create(dir.join("server.log"))?;
-        let child = Command::new(mlflow)
-            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+        let mut command = Command::new(mlflow);
+        if let Some(password) = admin_password {
+            let config = dir.join("basic_auth.ini");
+            std::fs::write(
+                &config,
+                format!(
+                    "[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{}\nadmin_username = {AUTH_ADMIN}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+                    dir.join("basic_auth.db").display()
+                ),
+            )?;
+            command
+                .args(["server", "--app-name", "basic-auth"])
+                .env("MLFLOW_AUTH_CONFIG_PATH", &config)
+                .env("MLFLOW_AUTH_ADMIN_PASSWORD", password)
+                .env("MLFLOW_FLASK_SERVER_SECRET_KEY", "forecast-operator-tests");
+        } else {
+            command.arg("server");
+        }
+        let child = command
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .arg("--backend-store-uri")
             .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
             .arg("--serve-artifacts")
