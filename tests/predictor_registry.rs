@@ -630,6 +630,50 @@ async fn bad_inputs_get_json_4xx_errors_and_the_server_keeps_serving() {
         let message = answer["message"].as_str().unwrap_or_default();
         assert!(message.contains(needle), "{what}: {message}");
     }
+    // CSV bodies get the same kind of answers.
+    let invocations = format!("{}/invocations", predictor.url);
+    let header = model::features::FEATURE_NAMES.join(",");
+    let csv_cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "CSV without rows",
+            format!("{header}\n"),
+            400,
+            "no instances",
+        ),
+        ("empty CSV", String::new(), 400, "header row"),
+        (
+            "CSV row too short",
+            format!("{header}\n1,2,3\n"),
+            400,
+            "malformed CSV at data row 0",
+        ),
+        (
+            "CSV text value",
+            format!("{header}\n1,2,3,0,0,900,880,lots\n"),
+            400,
+            "expected a number",
+        ),
+        (
+            "CSV unknown column",
+            format!("{},colour\n1,2,3,0,0,900,880,870,1\n", header),
+            400,
+            "unknown feature \"colour\"",
+        ),
+        (
+            "oversized CSV",
+            format!("{header}\n{}", "1,2,3,0,0,900,880,870\n".repeat(300)),
+            413,
+            "limit",
+        ),
+    ];
+    for (what, body, status, needle) in csv_cases {
+        let (got, answer) = post_typed(&c, &invocations, "text/csv", body, None)
+            .await
+            .unwrap();
+        assert_eq!(got, status, "{what}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{what}: {message}");
+    }
     // /invocations rejects unknown formats the same way.
     let (status, answer) = post_json(
         &c,
@@ -695,6 +739,35 @@ async fn every_mlflow_scoring_format_gives_the_predict_answer() {
         assert_eq!(status, 200, "{body}: {answer}");
         assert_eq!(answer["predictions"], expected["predictions"], "{body}");
     }
+    // CSV with a header row, columns in any order (as pandas.read_csv takes it).
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.reverse();
+    let mut csv = order
+        .iter()
+        .map(|&i| names[i])
+        .collect::<Vec<_>>()
+        .join(",");
+    for row in &rows {
+        csv.push('\n');
+        csv.push_str(
+            &order
+                .iter()
+                .map(|&i| row[i].to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    let (status, answer) = post_typed(
+        &c,
+        &format!("{}/invocations", predictor.url),
+        "text/csv; charset=utf-8",
+        csv.clone(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{csv}: {answer}");
+    assert_eq!(answer["predictions"], expected["predictions"], "{csv}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

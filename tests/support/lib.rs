@@ -295,9 +295,20 @@ pub async fn post_raw(
     body: impl Into<reqwest::Body>,
     token: Option<&str>,
 ) -> anyhow::Result<(u16, Value)> {
+    post_typed(client, url, "application/json", body, token).await
+}
+
+/// POSTs `body` with this `Content-Type`; the answer must be JSON.
+pub async fn post_typed(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, Value)> {
     let mut req = client
         .post(url)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);

@@ -67,6 +67,50 @@ pub fn rows_from_split(
         .collect()
 }
 
+/// Rows from a CSV body as `mlflow models serve` takes it (`Content-Type: text/csv`): a
+/// header row of feature names, then one row per instance.
+pub fn rows_from_csv(
+    body: &[u8],
+    features: &[String],
+    max_instances: usize,
+) -> Result<Vec<Vec<f64>>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(body);
+    let columns: Vec<Value> = reader
+        .headers()
+        .map_err(|e| format!("malformed CSV header: {e}"))?
+        .iter()
+        .map(|name| Value::String(name.to_owned()))
+        .collect();
+    if columns.iter().all(|c| c.as_str() == Some("")) {
+        return Err("the CSV body needs a header row of feature names".into());
+    }
+    let mut data = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        if data.len() >= max_instances {
+            return Err(format!(
+                "more than {max_instances} instances; at most {max_instances} per request"
+            ));
+        }
+        let record = record.map_err(|e| format!("malformed CSV at data row {i}: {e}"))?;
+        // Numbers as numbers; anything else stays text and is refused by name below.
+        let values: Vec<Value> = record
+            .iter()
+            .map(|field| {
+                field
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or_else(|| Value::String(field.to_owned()), Value::Number)
+            })
+            .collect();
+        data.push(Value::Array(values));
+    }
+    rows_from_split(Some(&columns), &data, features, max_instances)
+}
+
 /// Rows from a column-oriented `{"feature": [v0, v1, ...], ...}` (MLflow `inputs`).
 pub fn rows_from_columns(
     columns: &Map<String, Value>,

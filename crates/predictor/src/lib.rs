@@ -25,6 +25,7 @@ pub fn configure_app(
                     .error_handler(error::json_error),
             )
             .app_data(web::PayloadConfig::default().limit(max_body_bytes))
+            .app_data(web::Data::new(routes::BodyLimit(max_body_bytes)))
             .configure(routes::configure);
     }
 }

@@ -1,16 +1,59 @@
-//! `POST /invocations`: MLflow's scoring-server JSON formats, so clients of
-//! `mlflow models serve` switch unchanged.
+//! `POST /invocations`: MLflow's scoring-server formats (JSON, and CSV with a header row),
+//! so clients of `mlflow models serve` switch unchanged.
 
+use actix_web::guard::GuardContext;
 use actix_web::{HttpResponse, post, web};
 use api::predictor::InvocationsResponse;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::input::{rows_from_columns, rows_from_instances, rows_from_split};
+use crate::input::{rows_from_columns, rows_from_csv, rows_from_instances, rows_from_split};
+use crate::loader::ServedModel;
 use crate::state::AppState;
 
+/// The largest request body, in bytes (`PREDICTOR_MAX_BODY_BYTES`).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(invocations);
+    // The CSV route first: it only takes `Content-Type: text/csv`.
+    cfg.service(invocations_csv).service(invocations);
+}
+
+fn is_csv(ctx: &GuardContext) -> bool {
+    ctx.header::<actix_web::http::header::ContentType>()
+        .is_some_and(|ct| ct.essence_str() == "text/csv")
+}
+
+fn answer(state: &AppState, model: &ServedModel, rows: &[Vec<f64>]) -> HttpResponse {
+    let predictions: Vec<f64> = rows
+        .iter()
+        .map(|row| model.model.ensemble.predict_row(row))
+        .collect();
+    state.metrics.count_predictions(predictions.len());
+    HttpResponse::Ok().json(InvocationsResponse { predictions })
+}
+
+#[post("/invocations", guard = "is_csv")]
+async fn invocations_csv(
+    state: web::Data<AppState>,
+    limit: web::Data<BodyLimit>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = body
+        .to_bytes_limited(limit.0)
+        .await
+        .map_err(|_| {
+            ApiError::PayloadTooLarge(format!(
+                "the body is larger than the limit of {} bytes",
+                limit.0
+            ))
+        })?
+        .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+    let model = state.current().ok_or(ApiError::NoModel)?;
+    let rows = rows_from_csv(&body, &model.info.feature_names, state.max_instances)
+        .map_err(ApiError::BadRequest)?;
+    Ok(answer(&state, &model, &rows))
 }
 
 const FORMATS: &str = "dataframe_split, dataframe_records, instances, inputs";
@@ -69,10 +112,5 @@ async fn invocations(
         )),
     }
     .map_err(ApiError::BadRequest)?;
-    let predictions: Vec<f64> = rows
-        .iter()
-        .map(|row| model.model.ensemble.predict_row(row))
-        .collect();
-    state.metrics.count_predictions(predictions.len());
-    Ok(HttpResponse::Ok().json(InvocationsResponse { predictions }))
+    Ok(answer(&state, &model, &rows))
 }

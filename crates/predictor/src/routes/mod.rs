@@ -9,6 +9,8 @@ mod reload;
 
 use actix_web::web;
 
+pub use invocations::BodyLimit;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::configure)
         .configure(model_info::configure)
