@@ -3,8 +3,9 @@ use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::cache::{AdminTokens, AppliedObjects, Caches, OwnStatuses, ServedVersions};
+use crate::cache::Caches;
 use crate::metrics::Metrics;
+use crate::own_writes::{AdminTokens, AppliedObjects, OwnStatuses, ServedVersions};
 use crate::predictor_client::PredictorClient;
 
 /// Shared by every reconcile.

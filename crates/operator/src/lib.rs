@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod own_writes;
 pub mod predictor_client;
 pub mod reconcile;
 pub mod registry;

@@ -19,11 +19,11 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::cache;
 use crate::context::Context;
 use crate::decide::{self, ConditionState, Hold, Observed, Plan, PodObservation};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, ModelLabel};
+use crate::own_writes;
 use crate::resources::{self, FIELD_MANAGER, SERVED_VERSION_KEY};
 use crate::rollout::{self, PodTarget, RolloutResult, RolloutSettings};
 
@@ -691,7 +691,7 @@ async fn apply_workload(
     let uid = fm.uid().unwrap_or_default();
 
     let body = resources::deployment(fm, restart_marker);
-    let digest = cache::digest(&body);
+    let digest = own_writes::digest(&body);
     let observed = ctx
         .caches
         .deployments
@@ -713,7 +713,7 @@ async fn apply_workload(
     }
 
     let body = resources::service(fm);
-    let digest = cache::digest(&body);
+    let digest = own_writes::digest(&body);
     let observed = ctx
         .caches
         .services
