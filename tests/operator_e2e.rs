@@ -95,12 +95,28 @@ async fn ready_on(cluster: &TestCluster, fm: &str, version: &str, replicas: usiz
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
-    let model = unique_name("fm-alias");
-    let v1 = train_and_register(&model, 21, &["--alias", "champion"]).unwrap();
+/// The usual start of a test: a model with v1 under the alias `champion`, a cluster, the
+/// operator (with `operator_env`), and the ForecastModel `daily` (`extra` merged into its
+/// spec) with `replicas` pods serving v1.
+struct Daily {
+    model: String,
+    v1: String,
+    cluster: TestCluster,
+    operator: Operator,
+    fallback: tempfile::TempDir,
+}
+
+async fn daily_serving_v1(
+    prefix: &str,
+    seed: u64,
+    replicas: i32,
+    extra: Value,
+    operator_env: &[(&str, &str)],
+) -> Daily {
+    let model = unique_name(prefix);
+    let v1 = train_and_register(&model, seed, &["--alias", "champion"]).unwrap();
     let cluster = TestCluster::start().await;
-    let operator = Operator::start(&cluster, &[]);
+    let operator = Operator::start(&cluster, operator_env);
     let fallback = tempfile::tempdir().unwrap();
     cluster
         .apply_fm(
@@ -108,13 +124,31 @@ async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
             spec(
                 &model,
                 json!({"alias": "champion"}),
-                3,
+                replicas,
                 fallback.path(),
-                json!({}),
+                extra,
             ),
         )
         .await;
-    ready_on(&cluster, "daily", &v1, 3).await;
+    ready_on(&cluster, "daily", &v1, usize::try_from(replicas).unwrap()).await;
+    Daily {
+        model,
+        v1,
+        cluster,
+        operator,
+        fallback,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
+    let Daily {
+        model,
+        v1,
+        cluster,
+        operator,
+        fallback,
+    } = daily_serving_v1("fm-alias", 21, 3, json!({}), &[]).await;
     let status = cluster.status("daily").await;
     assert_eq!(status["selector"], "alias:champion");
     assert_eq!(status["desiredVersion"], v1.as_str());
@@ -396,24 +430,13 @@ async fn paused_and_pinned_models_are_never_moved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_killed_mid_rollout_converges_after_restart() {
-    let model = unique_name("fm-restart");
-    let v1 = train_and_register(&model, 51, &["--alias", "champion"]).unwrap();
-    let cluster = TestCluster::start().await;
-    let mut operator = Operator::start(&cluster, &[]);
-    let fallback = tempfile::tempdir().unwrap();
-    cluster
-        .apply_fm(
-            "daily",
-            spec(
-                &model,
-                json!({"alias": "champion"}),
-                3,
-                fallback.path(),
-                json!({}),
-            ),
-        )
-        .await;
-    ready_on(&cluster, "daily", &v1, 3).await;
+    let Daily {
+        model,
+        v1,
+        cluster,
+        mut operator,
+        fallback: _fallback,
+    } = daily_serving_v1("fm-restart", 51, 3, json!({}), &[]).await;
     operator.kill();
 
     // What a crash after the first pod's reload leaves: one pod on v2, the rest on v1.
@@ -501,24 +524,12 @@ async fn only_the_leader_of_two_replicas_acts_and_the_other_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_the_forecast_model_removes_everything_it_owns() {
-    let model = unique_name("fm-delete");
-    let v1 = train_and_register(&model, 71, &["--alias", "champion"]).unwrap();
-    let cluster = TestCluster::start().await;
-    let _operator = Operator::start(&cluster, &[]);
-    let fallback = tempfile::tempdir().unwrap();
-    cluster
-        .apply_fm(
-            "daily",
-            spec(
-                &model,
-                json!({"alias": "champion"}),
-                2,
-                fallback.path(),
-                json!({}),
-            ),
-        )
-        .await;
-    ready_on(&cluster, "daily", &v1, 2).await;
+    let Daily {
+        cluster,
+        operator: _operator,
+        fallback: _fallback,
+        ..
+    } = daily_serving_v1("fm-delete", 71, 2, json!({}), &[]).await;
     cluster
         .fms()
         .delete("daily", &DeleteParams::default())
@@ -559,24 +570,13 @@ async fn edits_and_deletions_of_owned_objects_are_put_back() {
     use k8s_openapi::api::core::v1::{Secret, Service};
     use kube::api::{Patch, PatchParams};
 
-    let model = unique_name("fm-drift");
-    let v1 = train_and_register(&model, 81, &["--alias", "champion"]).unwrap();
-    let cluster = TestCluster::start().await;
-    let _operator = Operator::start(&cluster, &[]);
-    let fallback = tempfile::tempdir().unwrap();
-    cluster
-        .apply_fm(
-            "daily",
-            spec(
-                &model,
-                json!({"alias": "champion"}),
-                2,
-                fallback.path(),
-                json!({}),
-            ),
-        )
-        .await;
-    ready_on(&cluster, "daily", &v1, 2).await;
+    let Daily {
+        model,
+        v1,
+        cluster,
+        operator: _operator,
+        fallback: _fallback,
+    } = daily_serving_v1("fm-drift", 81, 2, json!({}), &[]).await;
     let deployments: kube::Api<Deployment> =
         kube::Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let services: kube::Api<Service> =
@@ -1055,25 +1055,20 @@ async fn the_schema_rejects_a_model_with_none_or_two_selectors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_restart_strategy_replaces_the_pods_onto_the_new_version() {
-    let model = unique_name("fm-restart-strategy");
-    let v1 = train_and_register(&model, 101, &["--alias", "champion"]).unwrap();
-    let cluster = TestCluster::start().await;
-    let _operator = Operator::start(&cluster, &[]);
-    let fallback = tempfile::tempdir().unwrap();
-    let rollout = json!({"rollout": {"strategy": "Restart"}});
-    cluster
-        .apply_fm(
-            "daily",
-            spec(
-                &model,
-                json!({"alias": "champion"}),
-                2,
-                fallback.path(),
-                rollout,
-            ),
-        )
-        .await;
-    ready_on(&cluster, "daily", &v1, 2).await;
+    let Daily {
+        model,
+        cluster,
+        operator: _operator,
+        fallback: _fallback,
+        ..
+    } = daily_serving_v1(
+        "fm-restart-strategy",
+        101,
+        2,
+        json!({"rollout": {"strategy": "Restart"}}),
+        &[],
+    )
+    .await;
     let before = identities(&cluster, "daily").await;
     let v2 = train_and_register(&model, 102, &["--alias", "champion"]).unwrap();
     ready_on(&cluster, "daily", &v2, 2).await;
