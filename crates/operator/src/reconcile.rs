@@ -9,7 +9,7 @@ use api::forecast_model::{
     ForecastModel, ForecastModelStatus, PodVersion, RolloutStrategy, condition, parse_duration,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -35,15 +35,38 @@ fn apply_params() -> PatchParams {
 }
 
 async fn publish(ctx: &Context, fm: &ForecastModel, type_: EventType, reason: &str, note: String) {
+    publish_related(ctx, fm, type_, reason, note, None).await;
+}
+
+/// An event about `fm` that also names a related object (a pod), so events about
+/// different pods stay apart instead of folding into one series.
+async fn publish_related(
+    ctx: &Context,
+    fm: &ForecastModel,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    related: Option<ObjectReference>,
+) {
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(note),
         action: "Reconcile".into(),
-        secondary: None,
+        secondary: related,
     };
     if let Err(e) = ctx.recorder.publish(&event, &fm.object_ref(&())).await {
         warn!(error = %e, reason, "cannot publish event");
+    }
+}
+
+fn pod_reference(ns: &str, pod: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(ns.to_owned()),
+        name: Some(pod.to_owned()),
+        ..ObjectReference::default()
     }
 }
 
@@ -570,12 +593,13 @@ async fn run_reload_rollout(
     })
     .await;
     for p in &reloaded_pods {
-        publish(
+        publish_related(
             ctx,
             fm,
             EventType::Normal,
             "PodReloaded",
             format!("pod {p} serves version {target}"),
+            Some(pod_reference(&ns, p)),
         )
         .await;
     }
