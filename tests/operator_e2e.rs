@@ -367,6 +367,70 @@ async fn a_failed_rollout_reverts_switched_pods_marks_the_version_failed_and_rec
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_spec_the_schema_lets_through_is_reported_and_fixing_it_recovers() {
+    use k8s_openapi::api::apps::v1::Deployment;
+
+    let model = unique_name("fm-invalid");
+    let v1 = train_and_register(&model, 111, &["--alias", "champion"]).unwrap();
+    let cluster = TestCluster::start().await;
+    let _operator = Operator::start(&cluster, &[]);
+    let fallback = tempfile::tempdir().unwrap();
+    // `0s` matches the schema's duration pattern but would poll without pause.
+    let mut s = spec(
+        &model,
+        json!({"alias": "champion"}),
+        1,
+        fallback.path(),
+        json!({}),
+    );
+    s["pollInterval"] = json!("0s");
+    cluster.apply_fm("daily", s.clone()).await;
+    wait_until(
+        "Degraded=True with reason InvalidSpec",
+        Duration::from_secs(20),
+        || async {
+            cluster
+                .condition("daily", "Degraded")
+                .await
+                .is_some_and(|(s, r)| s == "True" && r == "InvalidSpec")
+        },
+    )
+    .await;
+    let status = cluster.status("daily").await;
+    let message = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("spec.pollInterval") && message.contains("1s"),
+        "{message}"
+    );
+    assert!(cluster.events("InvalidSpec").await >= 1);
+    // Nothing was deployed for a spec the operator refused.
+    let deployments: kube::Api<Deployment> =
+        kube::Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    assert!(
+        deployments
+            .get_opt("daily-predictor")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Fixing the spec is all it takes.
+    s["pollInterval"] = json!("2s");
+    cluster.apply_fm("daily", s).await;
+    ready_on(&cluster, "daily", &v1, 1).await;
+    assert_eq!(
+        cluster.condition("daily", "Degraded").await.map(|(s, _)| s),
+        Some("False".to_owned())
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paused_and_pinned_models_are_never_moved() {
     let model = unique_name("fm-hold");
     let v1 = train_and_register(&model, 41, &["--alias", "champion"]).unwrap();

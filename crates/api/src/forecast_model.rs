@@ -281,12 +281,15 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
                 _ => return Err(format!("invalid duration {s:?}: unknown unit {c:?}")),
             }
         };
-        total += match unit {
-            "ms" => std::time::Duration::from_millis(n),
-            "s" => std::time::Duration::from_secs(n),
-            "m" => std::time::Duration::from_secs(n * 60),
-            _ => std::time::Duration::from_secs(n * 3600),
-        };
+        let too_long = || format!("duration {s:?} is too long");
+        let part = match unit {
+            "ms" => Some(std::time::Duration::from_millis(n)),
+            "s" => Some(std::time::Duration::from_secs(n)),
+            "m" => n.checked_mul(60).map(std::time::Duration::from_secs),
+            _ => n.checked_mul(3600).map(std::time::Duration::from_secs),
+        }
+        .ok_or_else(too_long)?;
+        total = total.checked_add(part).ok_or_else(too_long)?;
     }
     if !number.is_empty() {
         return Err(format!("invalid duration {s:?}: missing unit"));
@@ -307,6 +310,10 @@ mod tests {
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("").is_err());
+        // Absurd values are errors, never an overflow.
+        let huge = parse_duration("18446744073709551615h").unwrap_err();
+        assert!(huge.contains("too long"), "{huge}");
+        assert!(parse_duration("99999999999999999999s").is_err());
     }
 
     #[test]

@@ -96,6 +96,18 @@ pub fn plan(o: &Observed) -> Plan {
     }
 }
 
+/// A spec duration that must be at least a second (a shorter poll interval or verify
+/// timeout would spin); the error names the field.
+pub fn at_least_a_second(field: &str, value: &str) -> Result<Duration, String> {
+    let d = api::forecast_model::parse_duration(value).map_err(|e| format!("{field}: {e}"))?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "{field}: {value:?} is shorter than the minimum of 1s"
+        ));
+    }
+    Ok(d)
+}
+
 /// The longest wait between registry retries while it is unreachable.
 pub const MAX_REGISTRY_RETRY: Duration = Duration::from_secs(60);
 
@@ -163,6 +175,21 @@ pub fn conditions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spec_durations_shorter_than_a_second_are_refused_by_name() {
+        assert_eq!(
+            at_least_a_second("spec.pollInterval", "2m"),
+            Ok(Duration::from_secs(120))
+        );
+        let e = at_least_a_second("spec.pollInterval", "0s").unwrap_err();
+        assert!(
+            e.contains("spec.pollInterval") && e.contains("minimum of 1s"),
+            "{e}"
+        );
+        assert!(at_least_a_second("spec.rollout.verifyTimeout", "500ms").is_err());
+        assert!(at_least_a_second("spec.pollInterval", "soon").is_err());
+    }
 
     #[test]
     fn an_unreachable_registry_is_retried_with_backoff_up_to_the_poll_interval() {

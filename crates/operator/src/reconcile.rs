@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::forecast_model::{
-    ForecastModel, ForecastModelStatus, PodVersion, RolloutStrategy, condition, parse_duration,
+    ForecastModel, ForecastModelStatus, PodVersion, RolloutStrategy, condition,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret, Service};
@@ -244,12 +244,13 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
     let fms: Api<ForecastModel> = Api::namespaced(ctx.client.clone(), &ns);
 
     // Specs the schema could not reject are reported, not retried.
-    let spec_checks = parse_duration(&fm.spec.poll_interval)
-        .map_err(|e| format!("spec.pollInterval: {e}"))
+    let spec_checks = decide::at_least_a_second("spec.pollInterval", &fm.spec.poll_interval)
         .and_then(|poll| {
-            parse_duration(&fm.spec.rollout.verify_timeout)
-                .map_err(|e| format!("spec.rollout.verifyTimeout: {e}"))
-                .map(|verify| (poll, verify))
+            decide::at_least_a_second(
+                "spec.rollout.verifyTimeout",
+                &fm.spec.rollout.verify_timeout,
+            )
+            .map(|verify| (poll, verify))
         })
         .and_then(|d| fm.spec.model.selector().map(|s| (d, s)));
     let ((poll, verify_timeout), selector) = match spec_checks {
