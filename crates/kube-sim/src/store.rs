@@ -311,13 +311,6 @@ impl Store {
         (uids, owned)
     }
 
-    /// Every object of a type (all namespaces), for controllers.
-    pub fn all(&self, rt: &ResourceType) -> Vec<Value> {
-        self.bucket(rt)
-            .map(|b| b.values().map(|o| self.with_type(rt, o)).collect())
-            .unwrap_or_default()
-    }
-
     pub fn list(
         &self,
         rt: &ResourceType,

@@ -93,11 +93,9 @@ fn backend(sim: &Sim, rt: &ResourceType, ns: &str, name_port: &str) -> ApiResult
     if selector.is_empty() {
         return Err(unavailable(format!("service {name} has no selector")));
     }
-    let mut ready: Vec<Value> = store
-        .all(&pods_rt)
-        .into_iter()
-        .filter(|p| p["metadata"]["namespace"] == ns && selector.matches(p) && is_ready(p))
-        .collect();
+    let mut ready: Vec<Value> = store.select(&pods_rt, |p| {
+        p["metadata"]["namespace"] == ns && selector.matches(p) && is_ready(p)
+    });
     if ready.is_empty() {
         return Err(unavailable(format!(
             "no endpoints available for service \"{name}\""

@@ -199,15 +199,12 @@ fn reconcile_one(
     let pods_now: Vec<Value> = if created == 0 && deleted.is_empty() {
         mine.iter().map(|p| (*p).clone()).collect()
     } else {
-        store
-            .all(pods_rt)
-            .into_iter()
-            .filter(|p| {
-                p["metadata"]["namespace"] == ns.as_str()
-                    && owned_by(p, &uid)
-                    && p["metadata"]["deletionTimestamp"].is_null()
-            })
-            .collect()
+        // Only this Deployment's pods are cloned.
+        store.select(pods_rt, |p| {
+            p["metadata"]["namespace"] == ns.as_str()
+                && owned_by(p, &uid)
+                && p["metadata"]["deletionTimestamp"].is_null()
+        })
     };
     let replicas = pods_now.len();
     let updated = pods_now
