@@ -852,6 +852,26 @@ async fn a_credentials_secret_opens_an_authenticated_registry_to_the_operator_an
             .is_some_and(|m| m.contains("not authorised")),
         "{degraded}"
     );
+    // A credentialsSecret that does not exist: the registry is not asked, and the status
+    // says so.
+    cluster
+        .apply_fm("weekly", with_credentials("absent-creds"))
+        .await;
+    wait_until(
+        "Degraded=True (RegistryCredentials), RegistryReachable=Unknown",
+        Duration::from_secs(20),
+        || async {
+            cluster
+                .condition("weekly", "Degraded")
+                .await
+                .is_some_and(|(s, r)| s == "True" && r == "RegistryCredentials")
+                && cluster
+                    .condition("weekly", "RegistryReachable")
+                    .await
+                    .is_some_and(|(s, r)| s == "Unknown" && r == "NotAsked")
+        },
+    )
+    .await;
     // The first model is untouched.
     assert!(all_on(&cluster, "daily", &v2, 2).await);
     cluster.stop().await;

@@ -130,6 +130,8 @@ pub fn batches(pods: &[String], max_concurrent: i32) -> Vec<Vec<String>> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConditionState {
     pub status: bool,
+    /// Neither true nor false (status `Unknown`); `status` is then false.
+    pub unknown: bool,
     pub reason: String,
     pub message: String,
 }
@@ -138,8 +140,25 @@ impl ConditionState {
     pub fn new(status: bool, reason: &str, message: impl Into<String>) -> Self {
         ConditionState {
             status,
+            unknown: false,
             reason: reason.into(),
             message: message.into(),
+        }
+    }
+
+    /// A condition that could not be checked (status `Unknown`).
+    pub fn unknown(reason: &str, message: impl Into<String>) -> Self {
+        ConditionState {
+            unknown: true,
+            ..ConditionState::new(false, reason, message)
+        }
+    }
+
+    fn status_text(&self) -> &'static str {
+        match (self.unknown, self.status) {
+            (true, _) => "Unknown",
+            (false, true) => "True",
+            (false, false) => "False",
         }
     }
 }
@@ -154,7 +173,7 @@ pub fn conditions(
     desired
         .iter()
         .map(|(kind, state)| {
-            let status = if state.status { "True" } else { "False" };
+            let status = state.status_text();
             let last = previous
                 .iter()
                 .find(|c| c.type_ == *kind && c.status == status)
@@ -175,6 +194,20 @@ pub fn conditions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_condition_is_written_as_unknown() {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let mut want = BTreeMap::new();
+        want.insert(
+            "RegistryReachable",
+            ConditionState::unknown("NotAsked", "no credentials"),
+        );
+        let written = conditions(&[], &want, Some(2), &now);
+        assert_eq!(written[0].status, "Unknown");
+        assert_eq!(written[0].reason, "NotAsked");
+        assert_eq!(written[0].observed_generation, Some(2));
+    }
 
     #[test]
     fn spec_durations_shorter_than_a_second_are_refused_by_name() {

@@ -210,6 +210,15 @@ async fn ask_registry(
             reachable: ConditionState::new(false, "Unreachable", e.to_string()),
             problem: None,
         },
+        // The credentials could not be read: the registry was not asked.
+        Err(e) if matches!(e.as_ref(), mlflow::MlflowError::Config(_)) => RegistryAnswer {
+            desired: None,
+            reachable: ConditionState::unknown(
+                "NotAsked",
+                format!("the registry was not asked: {e}"),
+            ),
+            problem: Some((problem_reason(&e), e.to_string())),
+        },
         Err(e) => RegistryAnswer {
             desired: None,
             reachable: ConditionState::new(true, "Reachable", "the registry answered"),
@@ -280,8 +289,8 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         .conditions
         .iter()
         .find(|c| c.type_ == condition::REGISTRY_REACHABLE)
-        .is_none_or(|c| c.status == "True");
-    if !answer.reachable.status && was_reachable {
+        .is_none_or(|c| c.status != "False");
+    if !answer.reachable.status && !answer.reachable.unknown && was_reachable {
         publish(
             ctx,
             fm,
