@@ -277,8 +277,11 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
                 ConditionState::new(true, "InvalidSpec", message.clone()),
             );
             status.conditions = decide::conditions(&previous.conditions, &want, generation, &now());
-            write_status(ctx, &fms, fm, &status).await?;
-            publish(ctx, fm, EventType::Warning, "InvalidSpec", message).await;
+            // Reported once per change of the spec or of the message.
+            if previous != status {
+                write_status(ctx, &fms, fm, &status).await?;
+                publish(ctx, fm, EventType::Warning, "InvalidSpec", message).await;
+            }
             return Ok(Action::await_change());
         }
     };
