@@ -95,10 +95,9 @@ async fn ready_on(cluster: &TestCluster, fm: &str, version: &str, replicas: usiz
     .await;
 }
 
-/// The usual start of a test: a model with v1 under the alias `champion`, a cluster, the
-/// operator (with `operator_env`), and the ForecastModel `daily` (`extra` merged into its
-/// spec) with `replicas` pods serving v1.
-struct Daily {
+/// The usual start of a test: a model with v1 under the alias `champion`, a cluster, and
+/// the operator (with `operator_env`).
+struct Setup {
     model: String,
     v1: String,
     cluster: TestCluster,
@@ -106,32 +105,13 @@ struct Daily {
     fallback: tempfile::TempDir,
 }
 
-async fn daily_serving_v1(
-    prefix: &str,
-    seed: u64,
-    replicas: i32,
-    extra: Value,
-    operator_env: &[(&str, &str)],
-) -> Daily {
+async fn set_up(prefix: &str, seed: u64, operator_env: &[(&str, &str)]) -> Setup {
     let model = unique_name(prefix);
     let v1 = train_and_register(&model, seed, &["--alias", "champion"]).unwrap();
     let cluster = TestCluster::start().await;
     let operator = Operator::start(&cluster, operator_env);
     let fallback = tempfile::tempdir().unwrap();
-    cluster
-        .apply_fm(
-            "daily",
-            spec(
-                &model,
-                json!({"alias": "champion"}),
-                replicas,
-                fallback.path(),
-                extra,
-            ),
-        )
-        .await;
-    ready_on(&cluster, "daily", &v1, usize::try_from(replicas).unwrap()).await;
-    Daily {
+    Setup {
         model,
         v1,
         cluster,
@@ -140,9 +120,42 @@ async fn daily_serving_v1(
     }
 }
 
+/// [`set_up`], then the ForecastModel `daily` (`extra` merged into its spec) with
+/// `replicas` pods serving v1.
+async fn daily_serving_v1(
+    prefix: &str,
+    seed: u64,
+    replicas: i32,
+    extra: Value,
+    operator_env: &[(&str, &str)],
+) -> Setup {
+    let setup = set_up(prefix, seed, operator_env).await;
+    setup
+        .cluster
+        .apply_fm(
+            "daily",
+            spec(
+                &setup.model,
+                json!({"alias": "champion"}),
+                replicas,
+                setup.fallback.path(),
+                extra,
+            ),
+        )
+        .await;
+    ready_on(
+        &setup.cluster,
+        "daily",
+        &setup.v1,
+        usize::try_from(replicas).unwrap(),
+    )
+    .await;
+    setup
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
-    let Daily {
+    let Setup {
         model,
         v1,
         cluster,
@@ -219,10 +232,7 @@ async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
     assert!(cluster.events("RolloutStarted").await >= 1);
     assert!(cluster.events("RolloutSucceeded").await >= 1);
     assert!(cluster.events("PodReloaded").await >= 3);
-    let metrics = reqwest::get(format!("{}/metrics", operator.metrics_url))
-        .await
-        .unwrap()
-        .text()
+    let metrics = get_text(&format!("{}/metrics", operator.metrics_url))
         .await
         .unwrap();
     assert!(
@@ -271,11 +281,13 @@ async fn register_corrupt(model: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_rollout_reverts_switched_pods_marks_the_version_failed_and_recovers() {
-    let model = unique_name("fm-fail");
-    let v1 = train_and_register(&model, 31, &["--alias", "champion"]).unwrap();
-    let cluster = TestCluster::start().await;
-    let _operator = Operator::start(&cluster, &[]);
-    let fallback = tempfile::tempdir().unwrap();
+    let Setup {
+        model,
+        v1,
+        cluster,
+        operator: _operator,
+        fallback,
+    } = set_up("fm-fail", 31, &[]).await;
     // The smoke input has 3 values for an 8-feature model: a pod that loads the new
     // version then fails its smoke prediction, after it switched.
     let rollout = json!({"rollout": {"maxConcurrent": 1, "smokeInput": [1.0, 2.0, 3.0], "verifyTimeout": "20s"}});
@@ -370,11 +382,13 @@ async fn a_failed_rollout_reverts_switched_pods_marks_the_version_failed_and_rec
 async fn a_spec_the_schema_lets_through_is_reported_and_fixing_it_recovers() {
     use k8s_openapi::api::apps::v1::Deployment;
 
-    let model = unique_name("fm-invalid");
-    let v1 = train_and_register(&model, 111, &["--alias", "champion"]).unwrap();
-    let cluster = TestCluster::start().await;
-    let _operator = Operator::start(&cluster, &[]);
-    let fallback = tempfile::tempdir().unwrap();
+    let Setup {
+        model,
+        v1,
+        cluster,
+        operator: _operator,
+        fallback,
+    } = set_up("fm-invalid", 111, &[]).await;
     // `0s` matches the schema's duration pattern but would poll without pause.
     let mut s = spec(
         &model,
@@ -432,11 +446,13 @@ async fn a_spec_the_schema_lets_through_is_reported_and_fixing_it_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paused_and_pinned_models_are_never_moved() {
-    let model = unique_name("fm-hold");
-    let v1 = train_and_register(&model, 41, &["--alias", "champion"]).unwrap();
-    let cluster = TestCluster::start().await;
-    let _operator = Operator::start(&cluster, &[]);
-    let fallback = tempfile::tempdir().unwrap();
+    let Setup {
+        model,
+        v1,
+        cluster,
+        operator: _operator,
+        fallback,
+    } = set_up("fm-hold", 41, &[]).await;
     cluster
         .apply_fm(
             "paused",
@@ -494,7 +510,7 @@ async fn paused_and_pinned_models_are_never_moved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_killed_mid_rollout_converges_after_restart() {
-    let Daily {
+    let Setup {
         model,
         v1,
         cluster,
@@ -588,7 +604,7 @@ async fn only_the_leader_of_two_replicas_acts_and_the_other_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_the_forecast_model_removes_everything_it_owns() {
-    let Daily {
+    let Setup {
         cluster,
         operator: _operator,
         fallback: _fallback,
@@ -634,7 +650,7 @@ async fn edits_and_deletions_of_owned_objects_are_put_back() {
     use k8s_openapi::api::core::v1::{Secret, Service};
     use kube::api::{Patch, PatchParams};
 
-    let Daily {
+    let Setup {
         model,
         v1,
         cluster,
@@ -879,12 +895,14 @@ async fn a_credentials_secret_opens_an_authenticated_registry_to_the_operator_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_registry_is_reported_while_pods_keep_serving_and_recovery_is_seen() {
-    let model = unique_name("fm-down");
-    let v1 = train_and_register(&model, 81, &["--alias", "champion"]).unwrap();
     let registry = RegistrySwitch::start().await;
-    let cluster = TestCluster::start().await;
-    let _operator = Operator::start(&cluster, &[]);
-    let fallback = tempfile::tempdir().unwrap();
+    let Setup {
+        model,
+        v1,
+        cluster,
+        operator: _operator,
+        fallback,
+    } = set_up("fm-down", 81, &[]).await;
     let mut s = spec(
         &model,
         json!({"alias": "champion"}),
@@ -939,11 +957,13 @@ async fn a_stopped_registry_is_reported_while_pods_keep_serving_and_recovery_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_mlflow_webhook_starts_the_rollout_without_waiting_for_the_poll() {
-    let model = unique_name("fm-hook");
-    let v1 = train_and_register(&model, 91, &["--alias", "champion"]).unwrap();
-    let cluster = TestCluster::start().await;
-    let operator = Operator::start(&cluster, &[("WEBHOOK_SECRET", "hook-s3cret")]);
-    let fallback = tempfile::tempdir().unwrap();
+    let Setup {
+        model,
+        v1,
+        cluster,
+        operator,
+        fallback,
+    } = set_up("fm-hook", 91, &[("WEBHOOK_SECRET", "hook-s3cret")]).await;
     let mut s = spec(
         &model,
         json!({"alias": "champion"}),
@@ -1011,10 +1031,7 @@ async fn an_mlflow_webhook_starts_the_rollout_without_waiting_for_the_poll() {
         "alias move -> all pods on v{v2} through the webhook in {:?}",
         moved.elapsed()
     );
-    let metrics = reqwest::get(format!("{}/metrics", operator.metrics_url))
-        .await
-        .unwrap()
-        .text()
+    let metrics = get_text(&format!("{}/metrics", operator.metrics_url))
         .await
         .unwrap();
     assert!(
@@ -1139,7 +1156,7 @@ async fn the_schema_rejects_a_model_with_none_or_two_selectors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_restart_strategy_replaces_the_pods_onto_the_new_version() {
-    let Daily {
+    let Setup {
         model,
         cluster,
         operator: _operator,

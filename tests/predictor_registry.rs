@@ -133,16 +133,9 @@ async fn moving_the_alias_and_reloading_switches_versions_without_failing_a_requ
     let (_, served) = predict(&c, &predictor, json!([archive_row(3)])).await;
     assert_eq!(served["model_version"], v2.as_str());
 
-    let (_, metrics) = (
-        0,
-        c.get(format!("{}/metrics", predictor.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let metrics = get_text(&format!("{}/metrics", predictor.url))
+        .await
+        .unwrap();
     assert!(
         metrics.contains("predictor_reloads_total{result=\"success\"} 1"),
         "{metrics}"
@@ -229,12 +222,7 @@ async fn reload_keeps_the_old_model_when_the_new_version_is_corrupt_or_has_other
     let (status, after) = predict(&c, &predictor, json!([archive_row(5)])).await;
     assert_eq!(status, 200);
     assert_eq!(after["predictions"], before["predictions"]);
-    let metrics = c
-        .get(format!("{}/metrics", predictor.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let metrics = get_text(&format!("{}/metrics", predictor.url))
         .await
         .unwrap();
     assert!(

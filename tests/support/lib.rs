@@ -281,6 +281,11 @@ pub fn http() -> reqwest::Client {
 }
 
 /// GET and decode JSON, returning the status too.
+/// A text page such as `/metrics`.
+pub async fn get_text(url: &str) -> anyhow::Result<String> {
+    Ok(reqwest::get(url).await?.error_for_status()?.text().await?)
+}
+
 pub async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<(u16, Value)> {
     let r = client.get(url).send().await?;
     let status = r.status().as_u16();

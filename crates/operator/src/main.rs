@@ -83,6 +83,26 @@ fn init_tracing(format: &str) {
     }
 }
 
+/// A one-worker HTTP server run in the background (the process handles signals itself).
+fn serve_in_background(
+    what: &'static str,
+    addr: SocketAddr,
+    configure: impl Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+) -> anyhow::Result<actix_web::dev::ServerHandle> {
+    let server = HttpServer::new(move || App::new().configure(configure.clone()))
+        .workers(1)
+        .disable_signals()
+        .bind(addr)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    for a in server.addrs() {
+        tracing::info!(address = %a, server = what, "listening");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(handle)
+}
+
 async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -117,21 +137,10 @@ async fn main() -> anyhow::Result<()> {
         ready: Default::default(),
     });
     let health_data = health.clone();
-    let health_server = HttpServer::new(move || {
-        App::new()
-            .app_data(health_data.clone())
-            .configure(health_routes)
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(config.metrics_addr)
-    .with_context(|| format!("cannot listen on {}", config.metrics_addr))?;
-    for a in health_server.addrs() {
-        tracing::info!(address = %a, "metrics and health listening");
-    }
-    let health_server = health_server.run();
-    let health_handle = health_server.handle();
-    tokio::spawn(health_server);
+    let health_handle =
+        serve_in_background("metrics and health", config.metrics_addr, move |cfg| {
+            cfg.app_data(health_data.clone()).configure(health_routes);
+        })?;
     health.ready.store(true, Ordering::Relaxed);
 
     let elector = (!config.disable_leader_election).then(|| {
@@ -201,22 +210,11 @@ async fn main() -> anyhow::Result<()> {
         secret: config.webhook_secret.clone().filter(|s| !s.is_empty()),
         metrics: metrics.clone(),
     });
-    let webhook_server = HttpServer::new(move || {
-        App::new()
-            .app_data(webhook_data.clone())
+    let webhook_handle = serve_in_background("webhook", config.webhook_addr, move |cfg| {
+        cfg.app_data(webhook_data.clone())
             .app_data(web::PayloadConfig::default().limit(1024 * 1024))
-            .configure(webhook_routes)
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(config.webhook_addr)
-    .with_context(|| format!("cannot listen on {}", config.webhook_addr))?;
-    for a in webhook_server.addrs() {
-        tracing::info!(address = %a, "webhook listening");
-    }
-    let webhook_server = webhook_server.run();
-    let webhook_handle = webhook_server.handle();
-    tokio::spawn(webhook_server);
+            .configure(webhook_routes);
+    })?;
 
     let ctx = Arc::new(Context::new(
         client.clone(),

@@ -73,9 +73,13 @@ fn pod_reference(ns: &str, pod: &str) -> ObjectReference {
 /// The admin token, created once per ForecastModel and kept. Its Secret is looked at
 /// every few minutes, and whenever a pod is not ready (a pod cannot start without it); a
 /// deleted Secret is recreated with the token the running pods hold.
-async fn admin_token(ctx: &Context, fm: &ForecastModel, ns: &str) -> Result<String> {
+async fn admin_token(
+    ctx: &Context,
+    fm: &ForecastModel,
+    ns: &str,
+    pods: &[Arc<Pod>],
+) -> Result<String> {
     let uid = fm.uid().unwrap_or_default();
-    let pods = ctx.caches.pods_of(fm).await?;
     let all_ready = pods.len() >= usize::try_from(fm.spec.predictor.replicas).unwrap_or(0)
         && pods.iter().all(|p| pod_ready(p));
     if let Some(token) = ctx.tokens.fresh(&uid).filter(|_| all_ready) {
@@ -131,8 +135,11 @@ fn pod_ready(pod: &Pod) -> bool {
 }
 
 /// The predictor pods (from the pod cache), each ready one asked which version it serves.
-async fn observe_pods(ctx: &Context, fm: &ForecastModel) -> Result<Vec<PodObservation>> {
-    let listed = ctx.caches.pods_of(fm).await?;
+async fn observe_pods(
+    ctx: &Context,
+    fm: &ForecastModel,
+    listed: &[Arc<Pod>],
+) -> Vec<PodObservation> {
     let port = fm.spec.predictor.port;
     let observations = listed
         .iter()
@@ -167,7 +174,7 @@ async fn observe_pods(ctx: &Context, fm: &ForecastModel) -> Result<Vec<PodObserv
         });
     let mut out = futures::future::join_all(observations).await;
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    out
 }
 
 struct RegistryAnswer {
@@ -286,7 +293,8 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         }
     };
 
-    let token = admin_token(ctx, fm, &ns).await?;
+    let listed = ctx.caches.pods_of(fm).await?;
+    let token = admin_token(ctx, fm, &ns, &listed).await?;
     let answer = ask_registry(ctx, fm, &selector).await;
     let was_reachable = previous
         .conditions
@@ -325,7 +333,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
     };
     apply_workload(ctx, fm, &ns, restart_marker.as_deref()).await?;
 
-    let pods = observe_pods(ctx, fm).await?;
+    let pods = observe_pods(ctx, fm, &listed).await;
     let failed_versions = decide::failed_versions_after(
         &previous.failed_versions,
         previous.desired_version.as_deref(),
@@ -424,7 +432,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
 
     // Re-observe after acting, so the status says what pods serve now.
     let pods_now = if matches!(plan, Plan::Rollout { .. }) {
-        observe_pods(ctx, fm).await?
+        observe_pods(ctx, fm, &ctx.caches.pods_of(fm).await?).await
     } else {
         pods
     };
@@ -725,48 +733,65 @@ async fn apply_workload(
     restart_marker: Option<&str>,
 ) -> Result<()> {
     let names = resources::names(fm);
+    // What changes when someone else changes the object: a Deployment's generation (its
+    // status moves on without it), a Service's resourceVersion.
+    apply_unless_unchanged(
+        ctx,
+        fm,
+        ns,
+        &names.deployment,
+        resources::deployment(fm, restart_marker),
+        &ctx.caches.deployments,
+        |d: &Deployment| d.metadata.generation.map(|g| g.to_string()),
+    )
+    .await?;
+    apply_unless_unchanged(
+        ctx,
+        fm,
+        ns,
+        &names.service,
+        resources::service(fm),
+        &ctx.caches.services,
+        |s: &Service| s.metadata.resource_version.clone(),
+    )
+    .await
+}
+
+/// Server-side applies `body` as `name`, unless the watched copy in `cache` still has the
+/// `version` the last apply of the same body produced.
+async fn apply_unless_unchanged<K>(
+    ctx: &Context,
+    fm: &ForecastModel,
+    ns: &str,
+    name: &str,
+    body: serde_json::Value,
+    cache: &kube::runtime::reflector::Store<K>,
+    version: fn(&K) -> Option<String>,
+) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + k8s_openapi::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let uid = fm.uid().unwrap_or_default();
-
-    let body = resources::deployment(fm, restart_marker);
     let digest = own_writes::digest(&body);
-    let observed = ctx
-        .caches
-        .deployments
-        .get(&ObjectRef::new(&names.deployment).within(ns))
-        .and_then(|d| d.metadata.generation)
-        .map(|g| g.to_string());
-    if !ctx
+    let observed = cache
+        .get(&ObjectRef::new(name).within(ns))
+        .and_then(|o| version(&o));
+    if ctx
         .applied
-        .unchanged(&uid, "Deployment", digest, observed.as_deref())
+        .unchanged(&uid, K::KIND, digest, observed.as_deref())
     {
-        let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-        let applied = deployments
-            .patch(&names.deployment, &apply_params(), &Patch::Apply(body))
-            .await?;
-        if let Some(g) = applied.metadata.generation {
-            ctx.applied
-                .record(&uid, "Deployment", digest, g.to_string());
-        }
+        return Ok(());
     }
-
-    let body = resources::service(fm);
-    let digest = own_writes::digest(&body);
-    let observed = ctx
-        .caches
-        .services
-        .get(&ObjectRef::new(&names.service).within(ns))
-        .and_then(|s| s.metadata.resource_version.clone());
-    if !ctx
-        .applied
-        .unchanged(&uid, "Service", digest, observed.as_deref())
-    {
-        let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
-        let applied = services
-            .patch(&names.service, &apply_params(), &Patch::Apply(body))
-            .await?;
-        if let Some(rv) = applied.metadata.resource_version {
-            ctx.applied.record(&uid, "Service", digest, rv);
-        }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let applied = api
+        .patch(name, &apply_params(), &Patch::Apply(body))
+        .await?;
+    if let Some(v) = version(&applied) {
+        ctx.applied.record(&uid, K::KIND, digest, v);
     }
     Ok(())
 }

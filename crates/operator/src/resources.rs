@@ -40,13 +40,6 @@ pub fn selector_labels(fm: &ForecastModel) -> Value {
     })
 }
 
-pub fn label_selector(fm: &ForecastModel) -> String {
-    format!(
-        "app.kubernetes.io/name=forecast-predictor,{INSTANCE_LABEL}={}",
-        fm.name_any()
-    )
-}
-
 fn labels(fm: &ForecastModel) -> Value {
     let mut l = selector_labels(fm);
     l["app.kubernetes.io/managed-by"] = json!("forecast-operator");

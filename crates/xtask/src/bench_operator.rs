@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::bench::{Connection, Server, spawn};
 use crate::mlflow_server::{MlflowServer, free_port};
-use crate::{kubectl, root, venv, wait_for};
+use crate::{install_crd, kubectl, root, venv, wait_for};
 
 #[derive(Debug, clap::Args)]
 pub struct OperatorBenchArgs {
@@ -54,15 +54,7 @@ fn start_cluster(work: &Path, name: &str, run_predictor: bool) -> anyhow::Result
         &work.join(format!("{name}-kube-sim.log")),
     )?;
     wait_for("kube-sim", Duration::from_secs(20), || kubeconfig.is_file())?;
-    kubectl(
-        &kubeconfig,
-        &[
-            "apply",
-            "--server-side",
-            "-f",
-            &root().join("crds/forecastmodel.yaml").to_string_lossy(),
-        ],
-    )?;
+    install_crd(&kubeconfig)?;
     Ok(Cluster {
         _sim: sim,
         kubeconfig,
@@ -385,42 +377,22 @@ pub fn run(args: &OperatorBenchArgs) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(args.settle_seconds));
     let rss_mb = operator.rss_kib() as f64 / 1024.0;
     let text = scrape()?;
-    let after = histogram(&text, "forecast_operator_reconcile_duration_seconds");
-    let window: Vec<(f64, u64)> = after
-        .iter()
-        .map(|(le, c)| {
-            (
-                *le,
-                c - before
-                    .iter()
-                    .find(|(l, _)| l == le)
-                    .map(|(_, b)| *b)
-                    .unwrap_or(0),
-            )
-        })
-        .collect();
+    let window = histogram_window(
+        &before_text,
+        &text,
+        "forecast_operator_reconcile_duration_seconds",
+    );
     let (p99, count) = quantile(&window, 0.99).context("reconcile histogram")?;
-    let poll_window = |name: &str| -> Option<(f64, u64)> {
-        let b = histogram(&before_text, name);
-        let a = histogram(&text, name);
-        let w: Vec<(f64, u64)> = a
-            .iter()
-            .map(|(le, c)| {
-                (
-                    *le,
-                    c - b
-                        .iter()
-                        .find(|(l, _)| l == le)
-                        .map(|(_, x)| *x)
-                        .unwrap_or(0),
-                )
-            })
-            .collect();
-        quantile(&w, 0.99)
-    };
-    let registry_p99 = poll_window("forecast_operator_registry_poll_duration_seconds")
-        .map(|(p, _)| p)
-        .unwrap_or(f64::NAN);
+    let registry_p99 = quantile(
+        &histogram_window(
+            &before_text,
+            &text,
+            "forecast_operator_registry_poll_duration_seconds",
+        ),
+        0.99,
+    )
+    .map(|(p, _)| p)
+    .unwrap_or(f64::NAN);
     let reconcile_p50 = quantile(&window, 0.5).map(|(p, _)| p).unwrap_or(f64::NAN);
     // The creation burst (every model new at once), for comparison.
     let (burst_p99, burst_count) = quantile(&before, 0.99).unwrap_or((f64::NAN, 0));
@@ -475,6 +447,18 @@ pub fn run(args: &OperatorBenchArgs) -> anyhow::Result<()> {
         serde_json::to_vec_pretty(&report)?,
     )?;
     Ok(())
+}
+
+/// The cumulative buckets of histogram `name` for what was observed between two scrapes.
+fn histogram_window(before: &str, after: &str, name: &str) -> Vec<(f64, u64)> {
+    let before = histogram(before, name);
+    histogram(after, name)
+        .into_iter()
+        .map(|(le, count)| {
+            let earlier = before.iter().find(|(l, _)| *l == le).map_or(0, |(_, c)| *c);
+            (le, count - earlier)
+        })
+        .collect()
 }
 
 /// The cumulative buckets `(le, count)` of a Prometheus histogram.

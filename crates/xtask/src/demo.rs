@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::mlflow_server::{MlflowServer, free_port};
-use crate::{kubectl, root, run, venv, wait_for};
+use crate::{install_crd, kubectl, root, run, venv, wait_for};
 
 /// A child process stopped (SIGTERM, then SIGKILL) when dropped.
 struct Guard {
@@ -118,15 +118,7 @@ pub fn run_demo() -> anyhow::Result<()> {
         "xtask: kube-sim is serving (KUBECONFIG={})",
         kubeconfig.display()
     );
-    kubectl(
-        &kubeconfig,
-        &[
-            "apply",
-            "--server-side",
-            "-f",
-            &root().join("crds/forecastmodel.yaml").to_string_lossy(),
-        ],
-    )?;
+    install_crd(&kubeconfig)?;
     kubectl(
         &kubeconfig,
         &[

@@ -83,6 +83,16 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Installs the ForecastModel CRD (`crds/forecastmodel.yaml`) into the cluster.
+pub fn install_crd(kubeconfig: &Path) -> anyhow::Result<()> {
+    let crd = root().join("crds/forecastmodel.yaml");
+    kubectl(
+        kubeconfig,
+        &["apply", "--server-side", "-f", &crd.to_string_lossy()],
+    )
+    .map(|_| ())
+}
+
 /// Polls `check` every 200 ms until it holds or `timeout` passes.
 pub fn wait_for(
     what: &str,
