@@ -236,6 +236,7 @@ fn write_narrow_model(dir: &std::path::Path) {
     let leaf = |v| NodeSpec::Leaf { leaf: v };
     let ensemble = TreeEnsemble::new(&EnsembleSpec {
         n_features: 5,
+        preprocess: Vec::new(),
         aggregate: Aggregate::Sum,
         base_value: 0.0,
         post_transform: PostTransform::None,
@@ -249,6 +250,9 @@ fn write_narrow_model(dir: &std::path::Path) {
                     yes: 1,
                     no: 2,
                     missing_yes: false,
+                    missing_no: false,
+                    nan_as_zero: false,
+                    zero_is_missing: false,
                 },
                 leaf(1.0),
                 leaf(2.0),

@@ -1,7 +1,7 @@
 //! The one tree-ensemble evaluator used for all serving.
 //!
-//! Every importer (smartcore forest, ONNX-ML `TreeEnsembleRegressor`) produces a
-//! [`TreeSpec`] list; [`TreeEnsemble::new`] validates it and compiles it into compact
+//! Every importer (smartcore forest, ONNX-ML `TreeEnsembleRegressor`, scikit-learn,
+//! XGBoost, LightGBM) produces a [`TreeSpec`] list; [`TreeEnsemble::new`] validates it and compiles it into compact
 //! 16-byte nodes laid out in pre-order, so the "true" child of a split is always the next
 //! node and only the "false" child needs an index. Leaves are summed in `f64`.
 
@@ -68,6 +68,8 @@ pub enum PostTransform {
     Softmax,
     SoftmaxZero,
     Probit,
+    /// `exp(score)`: log-link objectives (Poisson, Gamma, Tweedie).
+    Exp,
 }
 
 /// The precision the model's thresholds were chosen for. ONNX runtimes cast inputs to
@@ -96,6 +98,15 @@ pub enum NodeSpec {
         /// Whether a missing (NaN) value goes to `yes` regardless of the rule.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         missing_yes: bool,
+        /// Whether a missing value goes to `no` regardless of the rule.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        missing_no: bool,
+        /// NaN is read as 0 at this split (LightGBM's `missing_type` None and Zero).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        nan_as_zero: bool,
+        /// A value within 1e-35 of zero counts as missing (LightGBM's `missing_type` Zero).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        zero_is_missing: bool,
     },
     Leaf {
         leaf: f64,
@@ -108,10 +119,27 @@ pub struct TreeSpec {
     pub nodes: Vec<NodeSpec>,
 }
 
+/// A per-feature transform applied to each row before the trees see it (the earlier steps
+/// of a scikit-learn `Pipeline`), in `f64`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "step")]
+pub enum Preprocess {
+    /// Missing values (NaN, or `missing_value` when set) become `values[feature]`.
+    Impute {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missing_value: Option<f64>,
+        values: Vec<f64>,
+    },
+    /// `(x - mean[feature]) / scale[feature]`.
+    Standardize { mean: Vec<f64>, scale: Vec<f64> },
+}
+
 /// The serialisable description of an ensemble (the `ensemble.json` model file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnsembleSpec {
     pub n_features: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preprocess: Vec<Preprocess>,
     #[serde(default)]
     pub aggregate: Aggregate,
     #[serde(default)]
@@ -125,6 +153,11 @@ pub struct EnsembleSpec {
 
 const LEAF: u8 = u8::MAX;
 const MISSING_YES: u8 = 1;
+const MISSING_NO: u8 = 2;
+const NAN_AS_ZERO: u8 = 4;
+const ZERO_IS_MISSING: u8 = 8;
+/// LightGBM's `kZeroThreshold`.
+const ZERO_THRESHOLD: f64 = 1e-35;
 
 /// A compiled node: 16 bytes. For a leaf `value` is the leaf value; for a split it is the
 /// threshold, the "yes" child is the next node and `no` the index of the other child.
@@ -157,6 +190,7 @@ pub struct TreeEnsemble {
     nodes: Vec<Node>,
     roots: Vec<u32>,
     n_features: usize,
+    preprocess: Vec<Preprocess>,
     aggregate: Aggregate,
     base_value: f64,
     post_transform: PostTransform,
@@ -181,6 +215,9 @@ impl TreeEnsemble {
                 "the ensemble's base value is not finite",
             ));
         }
+        for step in &spec.preprocess {
+            check_preprocess(step, spec.n_features)?;
+        }
         let mut nodes = Vec::with_capacity(spec.trees.iter().map(|t| t.nodes.len()).sum());
         let mut roots = Vec::with_capacity(spec.trees.len());
         for (tree_index, tree) in spec.trees.iter().enumerate() {
@@ -191,6 +228,7 @@ impl TreeEnsemble {
             nodes,
             roots,
             n_features: spec.n_features,
+            preprocess: spec.preprocess.clone(),
             aggregate: spec.aggregate,
             base_value: spec.base_value,
             post_transform: spec.post_transform,
@@ -214,21 +252,27 @@ impl TreeEnsemble {
     /// debug builds; a shorter row would index out of bounds and panic).
     pub fn predict_row(&self, row: &[f64]) -> f64 {
         debug_assert_eq!(row.len(), self.n_features);
-        match self.input_precision {
-            InputPrecision::F64 => self.score(row),
-            InputPrecision::F32 => {
-                let mut buf = [0.0f64; 64];
-                if row.len() <= buf.len() {
-                    for (b, x) in buf.iter_mut().zip(row) {
-                        *b = f64::from(*x as f32);
-                    }
-                    self.score(&buf[..row.len()])
-                } else {
-                    let rounded: Vec<f64> = row.iter().map(|x| f64::from(*x as f32)).collect();
-                    self.score(&rounded)
-                }
+        if self.preprocess.is_empty() && self.input_precision == InputPrecision::F64 {
+            return self.score(row);
+        }
+        let mut stack_buf = [0.0f64; 64];
+        let mut heap_buf;
+        let buf: &mut [f64] = if row.len() <= stack_buf.len() {
+            &mut stack_buf[..row.len()]
+        } else {
+            heap_buf = vec![0.0; row.len()];
+            &mut heap_buf
+        };
+        buf.copy_from_slice(row);
+        for step in &self.preprocess {
+            apply_preprocess(step, buf);
+        }
+        if self.input_precision == InputPrecision::F32 {
+            for x in buf.iter_mut() {
+                *x = f64::from(*x as f32);
             }
         }
+        self.score(buf)
     }
 
     /// Predicts many rows; rows must each have `n_features()` values.
@@ -256,9 +300,23 @@ impl TreeEnsemble {
             if node.rule == LEAF {
                 return node.value;
             }
-            let x = row[usize::from(node.feature)];
-            let yes = rule_from_u8(node.rule).holds(x, node.value)
-                || (node.flags & MISSING_YES != 0 && x.is_nan());
+            let mut x = row[usize::from(node.feature)];
+            if node.flags != 0 {
+                if node.flags & NAN_AS_ZERO != 0 && x.is_nan() {
+                    x = 0.0;
+                }
+                let missing =
+                    x.is_nan() || (node.flags & ZERO_IS_MISSING != 0 && x.abs() <= ZERO_THRESHOLD);
+                if missing && node.flags & (MISSING_YES | MISSING_NO) != 0 {
+                    i = if node.flags & MISSING_YES != 0 {
+                        i + 1
+                    } else {
+                        node.no as usize
+                    };
+                    continue;
+                }
+            }
+            let yes = rule_from_u8(node.rule).holds(x, node.value);
             i = if yes { i + 1 } else { node.no as usize };
         }
     }
@@ -311,6 +369,9 @@ impl TreeEnsemble {
                                 yes: local + 1,
                                 no: n.no as usize - start,
                                 missing_yes: n.flags & MISSING_YES != 0,
+                                missing_no: n.flags & MISSING_NO != 0,
+                                nan_as_zero: n.flags & NAN_AS_ZERO != 0,
+                                zero_is_missing: n.flags & ZERO_IS_MISSING != 0,
                             }
                         }
                     })
@@ -320,6 +381,7 @@ impl TreeEnsemble {
             .collect();
         EnsembleSpec {
             n_features: self.n_features,
+            preprocess: self.preprocess.clone(),
             aggregate: self.aggregate,
             base_value: self.base_value,
             post_transform: self.post_transform,
@@ -343,6 +405,7 @@ fn apply_post_transform(transform: PostTransform, score: f64) -> f64 {
             }
         }
         PostTransform::Probit => std::f64::consts::SQRT_2 * erf_inv(2.0 * score - 1.0),
+        PostTransform::Exp => score.exp(),
     }
 }
 
@@ -384,6 +447,54 @@ fn erf_inv(x: f64) -> f64 {
         p
     };
     p * x
+}
+
+fn check_preprocess(step: &Preprocess, n_features: usize) -> Result<(), ModelError> {
+    let (name, lens) = match step {
+        Preprocess::Impute { values, .. } => ("imputer", vec![values.len()]),
+        Preprocess::Standardize { mean, scale } => ("scaler", vec![mean.len(), scale.len()]),
+    };
+    if lens.iter().any(|&l| l != n_features) {
+        return Err(ModelError::invalid(format!(
+            "the {name} step has {lens:?} values for a model of {n_features} features"
+        )));
+    }
+    let finite = match step {
+        Preprocess::Impute { values, .. } => values.iter().all(|v| v.is_finite()),
+        Preprocess::Standardize { mean, scale } => {
+            mean.iter().all(|v| v.is_finite()) && scale.iter().all(|v| v.is_finite() && *v != 0.0)
+        }
+    };
+    if !finite {
+        return Err(ModelError::invalid(format!(
+            "the {name} step has a non-finite (or zero scale) value"
+        )));
+    }
+    Ok(())
+}
+
+fn apply_preprocess(step: &Preprocess, row: &mut [f64]) {
+    match step {
+        Preprocess::Impute {
+            missing_value,
+            values,
+        } => {
+            for (x, v) in row.iter_mut().zip(values) {
+                let missing = match missing_value {
+                    None => x.is_nan(),
+                    Some(m) => *x == *m,
+                };
+                if missing {
+                    *x = *v;
+                }
+            }
+        }
+        Preprocess::Standardize { mean, scale } => {
+            for ((x, m), s) in row.iter_mut().zip(mean).zip(scale) {
+                *x = (*x - m) / s;
+            }
+        }
+    }
 }
 
 fn to_u32(v: usize) -> Result<u32, ModelError> {
@@ -443,7 +554,15 @@ fn compile_tree(
                 yes,
                 no,
                 missing_yes,
+                missing_no,
+                nan_as_zero,
+                zero_is_missing,
             } => {
+                if missing_yes && missing_no {
+                    return Err(ModelError::invalid(format!(
+                        "tree {tree_index}: node {index} sends missing values both ways"
+                    )));
+                }
                 if feature >= n_features {
                     return Err(ModelError::invalid(format!(
                         "tree {tree_index}: node {index} splits on feature {feature}, \
@@ -461,7 +580,10 @@ fn compile_tree(
                     // n_features <= u16::MAX was checked by the caller.
                     feature: feature as u16,
                     rule: rule as u8,
-                    flags: if missing_yes { MISSING_YES } else { 0 },
+                    flags: (if missing_yes { MISSING_YES } else { 0 })
+                        | (if missing_no { MISSING_NO } else { 0 })
+                        | (if nan_as_zero { NAN_AS_ZERO } else { 0 })
+                        | (if zero_is_missing { ZERO_IS_MISSING } else { 0 }),
                 });
                 // The "no" subtree is emitted after the whole "yes" subtree.
                 stack.push((no, Some(here)));
@@ -491,6 +613,9 @@ mod tests {
                     yes: 1,
                     no: 2,
                     missing_yes: false,
+                    missing_no: false,
+                    nan_as_zero: false,
+                    zero_is_missing: false,
                 },
                 NodeSpec::Leaf { leaf: yes },
                 NodeSpec::Leaf { leaf: no },
@@ -501,6 +626,7 @@ mod tests {
     fn spec(trees: Vec<TreeSpec>, aggregate: Aggregate) -> EnsembleSpec {
         EnsembleSpec {
             n_features: 2,
+            preprocess: Vec::new(),
             aggregate,
             base_value: 0.0,
             post_transform: PostTransform::None,
@@ -533,6 +659,9 @@ mod tests {
                     yes: 2,
                     no: 1,
                     missing_yes: false,
+                    missing_no: false,
+                    nan_as_zero: false,
+                    zero_is_missing: false,
                 },
                 NodeSpec::Leaf { leaf: 3.0 },
                 NodeSpec::Split {
@@ -542,6 +671,9 @@ mod tests {
                     yes: 3,
                     no: 4,
                     missing_yes: false,
+                    missing_no: false,
+                    nan_as_zero: false,
+                    zero_is_missing: false,
                 },
                 NodeSpec::Leaf { leaf: 1.0 },
                 NodeSpec::Leaf { leaf: 2.0 },
@@ -591,6 +723,9 @@ mod tests {
                         yes: 1,
                         no: 2,
                         missing_yes: false,
+                        missing_no: false,
+                        nan_as_zero: false,
+                        zero_is_missing: false,
                     },
                     NodeSpec::Leaf { leaf: 1.0 },
                     NodeSpec::Leaf { leaf: 0.0 },

@@ -5,11 +5,15 @@ pub mod dataset;
 pub mod ensemble;
 pub mod error;
 pub mod features;
+pub mod imported;
 pub mod model_dir;
 pub mod onnx;
+pub mod python;
+pub mod sklearn;
 pub mod smartcore_forest;
 pub mod training;
 
 pub use ensemble::TreeEnsemble;
 pub use error::ModelError;
+pub use imported::ImportedModel;
 pub use model_dir::{LoadedModel, ModelDirInfo, load_model_dir, write_model_dir};

@@ -326,6 +326,7 @@ mod tests {
     fn tiny_ensemble(n_features: usize) -> TreeEnsemble {
         TreeEnsemble::new(&EnsembleSpec {
             n_features,
+            preprocess: Vec::new(),
             aggregate: Aggregate::Sum,
             base_value: 0.0,
             post_transform: PostTransform::None,
@@ -339,6 +340,9 @@ mod tests {
                         yes: 1,
                         no: 2,
                         missing_yes: false,
+                        missing_no: false,
+                        nan_as_zero: false,
+                        zero_is_missing: false,
                     },
                     NodeSpec::Leaf { leaf: 5.0 },
                     NodeSpec::Leaf { leaf: 7.0 },

@@ -71,6 +71,9 @@ pub fn import_smartcore_forest(
                         yes,
                         no,
                         missing_yes: false,
+                        missing_no: false,
+                        nan_as_zero: false,
+                        zero_is_missing: false,
                     },
                     _ => NodeSpec::Leaf { leaf: n.output },
                 })
@@ -79,6 +82,7 @@ pub fn import_smartcore_forest(
         .collect();
     TreeEnsemble::new(&EnsembleSpec {
         n_features,
+        preprocess: Vec::new(),
         aggregate: Aggregate::Average,
         base_value: 0.0,
         post_transform: PostTransform::None,

@@ -13,6 +13,7 @@ fn bundled_model_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let ensemble = TreeEnsemble::new(&EnsembleSpec {
         n_features: 2,
+        preprocess: Vec::new(),
         aggregate: Aggregate::Sum,
         base_value: 100.0,
         post_transform: PostTransform::None,
@@ -26,6 +27,9 @@ fn bundled_model_dir() -> tempfile::TempDir {
                     yes: 1,
                     no: 2,
                     missing_yes: false,
+                    missing_no: false,
+                    nan_as_zero: false,
+                    zero_is_missing: false,
                 },
                 NodeSpec::Leaf { leaf: 1.0 },
                 NodeSpec::Leaf { leaf: 2.0 },

@@ -331,6 +331,9 @@ fn ensemble_spec(
                     yes: child(true_ids[i])?,
                     no: child(false_ids[i])?,
                     missing_yes: missing_true.get(i).copied().unwrap_or(0) != 0,
+                    missing_no: false,
+                    nan_as_zero: false,
+                    zero_is_missing: false,
                 }),
             }
         }
@@ -371,6 +374,7 @@ fn ensemble_spec(
     };
     Ok(EnsembleSpec {
         n_features,
+        preprocess: Vec::new(),
         aggregate,
         base_value,
         post_transform,

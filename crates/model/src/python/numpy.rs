@@ -1,0 +1,663 @@
+//! numpy arrays as data: dtypes (scalar, structured, object, unicode), the pickled forms
+//! (`_reconstruct` + state, protocol 5's `_frombuffer`, `scalar`), and typed reads.
+//!
+//! Every array's declared shape is checked against the bytes actually present before
+//! anything is allocated, so a header claiming gigabytes costs nothing.
+
+use super::objects::{Id, Obj, Objects};
+use crate::error::ModelError;
+
+/// The kind of a scalar numpy type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarKind {
+    Float,
+    Int,
+    UInt,
+    Bool,
+}
+
+/// A numpy dtype.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dtype {
+    Scalar {
+        kind: ScalarKind,
+        size: usize,
+        big_endian: bool,
+    },
+    /// A structured dtype: named fields at byte offsets within `itemsize`.
+    Record {
+        fields: Vec<(String, Dtype, usize)>,
+        itemsize: usize,
+    },
+    /// Python objects (`|O`).
+    Object,
+    /// Fixed-width UTF-32 text (`<U8`), `chars` code points per item.
+    Unicode { chars: usize, big_endian: bool },
+}
+
+impl Dtype {
+    /// Bytes per item (objects are stored apart, so 0 here).
+    pub fn itemsize(&self) -> usize {
+        match self {
+            Dtype::Scalar { size, .. } => *size,
+            Dtype::Record { itemsize, .. } => *itemsize,
+            Dtype::Object => 0,
+            Dtype::Unicode { chars, .. } => chars * 4,
+        }
+    }
+
+    /// Parses a type string such as `<f8`, `|u1`, `f8`, `V64`, `O`, `<U12`. `order` is
+    /// the byte order given apart (a pickled dtype's state), if any.
+    pub fn parse(descr: &str, order: Option<char>) -> Result<Dtype, ModelError> {
+        let bad = || ModelError::invalid(format!("unsupported numpy dtype {descr:?}"));
+        let mut chars = descr.chars().peekable();
+        let mut big_endian = order == Some('>');
+        if let Some(&c) = chars.peek()
+            && matches!(c, '<' | '>' | '|' | '=')
+        {
+            big_endian = c == '>';
+            chars.next();
+        }
+        let kind = chars.next().ok_or_else(bad)?;
+        let digits: String = chars.collect();
+        let size: usize = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().map_err(|_| bad())?
+        };
+        let scalar = |kind, allowed: &[usize]| {
+            if allowed.contains(&size) {
+                Ok(Dtype::Scalar {
+                    kind,
+                    size,
+                    big_endian,
+                })
+            } else {
+                Err(bad())
+            }
+        };
+        match kind {
+            'f' => scalar(ScalarKind::Float, &[4, 8]),
+            'i' => scalar(ScalarKind::Int, &[1, 2, 4, 8]),
+            'u' => scalar(ScalarKind::UInt, &[1, 2, 4, 8]),
+            'b' => scalar(ScalarKind::Bool, &[1]),
+            '?' => Ok(Dtype::Scalar {
+                kind: ScalarKind::Bool,
+                size: 1,
+                big_endian: false,
+            }),
+            'O' => Ok(Dtype::Object),
+            'U' if size > 0 && size <= 1 << 20 => Ok(Dtype::Unicode {
+                chars: size,
+                big_endian,
+            }),
+            // A structured dtype's placeholder: fields come from the pickled state.
+            'V' if size > 0 => Ok(Dtype::Record {
+                fields: Vec::new(),
+                itemsize: size,
+            }),
+            _ => Err(bad()),
+        }
+    }
+
+    /// Reads a pickled `numpy.dtype(...)` object: `dtype(descr, align, copy)` plus its
+    /// `__setstate__` tuple `(version, order, subarray, names, fields, itemsize, ...)`.
+    pub fn from_pickled(objects: &Objects, id: Id, depth: usize) -> Result<Dtype, ModelError> {
+        if depth > 8 {
+            return Err(ModelError::invalid("numpy dtype nested too deeply"));
+        }
+        let name = match objects.get(id) {
+            Obj::Call { callable, .. } => objects.global_name(*callable),
+            _ => None,
+        };
+        if !matches!(name.as_deref(), Some("numpy.dtype")) {
+            return Err(ModelError::invalid(format!(
+                "expected a numpy dtype, found {}",
+                objects.describe(id)
+            )));
+        }
+        let descr = objects
+            .call_args(id)
+            .first()
+            .and_then(|&a| objects.as_str(a))
+            .ok_or_else(|| ModelError::invalid("a numpy dtype without a type string"))?;
+        let state = objects.state(id).and_then(|s| objects.items(s));
+        let order = state
+            .and_then(|s| s.get(1))
+            .and_then(|&o| objects.as_str(o))
+            .and_then(|o| o.chars().next());
+        let mut dtype = Dtype::parse(descr, order)?;
+        if let Dtype::Record { fields, itemsize } = &mut dtype {
+            let state =
+                state.ok_or_else(|| ModelError::invalid("a structured dtype without fields"))?;
+            let names = state
+                .get(3)
+                .and_then(|&n| objects.items(n))
+                .ok_or_else(|| ModelError::invalid("a structured dtype without field names"))?;
+            let field_map = state
+                .get(4)
+                .and_then(|&f| objects.dict_entries(f))
+                .ok_or_else(|| ModelError::invalid("a structured dtype without a field map"))?;
+            if let Some(size) = state.get(5).and_then(|&s| objects.as_i64(s))
+                && size > 0
+            {
+                *itemsize =
+                    usize::try_from(size).map_err(|_| ModelError::invalid("bad itemsize"))?;
+            }
+            for &name_id in names {
+                let name = objects.as_str(name_id).ok_or_else(|| {
+                    ModelError::invalid("a structured dtype field name is not text")
+                })?;
+                let spec = field_map
+                    .get(name)
+                    .and_then(|&f| objects.items(f))
+                    .ok_or_else(|| {
+                        ModelError::invalid(format!("dtype field {name:?} has no type"))
+                    })?;
+                let (&field_dtype, &offset) = match spec {
+                    [d, o, ..] => (d, o),
+                    _ => {
+                        return Err(ModelError::invalid(format!(
+                            "dtype field {name:?} is malformed"
+                        )));
+                    }
+                };
+                let field_dtype = Dtype::from_pickled(objects, field_dtype, depth + 1)?;
+                let offset = objects
+                    .as_i64(offset)
+                    .and_then(|o| usize::try_from(o).ok())
+                    .ok_or_else(|| {
+                        ModelError::invalid(format!("dtype field {name:?} has a bad offset"))
+                    })?;
+                fields.push((name.to_owned(), field_dtype, offset));
+            }
+            check_record(fields, *itemsize)?;
+        }
+        Ok(dtype)
+    }
+}
+
+/// Every field of a record must be a scalar lying inside the item.
+pub(crate) fn check_record(
+    fields: &[(String, Dtype, usize)],
+    itemsize: usize,
+) -> Result<(), ModelError> {
+    for (name, dtype, offset) in fields {
+        if !matches!(dtype, Dtype::Scalar { .. }) {
+            return Err(ModelError::invalid(format!(
+                "structured dtype field {name:?} is not a plain number"
+            )));
+        }
+        if offset
+            .checked_add(dtype.itemsize())
+            .is_none_or(|end| end > itemsize)
+        {
+            return Err(ModelError::invalid(format!(
+                "structured dtype field {name:?} lies outside its {itemsize}-byte item"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An array's contents.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArrayData {
+    Bytes(Vec<u8>),
+    Objects(Vec<Id>),
+}
+
+/// A numpy array as data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NdArray {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub fortran_order: bool,
+    pub data: ArrayData,
+}
+
+/// The number of items of `shape`, refusing overflow.
+pub fn element_count(shape: &[usize]) -> Result<usize, ModelError> {
+    shape.iter().try_fold(1usize, |acc, &d| {
+        acc.checked_mul(d)
+            .ok_or_else(|| ModelError::invalid(format!("array shape {shape:?} overflows")))
+    })
+}
+
+impl NdArray {
+    /// Builds an array, checking that `data` holds exactly what `dtype` and `shape` declare.
+    pub fn new(
+        dtype: Dtype,
+        shape: Vec<usize>,
+        fortran_order: bool,
+        data: ArrayData,
+    ) -> Result<Self, ModelError> {
+        let count = element_count(&shape)?;
+        match (&dtype, &data) {
+            (Dtype::Object, ArrayData::Objects(items)) if items.len() == count => {}
+            (Dtype::Object, _) => {
+                return Err(ModelError::invalid(format!(
+                    "an object array of shape {shape:?} does not hold {count} objects"
+                )));
+            }
+            (_, ArrayData::Bytes(bytes)) => {
+                let expected = count.checked_mul(dtype.itemsize()).ok_or_else(|| {
+                    ModelError::invalid(format!("array shape {shape:?} overflows"))
+                })?;
+                if bytes.len() != expected {
+                    return Err(ModelError::invalid(format!(
+                        "an array of shape {shape:?} needs {expected} bytes of data, found {}",
+                        bytes.len()
+                    )));
+                }
+            }
+            (_, ArrayData::Objects(_)) => {
+                return Err(ModelError::invalid("a numeric array holds Python objects"));
+            }
+        }
+        Ok(NdArray {
+            dtype,
+            shape,
+            fortran_order,
+            data,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The position in storage of the `i`-th item in C order.
+    fn storage_index(&self, i: usize) -> usize {
+        if !self.fortran_order || self.shape.len() < 2 {
+            return i;
+        }
+        // Unravel `i` in C order, re-ravel in Fortran order.
+        let mut rest = i;
+        let mut index = 0;
+        let mut stride = 1;
+        let mut coords = vec![0; self.shape.len()];
+        for (axis, &dim) in self.shape.iter().enumerate().rev() {
+            coords[axis] = rest % dim.max(1);
+            rest /= dim.max(1);
+        }
+        for (axis, &dim) in self.shape.iter().enumerate() {
+            index += coords[axis] * stride;
+            stride *= dim;
+        }
+        index
+    }
+
+    fn scalar_at(bytes: &[u8], dtype: &Dtype, offset: usize) -> Option<Scalar> {
+        let Dtype::Scalar {
+            kind,
+            size,
+            big_endian,
+        } = *dtype
+        else {
+            return None;
+        };
+        let raw = bytes.get(offset..offset + size)?;
+        let mut buf = [0u8; 8];
+        buf[..size].copy_from_slice(raw);
+        if big_endian {
+            buf[..size].reverse();
+        }
+        Some(match (kind, size) {
+            (ScalarKind::Float, 4) => Scalar::F(f64::from(f32::from_le_bytes([
+                buf[0], buf[1], buf[2], buf[3],
+            ]))),
+            (ScalarKind::Float, _) => Scalar::F(f64::from_le_bytes(buf)),
+            (ScalarKind::Int, _) => {
+                // Sign-extend from `size` bytes.
+                let shift = 64 - 8 * size as u32;
+                Scalar::I(((u64::from_le_bytes(buf) << shift) as i64) >> shift)
+            }
+            (ScalarKind::UInt | ScalarKind::Bool, _) => Scalar::U(u64::from_le_bytes(buf)),
+        })
+    }
+
+    fn numbers(&self, field: Option<&str>) -> Result<Vec<Scalar>, ModelError> {
+        let ArrayData::Bytes(bytes) = &self.data else {
+            return Err(ModelError::invalid(
+                "expected a numeric array, found an object array",
+            ));
+        };
+        let (dtype, offset) = match (&self.dtype, field) {
+            (Dtype::Scalar { .. }, None) => (&self.dtype, 0),
+            (Dtype::Record { fields, .. }, Some(name)) => fields
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, d, o)| (d, *o))
+                .ok_or_else(|| {
+                    ModelError::invalid(format!("the structured array has no field {name:?}"))
+                })?,
+            (Dtype::Record { .. }, None) => {
+                return Err(ModelError::invalid(
+                    "expected a plain numeric array, found a structured one",
+                ));
+            }
+            (_, Some(name)) => {
+                return Err(ModelError::invalid(format!(
+                    "expected a structured array with field {name:?}"
+                )));
+            }
+            _ => {
+                return Err(ModelError::invalid(format!(
+                    "expected numbers, found dtype {:?}",
+                    self.dtype
+                )));
+            }
+        };
+        let itemsize = self.dtype.itemsize();
+        (0..self.len())
+            .map(|i| {
+                NdArray::scalar_at(bytes, dtype, self.storage_index(i) * itemsize + offset)
+                    .ok_or_else(|| ModelError::invalid("array data is shorter than its shape"))
+            })
+            .collect()
+    }
+
+    /// All items as `f64`, in C order.
+    pub fn to_f64(&self) -> Result<Vec<f64>, ModelError> {
+        Ok(self.numbers(None)?.into_iter().map(Scalar::f64).collect())
+    }
+
+    /// All items as `i64`, in C order (floats must be whole).
+    pub fn to_i64(&self) -> Result<Vec<i64>, ModelError> {
+        self.numbers(None)?.into_iter().map(Scalar::i64).collect()
+    }
+
+    /// One field of a 1-D structured array, as `f64`.
+    pub fn field_f64(&self, name: &str) -> Result<Vec<f64>, ModelError> {
+        Ok(self
+            .numbers(Some(name))?
+            .into_iter()
+            .map(Scalar::f64)
+            .collect())
+    }
+
+    /// One field of a 1-D structured array, as `i64`.
+    pub fn field_i64(&self, name: &str) -> Result<Vec<i64>, ModelError> {
+        self.numbers(Some(name))?
+            .into_iter()
+            .map(Scalar::i64)
+            .collect()
+    }
+
+    pub fn has_field(&self, name: &str) -> bool {
+        matches!(&self.dtype, Dtype::Record { fields, .. } if fields.iter().any(|(n, _, _)| n == name))
+    }
+
+    /// The items of an object array.
+    pub fn objects(&self) -> Result<&[Id], ModelError> {
+        match &self.data {
+            ArrayData::Objects(ids) => Ok(ids),
+            ArrayData::Bytes(_) => Err(ModelError::invalid("expected an object array")),
+        }
+    }
+
+    /// Text items (an object array of `str`, or a `<U` array).
+    pub fn to_strings(&self, objects: &Objects) -> Result<Vec<String>, ModelError> {
+        match (&self.dtype, &self.data) {
+            (Dtype::Object, ArrayData::Objects(ids)) => ids
+                .iter()
+                .map(|&id| {
+                    objects
+                        .as_str(id)
+                        .map(str::to_owned)
+                        .ok_or_else(|| ModelError::invalid("expected text in an object array"))
+                })
+                .collect(),
+            (Dtype::Unicode { chars, big_endian }, ArrayData::Bytes(bytes)) => bytes
+                .chunks(chars * 4)
+                .map(|item| {
+                    item.chunks_exact(4)
+                        .map(|c| {
+                            let code = if *big_endian {
+                                u32::from_be_bytes([c[0], c[1], c[2], c[3]])
+                            } else {
+                                u32::from_le_bytes([c[0], c[1], c[2], c[3]])
+                            };
+                            char::from_u32(code)
+                        })
+                        .take_while(|c| *c != Some('\0'))
+                        .collect::<Option<String>>()
+                        .ok_or_else(|| ModelError::invalid("invalid text in a unicode array"))
+                })
+                .collect(),
+            _ => Err(ModelError::invalid("expected an array of text")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Scalar {
+    F(f64),
+    I(i64),
+    U(u64),
+}
+
+impl Scalar {
+    fn f64(self) -> f64 {
+        match self {
+            Scalar::F(f) => f,
+            Scalar::I(i) => i as f64,
+            Scalar::U(u) => u as f64,
+        }
+    }
+
+    fn i64(self) -> Result<i64, ModelError> {
+        match self {
+            Scalar::I(i) => Ok(i),
+            Scalar::U(u) => {
+                i64::try_from(u).map_err(|_| ModelError::invalid("an integer does not fit 64 bits"))
+            }
+            Scalar::F(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+            Scalar::F(f) => Err(ModelError::invalid(format!(
+                "expected an integer, found {f}"
+            ))),
+        }
+    }
+}
+
+fn call_name(objects: &Objects, id: Id) -> Option<String> {
+    match objects.get(id) {
+        Obj::Call { callable, .. } => objects.global_name(*callable),
+        _ => None,
+    }
+}
+
+fn is_one_of(name: Option<&str>, module_tail: &str, fn_name: &str) -> bool {
+    name.is_some_and(|n| {
+        n == format!("numpy.core.{module_tail}.{fn_name}")
+            || n == format!("numpy._core.{module_tail}.{fn_name}")
+    })
+}
+
+fn shape_of(objects: &Objects, id: Id) -> Result<Vec<usize>, ModelError> {
+    if let Some(n) = objects.as_i64(id) {
+        return Ok(vec![
+            usize::try_from(n).map_err(|_| ModelError::invalid("negative array dimension"))?,
+        ]);
+    }
+    objects
+        .items(id)
+        .ok_or_else(|| ModelError::invalid(format!("array shape is {}", objects.describe(id))))?
+        .iter()
+        .map(|&d| {
+            objects
+                .as_i64(d)
+                .and_then(|d| usize::try_from(d).ok())
+                .ok_or_else(|| {
+                    ModelError::invalid("an array dimension is not a non-negative integer")
+                })
+        })
+        .collect()
+}
+
+/// `numpy.core.multiarray.scalar(dtype, bytes)` as a 0-d array; `Ok(None)` when `id` is not one.
+pub fn scalar_from_call(objects: &Objects, id: Id) -> Result<Option<NdArray>, ModelError> {
+    if !is_one_of(call_name(objects, id).as_deref(), "multiarray", "scalar") {
+        return Ok(None);
+    }
+    let args = objects.call_args(id);
+    let (&dtype, &data) = match args {
+        [d, b, ..] => (d, b),
+        _ => return Err(ModelError::invalid("a numpy scalar without data")),
+    };
+    let dtype = Dtype::from_pickled(objects, dtype, 0)?;
+    let bytes = objects
+        .as_bytes(data)
+        .ok_or_else(|| ModelError::invalid("a numpy scalar's data is not bytes"))?
+        .into_owned();
+    NdArray::new(dtype, Vec::new(), false, ArrayData::Bytes(bytes)).map(Some)
+}
+
+/// The array `id` stands for, in any supported form.
+pub fn array_from_object(objects: &Objects, id: Id) -> Result<NdArray, ModelError> {
+    if let Obj::Array(a) = objects.get(id) {
+        return Ok(a.clone());
+    }
+    if let Some(scalar) = scalar_from_call(objects, id)? {
+        return Ok(scalar);
+    }
+    let name = call_name(objects, id);
+    if is_one_of(name.as_deref(), "multiarray", "_reconstruct") {
+        // state: (version, shape, dtype, is_fortran, data)
+        let state = objects
+            .state(id)
+            .and_then(|s| objects.items(s))
+            .ok_or_else(|| ModelError::invalid("a pickled numpy array has no state"))?;
+        let (shape, dtype, fortran, data) = match state {
+            [_, s, d, f, data] | [s, d, f, data] => (*s, *d, *f, *data),
+            _ => {
+                return Err(ModelError::invalid(
+                    "a pickled numpy array has a malformed state",
+                ));
+            }
+        };
+        let shape = shape_of(objects, shape)?;
+        let dtype = Dtype::from_pickled(objects, dtype, 0)?;
+        let fortran = objects.as_bool(fortran).unwrap_or(false);
+        let data = match dtype {
+            Dtype::Object => ArrayData::Objects(
+                objects
+                    .items(data)
+                    .ok_or_else(|| ModelError::invalid("an object array's data is not a list"))?
+                    .to_vec(),
+            ),
+            _ => ArrayData::Bytes(
+                objects
+                    .as_bytes(data)
+                    .ok_or_else(|| ModelError::invalid("a numpy array's data is not bytes"))?
+                    .into_owned(),
+            ),
+        };
+        return NdArray::new(dtype, shape, fortran, data);
+    }
+    if is_one_of(name.as_deref(), "numeric", "_frombuffer") {
+        // _frombuffer(buffer, dtype, shape, order)
+        let args = objects.call_args(id);
+        let (&buf, &dtype, &shape, order) = match args {
+            [b, d, s, o] => (b, d, s, Some(*o)),
+            [b, d, s] => (b, d, s, None),
+            _ => {
+                return Err(ModelError::invalid(
+                    "numpy _frombuffer with unexpected arguments",
+                ));
+            }
+        };
+        let dtype = Dtype::from_pickled(objects, dtype, 0)?;
+        let shape = shape_of(objects, shape)?;
+        let fortran = order.and_then(|o| objects.as_str(o)) == Some("F");
+        let bytes = objects
+            .as_bytes(buf)
+            .ok_or_else(|| ModelError::invalid("numpy _frombuffer without an in-band buffer"))?
+            .into_owned();
+        return NdArray::new(dtype, shape, fortran, ArrayData::Bytes(bytes));
+    }
+    Err(ModelError::invalid(format!(
+        "expected a numpy array, found {}",
+        objects.describe(id)
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_strings_parse_with_their_byte_order() {
+        assert_eq!(
+            Dtype::parse("<f8", None).unwrap(),
+            Dtype::Scalar {
+                kind: ScalarKind::Float,
+                size: 8,
+                big_endian: false
+            }
+        );
+        assert_eq!(
+            Dtype::parse("i4", Some('>')).unwrap(),
+            Dtype::Scalar {
+                kind: ScalarKind::Int,
+                size: 4,
+                big_endian: true
+            }
+        );
+        assert!(Dtype::parse("<c16", None).is_err());
+        assert!(Dtype::parse("<f3", None).is_err());
+    }
+
+    #[test]
+    fn a_declared_shape_must_match_the_bytes_present() {
+        let f8 = Dtype::parse("<f8", None).unwrap();
+        let err = NdArray::new(
+            f8.clone(),
+            vec![1 << 40, 1 << 20],
+            false,
+            ArrayData::Bytes(vec![0; 16]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("needs"), "{err}");
+        let err = NdArray::new(
+            f8.clone(),
+            vec![usize::MAX, 3],
+            false,
+            ArrayData::Bytes(vec![]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("overflows"), "{err}");
+        let ok = NdArray::new(
+            f8,
+            vec![2],
+            false,
+            ArrayData::Bytes(
+                [1.5f64, -2.0]
+                    .iter()
+                    .flat_map(|f| f.to_le_bytes())
+                    .collect(),
+            ),
+        )
+        .unwrap();
+        assert_eq!(ok.to_f64().unwrap(), vec![1.5, -2.0]);
+    }
+
+    #[test]
+    fn fortran_order_is_read_back_in_c_order() {
+        let i1 = Dtype::parse("|i1", None).unwrap();
+        // [[1, 2, 3], [4, 5, 6]] stored column-major.
+        let a = NdArray::new(
+            i1,
+            vec![2, 3],
+            true,
+            ArrayData::Bytes(vec![1, 4, 2, 5, 3, 6]),
+        )
+        .unwrap();
+        assert_eq!(a.to_i64().unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    }
+}
