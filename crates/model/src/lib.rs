@@ -6,14 +6,16 @@ pub mod ensemble;
 pub mod error;
 pub mod features;
 pub mod imported;
+pub mod lightgbm;
 pub mod model_dir;
 pub mod onnx;
 pub mod python;
 pub mod sklearn;
 pub mod smartcore_forest;
 pub mod training;
+pub mod xgboost;
 
 pub use ensemble::TreeEnsemble;
 pub use error::ModelError;
 pub use imported::ImportedModel;
-pub use model_dir::{LoadedModel, ModelDirInfo, load_model_dir, write_model_dir};
+pub use model_dir::{LoadedModel, ModelDirInfo, load_model_dir, load_model_file, write_model_dir};

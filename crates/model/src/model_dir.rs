@@ -1,12 +1,19 @@
 //! MLflow model directories: the `MLmodel` file, its signature, the model file of each
 //! flavor this project serves, and a digest of the artifacts.
 //!
-//! Two flavors are served:
+//! Flavors served (the first one present wins, in this order):
 //! - `forecast_tree_ensemble` (this project's own): `ensemble.json`, the evaluator's
 //!   tree list in plain JSON, readable by humans; the `MLmodel` entry names the file, the
 //!   format version, the tree and feature counts.
 //! - `onnx` (as `mlflow.onnx.log_model` writes it): the `data` file must hold a single
 //!   ONNX-ML `TreeEnsembleRegressor`.
+//! - `sklearn`: `pickled_model` in its `serialization_format` (skops, cloudpickle, pickle).
+//! - `xgboost`: `data` in its `model_format` (ubj, json).
+//! - `lightgbm`: `data`, a Booster's text model (`.lgb`), or an `LGBMRegressor` in its
+//!   `serialization_format`.
+//!
+//! A bare `model.joblib` / `model.pkl` (the old service's disk model) loads too
+//! ([`load_model_file`]).
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +22,12 @@ use sha2::{Digest, Sha256};
 
 use crate::ensemble::{EnsembleSpec, TreeEnsemble};
 use crate::error::ModelError;
+use crate::imported::ImportedModel;
+use crate::lightgbm::{import_lightgbm_object, import_lightgbm_text};
 use crate::onnx::import_onnx;
+use crate::python::{pickle, skops};
+use crate::sklearn::{SklearnFormat, import_sklearn};
+use crate::xgboost::{XgboostFormat, import_xgboost};
 
 /// The `MLmodel` file name.
 pub const MLMODEL_FILE: &str = "MLmodel";
@@ -23,6 +35,22 @@ pub const MLMODEL_FILE: &str = "MLmodel";
 pub const TREE_ENSEMBLE_FLAVOR: &str = "forecast_tree_ensemble";
 /// The flavor `mlflow.onnx.log_model` writes.
 pub const ONNX_FLAVOR: &str = "onnx";
+/// The flavor `mlflow.sklearn.log_model` writes.
+pub const SKLEARN_FLAVOR: &str = "sklearn";
+/// The flavor `mlflow.xgboost.log_model` writes.
+pub const XGBOOST_FLAVOR: &str = "xgboost";
+/// The flavor `mlflow.lightgbm.log_model` writes.
+pub const LIGHTGBM_FLAVOR: &str = "lightgbm";
+/// Every flavor served, in the order they are tried.
+pub const SERVED_FLAVORS: &[&str] = &[
+    TREE_ENSEMBLE_FLAVOR,
+    ONNX_FLAVOR,
+    SKLEARN_FLAVOR,
+    XGBOOST_FLAVOR,
+    LIGHTGBM_FLAVOR,
+];
+/// File names of a bare scikit-learn model in a fallback directory (the old service's).
+pub const BARE_MODEL_FILES: &[&str] = &["model.joblib", "model.pkl"];
 /// The model file of [`TREE_ENSEMBLE_FLAVOR`].
 pub const ENSEMBLE_FILE: &str = "ensemble.json";
 /// The version of the `ensemble.json` format this crate writes and reads.
@@ -46,6 +74,10 @@ pub struct LoadedModel {
     pub feature_names: Vec<String>,
     /// The flavor it was read from.
     pub flavor: String,
+    /// The estimator as its library names it (`RandomForestRegressor`, ...).
+    pub estimator: String,
+    /// Whether rows with missing values (NaN) may be predicted.
+    pub accepts_missing: bool,
     /// `sha256:<hex>` over every file of the directory (paths and contents).
     pub digest: String,
 }
@@ -152,37 +184,21 @@ pub fn load_model_dir(dir: &Path) -> Result<LoadedModel, ModelError> {
         .ok_or_else(|| ModelError::format(&mlmodel_path, "has no `flavors` section"))?;
     let signature_names = signature_input_names(&mlmodel, &mlmodel_path)?;
 
-    let (flavor, ensemble, file_names) = if let Some(flavor) = flavors.get(TREE_ENSEMBLE_FLAVOR) {
-        let file = flavor_file(flavor, "model_file", ENSEMBLE_FILE);
-        let path = safe_join(dir, &file)?;
-        let bytes = read_limited(&path)?;
-        let parsed: EnsembleFile = serde_json::from_slice(&bytes)
-            .map_err(|e| ModelError::format(&path, format!("not a tree-ensemble file: {e}")))?;
-        if parsed.format_version != ENSEMBLE_FORMAT_VERSION {
-            return Err(ModelError::unsupported(format!(
-                "{ENSEMBLE_FILE} format version {} (this build reads {ENSEMBLE_FORMAT_VERSION})",
-                parsed.format_version
-            )));
-        }
-        let ensemble = TreeEnsemble::new(&parsed.ensemble)?;
-        (TREE_ENSEMBLE_FLAVOR, ensemble, Some(parsed.feature_names))
-    } else if let Some(flavor) = flavors.get(ONNX_FLAVOR) {
-        let file = flavor_file(flavor, "data", "model.onnx");
-        let path = safe_join(dir, &file)?;
-        let bytes = read_limited(&path)?;
-        let imported = import_onnx(&bytes).map_err(|e| ModelError::format(&path, e.to_string()))?;
-        (ONNX_FLAVOR, imported.ensemble, None)
-    } else {
+    let Some((flavor, config)) = SERVED_FLAVORS
+        .iter()
+        .find_map(|&name| flavors.get(name).map(|config| (name, config)))
+    else {
         let names: Vec<String> = flavors
             .keys()
             .filter_map(|k| k.as_str().map(str::to_owned))
             .collect();
         return Err(ModelError::unsupported(format!(
-            "flavors [{}]; this predictor serves `{TREE_ENSEMBLE_FLAVOR}` and `{ONNX_FLAVOR}` \
-             (a single TreeEnsembleRegressor)",
-            names.join(", ")
+            "flavors [{}]; this predictor serves {}",
+            names.join(", "),
+            SERVED_FLAVORS.join(", ")
         )));
     };
+    let imported = import_flavor(dir, flavor, config)?;
 
     let metadata_names = mlmodel
         .get("metadata")
@@ -200,8 +216,14 @@ pub fn load_model_dir(dir: &Path) -> Result<LoadedModel, ModelError> {
             ),
             _ => None,
         });
-    let n = ensemble.n_features();
-    let feature_names = match file_names.or(signature_names).or(metadata_names) {
+    let n = imported.ensemble.n_features();
+    let model_names = imported.feature_names.clone();
+    let names = if flavor == TREE_ENSEMBLE_FLAVOR {
+        model_names.or(signature_names).or(metadata_names)
+    } else {
+        signature_names.or(metadata_names).or(model_names)
+    };
+    let feature_names = match names {
         Some(names) if names.len() == n => names,
         Some(names) => {
             return Err(ModelError::invalid(format!(
@@ -212,10 +234,122 @@ pub fn load_model_dir(dir: &Path) -> Result<LoadedModel, ModelError> {
         None => (0..n).map(|i| format!("f{i}")).collect(),
     };
     Ok(LoadedModel {
-        ensemble,
+        ensemble: imported.ensemble,
         feature_names,
         flavor: flavor.to_owned(),
+        estimator: imported.estimator,
+        accepts_missing: imported.accepts_missing,
         digest: artifacts_digest(dir)?,
+    })
+}
+
+/// Reads the model file of one flavor.
+fn import_flavor(
+    dir: &Path,
+    flavor: &str,
+    config: &serde_yaml::Value,
+) -> Result<ImportedModel, ModelError> {
+    let text_of = |key: &str| config.get(key).and_then(|v| v.as_str());
+    match flavor {
+        TREE_ENSEMBLE_FLAVOR => {
+            let path = safe_join(dir, &flavor_file(config, "model_file", ENSEMBLE_FILE))?;
+            let bytes = read_limited(&path)?;
+            let parsed: EnsembleFile = serde_json::from_slice(&bytes)
+                .map_err(|e| ModelError::format(&path, format!("not a tree-ensemble file: {e}")))?;
+            if parsed.format_version != ENSEMBLE_FORMAT_VERSION {
+                return Err(ModelError::unsupported(format!(
+                    "{ENSEMBLE_FILE} format version {} (this build reads {ENSEMBLE_FORMAT_VERSION})",
+                    parsed.format_version
+                )));
+            }
+            Ok(ImportedModel {
+                ensemble: TreeEnsemble::new(&parsed.ensemble)?,
+                estimator: "TreeEnsemble".into(),
+                feature_names: Some(parsed.feature_names),
+                accepts_missing: false,
+            })
+        }
+        ONNX_FLAVOR => {
+            let path = safe_join(dir, &flavor_file(config, "data", "model.onnx"))?;
+            let bytes = read_limited(&path)?;
+            let imported =
+                import_onnx(&bytes).map_err(|e| ModelError::format(&path, e.to_string()))?;
+            Ok(ImportedModel {
+                ensemble: imported.ensemble,
+                estimator: "TreeEnsembleRegressor".into(),
+                feature_names: None,
+                accepts_missing: false,
+            })
+        }
+        SKLEARN_FLAVOR => {
+            let path = safe_join(dir, &flavor_file(config, "pickled_model", "model.pkl"))?;
+            let bytes = read_limited(&path)?;
+            let format = SklearnFormat::from_mlflow(text_of("serialization_format"), &bytes)?;
+            import_sklearn(&bytes, format, MAX_MODEL_FILE_BYTES)
+                .map_err(|e| ModelError::format(&path, e.to_string()))
+        }
+        XGBOOST_FLAVOR => {
+            let path = safe_join(dir, &flavor_file(config, "data", "model.ubj"))?;
+            let format = match text_of("model_format") {
+                Some(f) => f.to_owned(),
+                None => path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("")
+                    .to_owned(),
+            };
+            let format = XgboostFormat::from_name(&format)?;
+            let bytes = read_limited(&path)?;
+            let class = text_of("model_class").unwrap_or("xgboost.Booster");
+            let class = class.rsplit('.').next().unwrap_or(class);
+            import_xgboost(&bytes, format, class)
+                .map_err(|e| ModelError::format(&path, e.to_string()))
+        }
+        LIGHTGBM_FLAVOR => {
+            let path = safe_join(dir, &flavor_file(config, "data", "model.lgb"))?;
+            let bytes = read_limited(&path)?;
+            let class = text_of("model_class").unwrap_or("lightgbm.basic.Booster");
+            let class = class.rsplit('.').next().unwrap_or(class);
+            let is_text = path.extension().is_some_and(|e| e == "lgb" || e == "txt")
+                || bytes.starts_with(b"tree\n");
+            let imported = if is_text {
+                let text = std::str::from_utf8(&bytes)
+                    .map_err(|_| ModelError::format(&path, "the LightGBM model is not text"))?;
+                import_lightgbm_text(text, class)
+            } else {
+                let (objects, root) =
+                    match SklearnFormat::from_mlflow(text_of("serialization_format"), &bytes)? {
+                        SklearnFormat::Skops => skops::read_skops(&bytes, MAX_MODEL_FILE_BYTES)?,
+                        SklearnFormat::Pickle => pickle::read_pickle(&bytes)?,
+                    };
+                import_lightgbm_object(&objects, root)
+            };
+            imported.map_err(|e| ModelError::format(&path, e.to_string()))
+        }
+        other => Err(ModelError::unsupported(format!("flavor {other}"))),
+    }
+}
+
+/// Reads a bare scikit-learn model file saved with `joblib.dump` or `pickle.dump` (the old
+/// service's disk model). Feature names come from the model, else `f0…`.
+pub fn load_model_file(path: &Path) -> Result<LoadedModel, ModelError> {
+    let bytes = read_limited(path)?;
+    let imported = import_sklearn(&bytes, SklearnFormat::Pickle, MAX_MODEL_FILE_BYTES)
+        .map_err(|e| ModelError::format(path, e.to_string()))?;
+    let n = imported.ensemble.n_features();
+    let feature_names = imported
+        .feature_names
+        .filter(|names| names.len() == n)
+        .unwrap_or_else(|| (0..n).map(|i| format!("f{i}")).collect());
+    let mut hasher = Sha256::new();
+    hasher.update(&bytes);
+    Ok(LoadedModel {
+        ensemble: imported.ensemble,
+        feature_names,
+        flavor: SKLEARN_FLAVOR.to_owned(),
+        estimator: imported.estimator,
+        accepts_missing: imported.accepts_missing,
+        digest: format!("sha256:{}", hex::encode(hasher.finalize())),
     })
 }
 
@@ -401,11 +535,14 @@ mod tests {
 
         std::fs::write(
             empty.path().join(MLMODEL_FILE),
-            "flavors:\n  sklearn:\n    pickled_model: model.pkl\n",
+            "flavors:\n  python_function:\n    loader_module: custom\n",
         )
         .unwrap();
         let err = load_model_dir(empty.path()).unwrap_err().to_string();
-        assert!(err.contains("sklearn"), "{err}");
+        assert!(
+            err.contains("python_function") && err.contains("sklearn"),
+            "{err}"
+        );
 
         std::fs::write(
             empty.path().join(MLMODEL_FILE),

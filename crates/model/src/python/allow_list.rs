@@ -66,6 +66,7 @@ const BUILTIN_GLOBALS: &[&str] = &[
     "builtins.bool",
     "_codecs.encode",
     "collections.OrderedDict",
+    "collections.defaultdict",
     JOBLIB_ARRAY_WRAPPER,
 ];
 

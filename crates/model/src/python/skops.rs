@@ -230,6 +230,11 @@ impl SkopsReader<'_> {
                 }
             },
             "DTypeNode" => return self.node(field(node, "content")?, depth + 1),
+            // A defaultdict is read as its plain dict (its factory never runs here).
+            "DefaultDictNode" => {
+                self.global(node)?;
+                return self.node(field(field(node, "content")?, "main")?, depth + 1);
+            }
             // Random number generators are kept by estimators but never used to predict.
             "RandomStateNode" | "RandomGeneratorNode" => Obj::None,
             "BytesNode" | "BytearrayNode" => {
