@@ -36,6 +36,13 @@ pub struct ModelInfo {
     pub origin: ModelOrigin,
     #[serde(default)]
     pub n_trees: usize,
+    /// The estimator as its library names it (`RandomForestRegressor`,
+    /// `XGBRegressor (reg:squarederror)`, `Pipeline(StandardScaler, ...)`).
+    #[serde(default)]
+    pub estimator: String,
+    /// Whether a missing value (`null`, `NaN`) may be sent for a feature.
+    #[serde(default)]
+    pub accepts_missing: bool,
 }
 
 /// `POST /predict` body: `{"instances": [[...], ...]}` or `{"instances": [{"feature": v}, ...]}`.
@@ -90,6 +97,12 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D
 /// `POST /reload-model` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReloadResponse {
+    /// `"success"`, as the old service answered.
+    #[serde(default = "success")]
+    pub status: String,
+    /// A sentence for humans (the old service's `message`).
+    #[serde(default)]
+    pub message: String,
     pub model_name: String,
     /// The version served before the reload (none if nothing was loaded).
     pub old_version: Option<String>,
@@ -98,6 +111,10 @@ pub struct ReloadResponse {
     pub changed: bool,
     pub digest: String,
     pub origin: ModelOrigin,
+}
+
+fn success() -> String {
+    "success".into()
 }
 
 /// Every error answer: a stable machine-readable `error` code and a human `message`.
@@ -110,7 +127,11 @@ pub struct ErrorResponse {
 /// `GET /health` and `GET /ready`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusResponse {
+    /// `/health`: `"healthy"` (the old service's word); `/ready`: `"ready"` or why not.
     pub status: String,
+    /// Whether a model is loaded (the old service's field).
+    #[serde(default)]
+    pub model_loaded: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_version: Option<String>,
 }

@@ -31,7 +31,8 @@ pub struct Config {
     #[arg(long, env = "MODEL_ALIAS")]
     pub model_alias: Option<String>,
     /// Serve the latest version in this stage (the default is `Production`, as the
-    /// original service did, when no alias or version is given).
+    /// original service did, when no alias or version is given). Digits only select that
+    /// version, as the old service did (`MODEL_STAGE=2` serves version 2).
     #[arg(long, env = "MODEL_STAGE")]
     pub model_stage: Option<String>,
     /// Serve exactly this version (wins over alias and stage).
@@ -74,7 +75,11 @@ impl Config {
         } else if let Some(a) = set(&self.model_alias) {
             VersionSelector::Alias(a)
         } else if let Some(s) = set(&self.model_stage) {
-            VersionSelector::Stage(s)
+            if s.trim().chars().all(|c| c.is_ascii_digit()) {
+                VersionSelector::Version(s.trim().to_owned())
+            } else {
+                VersionSelector::Stage(s)
+            }
         } else {
             VersionSelector::Stage("Production".into())
         }
@@ -99,5 +104,13 @@ mod tests {
         assert_eq!(c.selector(), VersionSelector::Alias("champion".into()));
         let c = parse(&["--model-version", ""]);
         assert_eq!(c.selector(), VersionSelector::Stage("Production".into()));
+    }
+
+    #[test]
+    fn a_stage_of_digits_selects_that_version_as_the_old_service_did() {
+        let c = parse(&["--model-stage", "2"]);
+        assert_eq!(c.selector(), VersionSelector::Version("2".into()));
+        let c = parse(&["--model-stage", "Staging"]);
+        assert_eq!(c.selector(), VersionSelector::Stage("Staging".into()));
     }
 }

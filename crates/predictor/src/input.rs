@@ -3,11 +3,19 @@
 
 use serde_json::{Map, Value};
 
+/// What the served model takes: its features in order, and whether a missing value
+/// (`null`, Python's `NaN`, an empty CSV field) may be sent for one.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema<'a> {
+    pub features: &'a [String],
+    pub accepts_missing: bool,
+}
+
 /// Converts `instances` (rows as arrays in feature order, or records keyed by feature
 /// name) into validated rows of finite numbers.
 pub fn rows_from_instances(
     instances: &[Value],
-    features: &[String],
+    schema: &Schema<'_>,
     max_instances: usize,
 ) -> Result<Vec<Vec<f64>>, String> {
     check_count(instances.len(), max_instances)?;
@@ -15,12 +23,12 @@ pub fn rows_from_instances(
         .iter()
         .enumerate()
         .map(|(i, instance)| match instance {
-            Value::Array(values) => row_from_array(i, values, features),
-            Value::Object(record) => row_from_record(i, record, features),
+            Value::Array(values) => row_from_array(i, values, schema),
+            Value::Object(record) => row_from_record(i, record, schema),
             other => Err(format!(
                 "instance {i} is {}; expected an array of {} numbers or an object keyed by feature name",
                 kind(other),
-                features.len()
+                schema.features.len()
             )),
         })
         .collect()
@@ -30,11 +38,11 @@ pub fn rows_from_instances(
 pub fn rows_from_split(
     columns: Option<&[Value]>,
     data: &[Value],
-    features: &[String],
+    schema: &Schema<'_>,
     max_instances: usize,
 ) -> Result<Vec<Vec<f64>>, String> {
     let Some(columns) = columns else {
-        return rows_from_instances(data, features, max_instances);
+        return rows_from_instances(data, schema, max_instances);
     };
     let names: Vec<String> = columns
         .iter()
@@ -62,7 +70,7 @@ pub fn rows_from_split(
             }
             let record: Map<String, Value> =
                 names.iter().cloned().zip(values.iter().cloned()).collect();
-            row_from_record(i, &record, features)
+            row_from_record(i, &record, schema)
         })
         .collect()
 }
@@ -71,7 +79,7 @@ pub fn rows_from_split(
 /// header row of feature names, then one row per instance.
 pub fn rows_from_csv(
     body: &[u8],
-    features: &[String],
+    schema: &Schema<'_>,
     max_instances: usize,
 ) -> Result<Vec<Vec<f64>>, String> {
     let mut reader = csv::ReaderBuilder::new()
@@ -99,6 +107,9 @@ pub fn rows_from_csv(
         let values: Vec<Value> = record
             .iter()
             .map(|field| {
+                if field.is_empty() || field == "NaN" {
+                    return Value::Null;
+                }
                 field
                     .parse::<f64>()
                     .ok()
@@ -108,15 +119,16 @@ pub fn rows_from_csv(
             .collect();
         data.push(Value::Array(values));
     }
-    rows_from_split(Some(&columns), &data, features, max_instances)
+    rows_from_split(Some(&columns), &data, schema, max_instances)
 }
 
 /// Rows from a column-oriented `{"feature": [v0, v1, ...], ...}` (MLflow `inputs`).
 pub fn rows_from_columns(
     columns: &Map<String, Value>,
-    features: &[String],
+    schema: &Schema<'_>,
     max_instances: usize,
 ) -> Result<Vec<Vec<f64>>, String> {
+    let features = schema.features;
     check_names(columns.keys(), features, "input")?;
     let mut len = None;
     for (name, values) in columns {
@@ -141,7 +153,7 @@ pub fn rows_from_columns(
                 .iter()
                 .map(|f| {
                     let v = &columns[f.as_str()][i];
-                    number(i, f, v)
+                    number(i, f, v, schema.accepts_missing)
                 })
                 .collect()
         })
@@ -158,7 +170,8 @@ fn check_count(n: usize, max: usize) -> Result<(), String> {
     }
 }
 
-fn row_from_array(i: usize, values: &[Value], features: &[String]) -> Result<Vec<f64>, String> {
+fn row_from_array(i: usize, values: &[Value], schema: &Schema<'_>) -> Result<Vec<f64>, String> {
+    let features = schema.features;
     if values.len() != features.len() {
         return Err(format!(
             "instance {i} has {} values; the model takes {} features ({})",
@@ -170,19 +183,20 @@ fn row_from_array(i: usize, values: &[Value], features: &[String]) -> Result<Vec
     values
         .iter()
         .zip(features)
-        .map(|(v, f)| number(i, f, v))
+        .map(|(v, f)| number(i, f, v, schema.accepts_missing))
         .collect()
 }
 
 fn row_from_record(
     i: usize,
     record: &Map<String, Value>,
-    features: &[String],
+    schema: &Schema<'_>,
 ) -> Result<Vec<f64>, String> {
+    let features = schema.features;
     check_names(record.keys(), features, &format!("instance {i}"))?;
     features
         .iter()
-        .map(|f| number(i, f, &record[f.as_str()]))
+        .map(|f| number(i, f, &record[f.as_str()], schema.accepts_missing))
         .collect()
 }
 
@@ -204,8 +218,16 @@ fn check_names<'a>(
     Ok(())
 }
 
-fn number(i: usize, feature: &str, v: &Value) -> Result<f64, String> {
+fn number(i: usize, feature: &str, v: &Value, accepts_missing: bool) -> Result<f64, String> {
     match v {
+        Value::Null if accepts_missing => Ok(f64::NAN),
+        Value::Null => Err(format!(
+            "instance {i}, feature {feature:?}: missing (null or NaN), but this model does not \
+             accept missing values"
+        )),
+        Value::String(s) if matches!(s.as_str(), "Infinity" | "-Infinity") => Err(format!(
+            "instance {i}, feature {feature:?}: {s} is not a finite number"
+        )),
         Value::Number(n) => match n.as_f64() {
             Some(x) if x.is_finite() => Ok(x),
             _ => Err(format!(
@@ -235,21 +257,34 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn features() -> Vec<String> {
-        vec!["a".into(), "b".into()]
+    const NAMES: &[&str] = &["a", "b"];
+
+    fn names() -> Vec<String> {
+        NAMES.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn strict(names: &[String]) -> Schema<'_> {
+        Schema {
+            features: names,
+            accepts_missing: false,
+        }
     }
 
     #[test]
     fn arrays_and_records_give_rows_in_feature_order() {
-        let rows =
-            rows_from_instances(&[json!([1, 2.5]), json!({"b": 4, "a": 3})], &features(), 10)
-                .unwrap();
+        let rows = rows_from_instances(
+            &[json!([1, 2.5]), json!({"b": 4, "a": 3})],
+            &strict(&names()),
+            10,
+        )
+        .unwrap();
         assert_eq!(rows, vec![vec![1.0, 2.5], vec![3.0, 4.0]]);
     }
 
     #[test]
     fn each_kind_of_bad_instance_names_what_is_wrong() {
-        let f = features();
+        let n = names();
+        let f = strict(&n);
         let e = rows_from_instances(&[json!([1])], &f, 10).unwrap_err();
         assert!(
             e.contains("has 1 values") && e.contains("2 features"),
@@ -273,7 +308,8 @@ mod tests {
 
     #[test]
     fn split_and_column_formats_map_names_to_features() {
-        let f = features();
+        let n = names();
+        let f = strict(&n);
         let cols = [json!("b"), json!("a")];
         let rows = rows_from_split(Some(&cols), &[json!([2, 1])], &f, 10).unwrap();
         assert_eq!(rows, vec![vec![1.0, 2.0]]);
@@ -282,5 +318,27 @@ mod tests {
         assert_eq!(rows, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
         let bad = json!({"a": [1], "b": [2, 4]});
         assert!(rows_from_columns(bad.as_object().unwrap(), &f, 10).is_err());
+    }
+
+    #[test]
+    fn missing_values_are_nan_only_for_models_that_take_them() {
+        let n = names();
+        let lenient = Schema {
+            features: &n,
+            accepts_missing: true,
+        };
+        let rows = rows_from_instances(
+            &[json!([null, 1]), json!({"a": 2, "b": null})],
+            &lenient,
+            10,
+        )
+        .unwrap();
+        assert!(rows[0][0].is_nan() && rows[1][1].is_nan());
+        let e = rows_from_instances(&[json!([null, 1])], &strict(&n), 10).unwrap_err();
+        assert!(e.contains("does not accept missing values"), "{e}");
+        let rows = rows_from_csv(b"a,b\n,2\nNaN,3\n", &lenient, 10).unwrap();
+        assert!(rows[0][0].is_nan() && rows[1][0].is_nan());
+        let e = rows_from_instances(&[json!(["Infinity", 1])], &lenient, 10).unwrap_err();
+        assert!(e.contains("not a finite number"), "{e}");
     }
 }

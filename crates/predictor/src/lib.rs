@@ -1,6 +1,7 @@
 //! The forecast predictor: an actix-web service that serves one model from the MLflow
 //! registry (or the fallback directory) and swaps it atomically on reload.
 
+pub mod body;
 pub mod config;
 pub mod error;
 pub mod input;

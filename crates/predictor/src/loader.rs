@@ -22,6 +22,16 @@ pub struct ServedModel {
     pub info: ModelInfo,
 }
 
+impl ServedModel {
+    /// What requests must send.
+    pub fn schema(&self) -> crate::input::Schema<'_> {
+        crate::input::Schema {
+            features: &self.info.feature_names,
+            accepts_missing: self.model.accepts_missing,
+        }
+    }
+}
+
 /// Why a model could not be loaded (the served model, if any, stays).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -142,6 +152,8 @@ impl Loader {
             loaded_at: chrono::Utc::now().to_rfc3339(),
             origin: ModelOrigin::Registry,
             n_trees: loaded.ensemble.n_trees(),
+            estimator: loaded.estimator.clone(),
+            accepts_missing: loaded.accepts_missing,
         };
         if let Some(cache) = self.cache_dir() {
             // A cache failure must not fail the reload: the model is good and in memory.
@@ -194,18 +206,30 @@ impl Loader {
                 }
             }
         }
-        if dir.join(model::model_dir::MLMODEL_FILE).is_file() {
+        let bare_file = model::model_dir::BARE_MODEL_FILES
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.is_file());
+        if dir.join(model::model_dir::MLMODEL_FILE).is_file() || bare_file.is_some() {
             let version = "bundled".to_owned();
-            match load_blocking(dir.clone(), &version).await {
+            // An MLflow model directory wins over a bare joblib/pickle file.
+            let path = match bare_file {
+                Some(file) if !dir.join(model::model_dir::MLMODEL_FILE).is_file() => file,
+                _ => dir.clone(),
+            };
+            match load_blocking(path.clone(), &version).await {
                 Ok(loaded) => {
                     verify(&loaded, &version)?;
-                    let source = dir.display().to_string();
-                    return Ok(self.fallback_model(loaded, version, source, &dir));
+                    let source = path.display().to_string();
+                    return Ok(self.fallback_model(loaded, version, source, &path));
                 }
                 Err(e) => reasons.push(e.to_string()),
             }
         } else {
-            reasons.push("no cached model and no bundled MLmodel".into());
+            reasons.push(format!(
+                "no cached model, no bundled MLmodel and no {}",
+                model::model_dir::BARE_MODEL_FILES.join(" or ")
+            ));
         }
         Err(LoadError::NoFallback {
             dir: dir.display().to_string(),
@@ -231,6 +255,8 @@ impl Loader {
             loaded_at: chrono::Utc::now().to_rfc3339(),
             origin: ModelOrigin::Fallback,
             n_trees: loaded.ensemble.n_trees(),
+            estimator: loaded.estimator.clone(),
+            accepts_missing: loaded.accepts_missing,
         };
         ServedModel {
             model: loaded,
@@ -239,11 +265,18 @@ impl Loader {
     }
 }
 
-/// Parsing a model file is CPU work: keep it off the request-serving threads.
-async fn load_blocking(dir: PathBuf, version: &str) -> Result<LoadedModel, LoadError> {
-    let loaded = tokio::task::spawn_blocking(move || model::load_model_dir(&dir))
-        .await
-        .map_err(|e| LoadError::Internal(format!("model loading task failed: {e}")))?;
+/// Parsing a model file is CPU work: keep it off the request-serving threads. `path` is
+/// an MLflow model directory, or a bare joblib/pickle file.
+async fn load_blocking(path: PathBuf, version: &str) -> Result<LoadedModel, LoadError> {
+    let loaded = tokio::task::spawn_blocking(move || {
+        if path.is_file() {
+            model::load_model_file(&path)
+        } else {
+            model::load_model_dir(&path)
+        }
+    })
+    .await
+    .map_err(|e| LoadError::Internal(format!("model loading task failed: {e}")))?;
     loaded.map_err(|source| LoadError::Model {
         version: version.to_owned(),
         source,

@@ -190,7 +190,23 @@ impl AppState {
         let changed = served.as_ref().is_none_or(|s| {
             s.info.digest != new.info.digest || s.info.model_version != new.info.model_version
         });
+        let message = match &old_version {
+            Some(old) if changed => format!(
+                "model {} reloaded: version {old} -> {}",
+                new.info.model_name, new.info.model_version
+            ),
+            Some(old) => format!(
+                "model {} version {old} was already served; nothing changed",
+                new.info.model_name
+            ),
+            None => format!(
+                "model {} version {} loaded",
+                new.info.model_name, new.info.model_version
+            ),
+        };
         let response = ReloadResponse {
+            status: "success".into(),
+            message,
             model_name: new.info.model_name.clone(),
             old_version,
             new_version: new.info.model_version.clone(),

@@ -154,3 +154,68 @@ async fn oversized_and_non_json_bodies_get_json_errors() {
     let body: Value = test::read_body_json(resp).await;
     assert!(body["message"].as_str().unwrap().contains("malformed JSON"));
 }
+
+#[actix_web::test]
+async fn health_ping_and_version_answer_as_the_old_service_and_mlflow_serve_do() {
+    let dir = bundled_model_dir();
+    let state = state_with_bundled_model(dir.path(), None).await;
+    let app = app!(state);
+    let req = test::TestRequest::get().uri("/health").to_request();
+    let body: Value = test::call_and_read_body_json(&app, req).await;
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["model_loaded"], true);
+    let req = test::TestRequest::get().uri("/ping").to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 200);
+    let req = test::TestRequest::get().uri("/version").to_request();
+    let version = test::call_and_read_body(&app, req).await;
+    assert_eq!(version, env!("CARGO_PKG_VERSION").as_bytes());
+
+    // Without any model: alive, but not ready and ping fails.
+    let empty = tempfile::tempdir().unwrap();
+    let loader = Loader {
+        registry: None,
+        model_name: "unit".into(),
+        fallback_dir: Some(empty.path().to_owned()),
+    };
+    let state = Arc::new(AppState::new(
+        loader,
+        VersionSelector::Alias("champion".into()),
+        None,
+        100,
+    ));
+    assert!(state.load_initial().await.is_err());
+    let app = app!(state);
+    let req = test::TestRequest::get().uri("/health").to_request();
+    let body: Value = test::call_and_read_body_json(&app, req).await;
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["model_loaded"], false);
+    let req = test::TestRequest::get().uri("/ping").to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 503);
+}
+
+#[actix_web::test]
+async fn python_nan_tokens_are_missing_values_refused_by_a_model_without_missing_support() {
+    let dir = bundled_model_dir();
+    let state = state_with_bundled_model(dir.path(), None).await;
+    let app = app!(state);
+    let req = test::TestRequest::post()
+        .uri("/invocations")
+        .insert_header(("content-type", "application/json; charset=utf-8"))
+        .set_payload(r#"{"inputs": [[NaN, 1.0]], "params": {"x": 1}}"#)
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = test::read_body_json(resp).await;
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("does not accept missing values"),
+        "{message}"
+    );
+    let req = test::TestRequest::post()
+        .uri("/invocations")
+        .insert_header(("content-type", "application/json; charset=utf-8"))
+        .set_payload(r#"{"inputs": [[0.0, 1.0]], "params": {"x": 1}}"#)
+        .to_request();
+    let body: Value = test::call_and_read_body_json(&app, req).await;
+    assert_eq!(body["predictions"], json!([101.0]));
+}

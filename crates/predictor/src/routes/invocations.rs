@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, post, web};
 use api::predictor::InvocationsResponse;
 use serde_json::Value;
 
+use crate::body::{parse_json, read_limited};
 use crate::error::ApiError;
 use crate::input::{rows_from_columns, rows_from_csv, rows_from_instances, rows_from_split};
 use crate::loader::ServedModel;
@@ -40,19 +41,10 @@ async fn invocations_csv(
     limit: web::Data<BodyLimit>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body
-        .to_bytes_limited(limit.0)
-        .await
-        .map_err(|_| {
-            ApiError::PayloadTooLarge(format!(
-                "the body is larger than the limit of {} bytes",
-                limit.0
-            ))
-        })?
-        .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+    let body = read_limited(body, &limit).await?;
     let model = state.current().ok_or(ApiError::NoModel)?;
-    let rows = rows_from_csv(&body, &model.info.feature_names, state.max_instances)
-        .map_err(ApiError::BadRequest)?;
+    let rows =
+        rows_from_csv(&body, &model.schema(), state.max_instances).map_err(ApiError::BadRequest)?;
     Ok(answer(&state, &model, &rows))
 }
 
@@ -61,10 +53,12 @@ const FORMATS: &str = "dataframe_split, dataframe_records, instances, inputs";
 #[post("/invocations")]
 async fn invocations(
     state: web::Data<AppState>,
-    body: web::Json<Value>,
+    limit: web::Data<BodyLimit>,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let body = parse_json(&read_limited(body, &limit).await?)?;
     let model = state.current().ok_or(ApiError::NoModel)?;
-    let features = &model.info.feature_names;
+    let features = &model.schema();
     let max = state.max_instances;
     let object = body.as_object().ok_or_else(|| {
         ApiError::BadRequest(format!("expected a JSON object with one of: {FORMATS}"))

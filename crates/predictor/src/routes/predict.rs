@@ -1,8 +1,10 @@
 use actix_web::{HttpResponse, post, web};
 use api::predictor::{PredictRequest, PredictResponse};
 
+use crate::body::{parse_json, read_limited};
 use crate::error::ApiError;
 use crate::input::rows_from_instances;
+use crate::routes::BodyLimit;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -12,16 +14,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[post("/predict")]
 async fn predict(
     state: web::Data<AppState>,
-    request: web::Json<PredictRequest>,
+    limit: web::Data<BodyLimit>,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let body = read_limited(body, &limit).await?;
+    let request: PredictRequest = serde_json::from_value(parse_json(&body)?)
+        .map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
     // Hold this model for the whole request: a concurrent reload cannot change it midway.
     let model = state.current().ok_or(ApiError::NoModel)?;
-    let rows = rows_from_instances(
-        &request.instances,
-        &model.info.feature_names,
-        state.max_instances,
-    )
-    .map_err(ApiError::BadRequest)?;
+    let rows = rows_from_instances(&request.instances, &model.schema(), state.max_instances)
+        .map_err(ApiError::BadRequest)?;
     let predictions: Vec<f64> = rows
         .iter()
         .map(|row| model.model.ensemble.predict_row(row))
