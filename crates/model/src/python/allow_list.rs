@@ -79,6 +79,18 @@ pub fn is_allowed(module: &str, name: &str) -> bool {
         || (LOSS_MODULES.contains(&module) && is_loss_name(name))
 }
 
+/// Why a refused global usually appears, when that helps the reader of the error.
+pub fn refusal_hint(module: &str, name: &str) -> &'static str {
+    match (module, name) {
+        ("sklearn.compose._column_transformer", "ColumnTransformer")
+        | ("sklearn.preprocessing._encoders", "OrdinalEncoder") => {
+            "; a HistGradientBoostingRegressor keeps one for categorical features, which are \
+             not served (only numeric features)"
+        }
+        _ => "",
+    }
+}
+
 /// Loss classes (`HalfSquaredError`, `CyHalfSquaredError`, their Cython unpicklers) and
 /// links (`IdentityLink`, `LogLink`, `Interval`): names only, no dunder tricks.
 fn is_loss_name(name: &str) -> bool {

@@ -573,7 +573,8 @@ fn global(module: String, name: String) -> Result<Obj, ModelError> {
     } else {
         Err(ModelError::invalid(format!(
             "the pickle refers to `{module}.{name}`, which is not on the allow-list \
-             (only numpy arrays and the supported scikit-learn estimators are read)"
+             (only numpy arrays and the supported scikit-learn estimators are read){}",
+            allow_list::refusal_hint(&module, &name)
         )))
     }
 }

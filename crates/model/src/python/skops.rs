@@ -117,7 +117,8 @@ impl SkopsReader<'_> {
         if !allow_list::is_allowed(module, class) {
             return Err(ModelError::invalid(format!(
                 "the skops file holds `{module}.{class}`, which is not on the allow-list \
-                 (only numpy arrays and the supported scikit-learn estimators are read)"
+                 (only numpy arrays and the supported scikit-learn estimators are read){}",
+                allow_list::refusal_hint(module, class)
             )));
         }
         Ok(self.objects.push(Obj::Global {

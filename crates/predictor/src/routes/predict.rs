@@ -19,7 +19,7 @@ async fn predict(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_limited(body, &limit).await?;
     let request: PredictRequest = serde_json::from_value(parse_json(&body)?)
-        .map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     // Hold this model for the whole request: a concurrent reload cannot change it midway.
     let model = state.current().ok_or(ApiError::NoModel)?;
     let rows = rows_from_instances(&request.instances, &model.schema(), state.max_instances)
