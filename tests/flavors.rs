@@ -386,3 +386,55 @@ async fn the_old_services_joblib_disk_model_serves_as_the_fallback() {
         ) <= 1e-6
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecastctl_inspect_shows_a_version_as_the_predictor_would_serve_it() {
+    let lgbm = case("lightgbm skops LGBMRegressor");
+    let version = lgbm["version"].as_str().unwrap();
+    let row = "1.5,-2,,1,0.25,3";
+    let out = forecastctl(&[
+        "inspect",
+        "--name",
+        &logged().name,
+        "--version",
+        version,
+        "--row",
+        row,
+        "--output",
+        "json",
+    ])
+    .unwrap();
+    let inspected: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(inspected["flavor"], "lightgbm");
+    assert_eq!(inspected["estimator"], lgbm["estimator"]);
+    assert_eq!(inspected["n_trees"], lgbm["n_trees"]);
+    assert_eq!(inspected["feature_names"], lgbm["feature_names"]);
+
+    // The predictor serving that version predicts the same for the same row.
+    let predictor = start_on(version);
+    let c = http();
+    let (status, body) = post_json(
+        &c,
+        &format!("{}/predict", predictor.url),
+        &json!({ "instances": [[1.5, -2, null, 1, 0.25, 3]] }),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["predictions"][0], inspected["prediction"]);
+
+    // A refused version fails with the reason, before any alias moves.
+    let hostile = &logged().report["refused"][0];
+    let out = forecastctl_output(&[
+        "inspect",
+        "--name",
+        &logged().name,
+        "--version",
+        hostile["version"].as_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("posix.system"), "{stderr}");
+}

@@ -1,6 +1,8 @@
 //! `forecastctl`: train the archive-forecast model, register it in MLflow, promote a
-//! version (alias or stage), and show a registered model's status.
+//! version (alias or stage), show a registered model's status, and inspect a model as the
+//! predictor would load it.
 
+mod inspect;
 mod promote;
 mod register;
 mod status;
@@ -54,6 +56,15 @@ enum Command {
     },
     /// Print the ForecastModel CustomResourceDefinition (YAML, generated from the types).
     Crd,
+    /// Load a model as the predictor would (a local directory or a registered version)
+    /// and print its flavor, estimator, trees, features and one prediction.
+    Inspect {
+        /// MLflow tracking server URL (for --name/--version).
+        #[arg(long, env = "MLFLOW_TRACKING_URI")]
+        tracking_uri: Option<String>,
+        #[command(flatten)]
+        args: inspect::InspectArgs,
+    },
     /// Show a registered model's aliases, stages and versions.
     Status {
         #[command(flatten)]
@@ -82,6 +93,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Register { registry, args } => register::run(&registry.client()?, &args).await,
         Command::Promote { registry, args } => promote::run(&registry.client()?, &args).await,
         Command::Status { registry, args } => status::run(&registry.client()?, &args).await,
+        Command::Inspect { tracking_uri, args } => {
+            let client = match (&tracking_uri, args.needs_registry()) {
+                (Some(uri), true) => Some(
+                    RegistryArgs {
+                        tracking_uri: uri.clone(),
+                    }
+                    .client()?,
+                ),
+                (None, true) => anyhow::bail!(
+                    "--name/--version need the registry: set --tracking-uri or MLFLOW_TRACKING_URI"
+                ),
+                _ => None,
+            };
+            inspect::run(client.as_ref(), &args).await
+        }
     }
 }
 
