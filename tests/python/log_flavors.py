@@ -281,6 +281,13 @@ def main():
         json.dump(doc, f)
     refused.append({"label": "a tree child index out of range", "version": reg.log_dir(path), "contains": "out of range"})
 
+    # A forest that names one deep tree 200,000 times: a small file, 400 million nodes.
+    shared = RandomForestRegressor(n_estimators=1, max_depth=12, random_state=1, n_jobs=1).fit(x_missing, y_missing)
+    shared.estimators_ = shared.estimators_ * 200_000
+    shared.n_estimators = len(shared.estimators_)
+    path = save_dir(args.work, "shared-tree", "sklearn", shared, serialization_format="pickle")
+    refused.append({"label": "one tree named 200,000 times", "version": reg.log_dir(path), "contains": "more nodes than the file could"})
+
     categorical = x_finite.copy()
     categorical["month"] = pd.Categorical((np.abs(categorical["month"]) * 2).astype(int))
     hgb_cat = HistGradientBoostingRegressor(max_iter=5, categorical_features="from_dtype").fit(categorical, y_finite)

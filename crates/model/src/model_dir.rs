@@ -331,10 +331,11 @@ fn import_flavor(
 }
 
 /// Reads a bare scikit-learn model file saved with `joblib.dump` or `pickle.dump` (the old
-/// service's disk model). Feature names come from the model, else `f0…`.
+/// service's disk model), or `skops.io.dump`. Feature names come from the model, else `f0…`.
 pub fn load_model_file(path: &Path) -> Result<LoadedModel, ModelError> {
     let bytes = read_limited(path)?;
-    let imported = import_sklearn(&bytes, SklearnFormat::Pickle, MAX_MODEL_FILE_BYTES)
+    let format = SklearnFormat::from_mlflow(None, &bytes)?;
+    let imported = import_sklearn(&bytes, format, MAX_MODEL_FILE_BYTES)
         .map_err(|e| ModelError::format(path, e.to_string()))?;
     let n = imported.ensemble.n_features();
     let feature_names = imported

@@ -500,34 +500,43 @@ fn shape_of(objects: &Objects, id: Id) -> Result<Vec<usize>, ModelError> {
         .collect()
 }
 
-/// `numpy.core.multiarray.scalar(dtype, bytes)` as a 0-d array; `Ok(None)` when `id` is not one.
-pub fn scalar_from_call(objects: &Objects, id: Id) -> Result<Option<NdArray>, ModelError> {
-    if !is_one_of(call_name(objects, id).as_deref(), "multiarray", "scalar") {
-        return Ok(None);
-    }
-    let args = objects.call_args(id);
-    let (&dtype, &data) = match args {
-        [d, b, ..] => (d, b),
-        _ => return Err(ModelError::invalid("a numpy scalar without data")),
-    };
-    let dtype = Dtype::from_pickled(objects, dtype, 0)?;
-    let bytes = objects
-        .as_bytes(data)
-        .ok_or_else(|| ModelError::invalid("a numpy scalar's data is not bytes"))?
-        .into_owned();
-    NdArray::new(dtype, Vec::new(), false, ArrayData::Bytes(bytes)).map(Some)
+/// Copies the raw data of an array (bytes, or protocol 2's latin-1 text), charging it to
+/// `budget`: pickle's memo lets many arrays name one buffer (numpy itself shares the empty
+/// one), so copies are allowed up to the size of the file, never a copy per reference
+/// beyond that.
+fn copy_bytes(objects: &Objects, id: Id, budget: &mut usize) -> Result<Vec<u8>, ModelError> {
+    let bytes = objects.as_bytes(id).ok_or_else(|| {
+        ModelError::invalid(format!(
+            "a numpy array's data is {}, not bytes",
+            objects.describe(id)
+        ))
+    })?;
+    *budget = budget.checked_sub(bytes.len()).ok_or_else(|| {
+        ModelError::invalid("numpy arrays share data buffers beyond the size of the file")
+    })?;
+    Ok(bytes.into_owned())
 }
 
-/// The array `id` stands for, in any supported form.
-pub fn array_from_object(objects: &Objects, id: Id) -> Result<NdArray, ModelError> {
-    if let Obj::Array(a) = objects.get(id) {
-        return Ok(a.clone());
-    }
-    if let Some(scalar) = scalar_from_call(objects, id)? {
-        return Ok(scalar);
-    }
+/// The array a numpy reconstruction call stands for (`_reconstruct` + state,
+/// `_frombuffer`, `scalar`), its data moved out of the graph; `Ok(None)` when `id` is not
+/// such a call.
+pub fn materialize(
+    objects: &Objects,
+    id: Id,
+    budget: &mut usize,
+) -> Result<Option<NdArray>, ModelError> {
     let name = call_name(objects, id);
-    if is_one_of(name.as_deref(), "multiarray", "_reconstruct") {
+    let name = name.as_deref();
+    if is_one_of(name, "multiarray", "scalar") {
+        let (dtype, data) = match objects.call_args(id) {
+            [d, b, ..] => (*d, *b),
+            _ => return Err(ModelError::invalid("a numpy scalar without data")),
+        };
+        let dtype = Dtype::from_pickled(objects, dtype, 0)?;
+        let bytes = copy_bytes(objects, data, budget)?;
+        return NdArray::new(dtype, Vec::new(), false, ArrayData::Bytes(bytes)).map(Some);
+    }
+    if is_one_of(name, "multiarray", "_reconstruct") {
         // state: (version, shape, dtype, is_fortran, data)
         let state = objects
             .state(id)
@@ -551,21 +560,15 @@ pub fn array_from_object(objects: &Objects, id: Id) -> Result<NdArray, ModelErro
                     .ok_or_else(|| ModelError::invalid("an object array's data is not a list"))?
                     .to_vec(),
             ),
-            _ => ArrayData::Bytes(
-                objects
-                    .as_bytes(data)
-                    .ok_or_else(|| ModelError::invalid("a numpy array's data is not bytes"))?
-                    .into_owned(),
-            ),
+            _ => ArrayData::Bytes(copy_bytes(objects, data, budget)?),
         };
-        return NdArray::new(dtype, shape, fortran, data);
+        return NdArray::new(dtype, shape, fortran, data).map(Some);
     }
-    if is_one_of(name.as_deref(), "numeric", "_frombuffer") {
+    if is_one_of(name, "numeric", "_frombuffer") {
         // _frombuffer(buffer, dtype, shape, order)
-        let args = objects.call_args(id);
-        let (&buf, &dtype, &shape, order) = match args {
-            [b, d, s, o] => (b, d, s, Some(*o)),
-            [b, d, s] => (b, d, s, None),
+        let (buf, dtype, shape, order) = match objects.call_args(id) {
+            [b, d, s, o] => (*b, *d, *s, Some(*o)),
+            [b, d, s] => (*b, *d, *s, None),
             _ => {
                 return Err(ModelError::invalid(
                     "numpy _frombuffer with unexpected arguments",
@@ -575,16 +578,10 @@ pub fn array_from_object(objects: &Objects, id: Id) -> Result<NdArray, ModelErro
         let dtype = Dtype::from_pickled(objects, dtype, 0)?;
         let shape = shape_of(objects, shape)?;
         let fortran = order.and_then(|o| objects.as_str(o)) == Some("F");
-        let bytes = objects
-            .as_bytes(buf)
-            .ok_or_else(|| ModelError::invalid("numpy _frombuffer without an in-band buffer"))?
-            .into_owned();
-        return NdArray::new(dtype, shape, fortran, ArrayData::Bytes(bytes));
+        let bytes = copy_bytes(objects, buf, budget)?;
+        return NdArray::new(dtype, shape, fortran, ArrayData::Bytes(bytes)).map(Some);
     }
-    Err(ModelError::invalid(format!(
-        "expected a numpy array, found {}",
-        objects.describe(id)
-    )))
+    Ok(None)
 }
 
 #[cfg(test)]

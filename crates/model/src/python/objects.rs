@@ -184,9 +184,8 @@ impl Objects {
         match self.get(id) {
             Obj::Int(i) => Some(*i),
             Obj::Bool(b) => Some(i64::from(*b)),
-            _ => self
-                .numpy_scalar(id)
-                .and_then(|a| a.to_i64().ok()?.first().copied()),
+            Obj::Array(a) if a.shape.is_empty() => a.to_i64().ok()?.first().copied(),
+            _ => None,
         }
     }
 
@@ -195,9 +194,8 @@ impl Objects {
             Obj::Float(f) => Some(*f),
             Obj::Int(i) => Some(*i as f64),
             Obj::Bool(b) => Some(f64::from(u8::from(*b))),
-            _ => self
-                .numpy_scalar(id)
-                .and_then(|a| a.to_f64().ok()?.first().copied()),
+            Obj::Array(a) if a.shape.is_empty() => a.to_f64().ok()?.first().copied(),
+            _ => None,
         }
     }
 
@@ -236,14 +234,28 @@ impl Objects {
         }
     }
 
-    /// A numpy scalar (`numpy.core.multiarray.scalar(dtype, bytes)`) as a 0-d array.
-    fn numpy_scalar(&self, id: Id) -> Option<NdArray> {
-        super::numpy::scalar_from_call(self, id).ok().flatten()
+    /// The numpy array `id` is (after [`Objects::materialize_arrays`]).
+    pub fn array(&self, id: Id) -> Result<&NdArray, ModelError> {
+        match self.get(id) {
+            Obj::Array(a) => Ok(a),
+            _ => Err(ModelError::invalid(format!(
+                "expected a numpy array, found {}",
+                self.describe(id)
+            ))),
+        }
     }
 
-    /// The numpy array `id` describes, in any of the forms pickle, joblib and skops use.
-    pub fn array(&self, id: Id) -> Result<NdArray, ModelError> {
-        super::numpy::array_from_object(self, id)
+    /// Turns every numpy reconstruction call (pickle's `_reconstruct`, `_frombuffer`,
+    /// `scalar`) into an [`Obj::Array`], once however many references a file makes to it;
+    /// the data copied may not exceed `copy_budget` bytes (the file's size).
+    pub fn materialize_arrays(&mut self, copy_budget: usize) -> Result<(), ModelError> {
+        let mut budget = copy_budget;
+        for id in 0..self.objs.len() {
+            if let Some(array) = super::numpy::materialize(self, id, &mut budget)? {
+                self.objs[id] = Obj::Array(array);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -331,7 +343,7 @@ impl<'a> Attrs<'a> {
             .ok_or_else(|| self.wrong(name, "a string", id))
     }
 
-    pub fn array(&self, name: &str) -> Result<NdArray, ModelError> {
+    pub fn array(&self, name: &str) -> Result<&'a NdArray, ModelError> {
         let id = self.require(name)?;
         self.objects
             .array(id)

@@ -38,6 +38,7 @@ pub fn read_pickle(bytes: &[u8]) -> Result<(Objects, Id), ModelError> {
         nesting: 0,
     };
     let root = reader.run()?;
+    objects.materialize_arrays(bytes.len())?;
     Ok((objects, root))
 }
 
@@ -546,7 +547,9 @@ impl Reader<'_, '_> {
             };
             let inner = nested.run()?;
             self.pos = nested.pos;
-            let array = self.objects.array(inner)?;
+            let mut budget = self.bytes.len();
+            let array = super::numpy::materialize(self.objects, inner, &mut budget)?
+                .ok_or_else(|| ModelError::invalid("a joblib object array is not a numpy array"))?;
             if array.shape != shape {
                 return Err(ModelError::invalid(
                     "joblib object array shape disagrees with its wrapper",

@@ -302,3 +302,54 @@ fn json_value(content: &str) -> Result<Obj, ModelError> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut out);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, bytes) in entries {
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn an_entry_inflating_past_the_limit_is_refused() {
+        let bomb = vec![b' '; 8 * 1024 * 1024];
+        let file = zip_of(&[("schema.json", &bomb)]);
+        assert!(file.len() < 64 * 1024, "the test file should be small");
+        let err = read_skops(&file, 1024 * 1024).unwrap_err().to_string();
+        assert!(err.contains("model size limit"), "{err}");
+    }
+
+    #[test]
+    fn classes_off_the_allow_list_and_unknown_nodes_are_refused_by_name() {
+        let schema = br#"{"__class__": "Popen", "__module__": "subprocess", "__loader__": "ObjectNode",
+            "content": {"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode", "content": {}}}"#;
+        let err = read_skops(&zip_of(&[("schema.json", schema)]), 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("subprocess.Popen"), "{err}");
+        let schema = br#"{"__class__": "partial", "__module__": "functools", "__loader__": "PartialNode", "content": {}}"#;
+        let err = read_skops(&zip_of(&[("schema.json", schema)]), 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("functools.partial") && err.contains("PartialNode"),
+            "{err}"
+        );
+        let err = read_skops(b"PK\x03\x04 truncated", 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("zip"), "{err}");
+    }
+}

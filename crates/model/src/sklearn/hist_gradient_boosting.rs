@@ -2,7 +2,7 @@
 //! scikit-learn walks these trees on `float64` inputs (`X_DTYPE`), NaN going where each
 //! node's `missing_go_to_left` says.
 
-use super::n_features;
+use super::{NodeBudget, n_features};
 use crate::ensemble::{
     Aggregate, EnsembleSpec, InputPrecision, NodeSpec, PostTransform, SplitRule, TreeEnsemble,
     TreeSpec,
@@ -11,7 +11,7 @@ use crate::error::ModelError;
 use crate::imported::ImportedModel;
 use crate::python::Attrs;
 
-pub(super) fn import(attrs: &Attrs<'_>) -> Result<ImportedModel, ModelError> {
+pub(super) fn import(attrs: &Attrs<'_>, budget: &NodeBudget) -> Result<ImportedModel, ModelError> {
     let objects = attrs.objects;
     let n = n_features(attrs)?;
     if attrs
@@ -70,7 +70,11 @@ pub(super) fn import(attrs: &Attrs<'_>) -> Result<ImportedModel, ModelError> {
             ModelError::invalid("HistGradientBoostingRegressor._predictors holds a non-list")
         })?;
         for &predictor in predictors {
-            trees.push(convert_predictor(&Attrs::of(objects, predictor)?, n)?);
+            trees.push(convert_predictor(
+                &Attrs::of(objects, predictor)?,
+                n,
+                budget,
+            )?);
         }
     }
     let ensemble = TreeEnsemble::new(&EnsembleSpec {
@@ -96,7 +100,11 @@ fn categorical_refused() -> ModelError {
     )
 }
 
-fn convert_predictor(predictor: &Attrs<'_>, n_features: usize) -> Result<TreeSpec, ModelError> {
+fn convert_predictor(
+    predictor: &Attrs<'_>,
+    n_features: usize,
+    budget: &NodeBudget,
+) -> Result<TreeSpec, ModelError> {
     if predictor.short_class() != "TreePredictor" {
         return Err(ModelError::invalid(format!(
             "expected a TreePredictor, found {}",
@@ -108,6 +116,7 @@ fn convert_predictor(predictor: &Attrs<'_>, n_features: usize) -> Result<TreeSpe
     if count == 0 {
         return Err(ModelError::invalid("a TreePredictor has no nodes"));
     }
+    budget.take(count)?;
     let value = nodes.field_f64("value")?;
     let feature = nodes.field_i64("feature_idx")?;
     let threshold = nodes.field_f64("num_threshold")?;

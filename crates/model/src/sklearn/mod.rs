@@ -48,11 +48,37 @@ pub fn import_sklearn(
         SklearnFormat::Skops => skops::read_skops(bytes, max_bytes)?,
         SklearnFormat::Pickle => pickle::read_pickle(bytes)?,
     };
-    import_estimator(&objects, root)
+    import_estimator(&objects, root, &NodeBudget::for_input(bytes.len()))
+}
+
+/// How many tree nodes an import may still produce. A file can point many trees at one
+/// shared node array (pickle's memo, skops' ids); real files spend at least a few bytes per
+/// node, so the total is bounded by the file's size.
+pub struct NodeBudget(std::cell::Cell<usize>);
+
+impl NodeBudget {
+    pub fn for_input(bytes: usize) -> Self {
+        NodeBudget(std::cell::Cell::new(bytes / 2 + (1 << 20)))
+    }
+
+    fn take(&self, nodes: usize) -> Result<(), ModelError> {
+        let left = self.0.get();
+        if nodes > left {
+            return Err(ModelError::invalid(
+                "the trees hold more nodes than the file could (arrays shared between trees?)",
+            ));
+        }
+        self.0.set(left - nodes);
+        Ok(())
+    }
 }
 
 /// Converts the estimator at `root` of an object graph.
-pub fn import_estimator(objects: &Objects, root: Id) -> Result<ImportedModel, ModelError> {
+pub fn import_estimator(
+    objects: &Objects,
+    root: Id,
+    budget: &NodeBudget,
+) -> Result<ImportedModel, ModelError> {
     let class = objects.class_of(root).ok_or_else(|| {
         ModelError::invalid(format!(
             "expected a scikit-learn estimator, found {}",
@@ -61,8 +87,8 @@ pub fn import_estimator(objects: &Objects, root: Id) -> Result<ImportedModel, Mo
     })?;
     let attrs = Attrs::of(objects, root)?;
     let mut imported = match short(&class) {
-        "Pipeline" => pipeline::import(&attrs)?,
-        _ => final_estimator(&attrs)?,
+        "Pipeline" => pipeline::import(&attrs, budget)?,
+        _ => final_estimator(&attrs, budget)?,
     };
     if imported.feature_names.is_none() {
         imported.feature_names = attrs.feature_names_in();
@@ -71,12 +97,12 @@ pub fn import_estimator(objects: &Objects, root: Id) -> Result<ImportedModel, Mo
 }
 
 /// A tree-based regressor that can end a pipeline.
-fn final_estimator(attrs: &Attrs<'_>) -> Result<ImportedModel, ModelError> {
+fn final_estimator(attrs: &Attrs<'_>, budget: &NodeBudget) -> Result<ImportedModel, ModelError> {
     match attrs.short_class() {
-        "DecisionTreeRegressor" | "ExtraTreeRegressor" => trees::import_single_tree(attrs),
-        "RandomForestRegressor" | "ExtraTreesRegressor" => trees::import_forest(attrs),
-        "GradientBoostingRegressor" => trees::import_gradient_boosting(attrs),
-        "HistGradientBoostingRegressor" => hist_gradient_boosting::import(attrs),
+        "DecisionTreeRegressor" | "ExtraTreeRegressor" => trees::import_single_tree(attrs, budget),
+        "RandomForestRegressor" | "ExtraTreesRegressor" => trees::import_forest(attrs, budget),
+        "GradientBoostingRegressor" => trees::import_gradient_boosting(attrs, budget),
+        "HistGradientBoostingRegressor" => hist_gradient_boosting::import(attrs, budget),
         _ => Err(unsupported_class(&attrs.class)),
     }
 }

@@ -1,13 +1,13 @@
 //! `Pipeline`: `SimpleImputer` and `StandardScaler` steps become the ensemble's per-feature
 //! preprocessing; the last step is one of the served regressors.
 
-use super::{final_estimator, n_features};
+use super::{NodeBudget, final_estimator, n_features};
 use crate::ensemble::{EnsembleSpec, Preprocess, TreeEnsemble};
 use crate::error::ModelError;
 use crate::imported::ImportedModel;
 use crate::python::{Attrs, Obj};
 
-pub(super) fn import(attrs: &Attrs<'_>) -> Result<ImportedModel, ModelError> {
+pub(super) fn import(attrs: &Attrs<'_>, budget: &NodeBudget) -> Result<ImportedModel, ModelError> {
     let objects = attrs.objects;
     let steps = objects
         .items(attrs.require("steps")?)
@@ -22,7 +22,7 @@ pub(super) fn import(attrs: &Attrs<'_>) -> Result<ImportedModel, ModelError> {
             .ok_or_else(|| ModelError::invalid("a Pipeline step is not a (name, estimator) pair"))
     };
     let final_attrs = Attrs::of(objects, step_estimator(*last)?)?;
-    let mut imported = final_estimator(&final_attrs)?;
+    let mut imported = final_estimator(&final_attrs, budget)?;
     imported.feature_names = imported
         .feature_names
         .or_else(|| final_attrs.feature_names_in());

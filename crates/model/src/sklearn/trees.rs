@@ -1,7 +1,7 @@
 //! scikit-learn's `Tree` (the node storage of decision trees, forests and classic gradient
 //! boosting) and the estimators built on it.
 
-use super::n_features;
+use super::{NodeBudget, n_features};
 use crate::ensemble::{
     Aggregate, EnsembleSpec, InputPrecision, NodeSpec, PostTransform, SplitRule, TreeEnsemble,
     TreeSpec,
@@ -19,6 +19,7 @@ fn convert_tree(
     estimator: &Attrs<'_>,
     n_features: usize,
     scale: f64,
+    budget: &NodeBudget,
 ) -> Result<(TreeSpec, bool), ModelError> {
     let objects = estimator.objects;
     if !matches!(
@@ -52,6 +53,7 @@ fn convert_tree(
     if count == 0 {
         return Err(ModelError::invalid("a tree has no nodes"));
     }
+    budget.take(count)?;
     if values.len() != count {
         return Err(ModelError::invalid(format!(
             "a tree has {count} nodes but {} values (multi-output or a classifier?)",
@@ -129,9 +131,12 @@ fn ensemble(
     })
 }
 
-pub(super) fn import_single_tree(attrs: &Attrs<'_>) -> Result<ImportedModel, ModelError> {
+pub(super) fn import_single_tree(
+    attrs: &Attrs<'_>,
+    budget: &NodeBudget,
+) -> Result<ImportedModel, ModelError> {
     let n = n_features(attrs)?;
-    let (tree, has_missing) = convert_tree(attrs, n, 1.0)?;
+    let (tree, has_missing) = convert_tree(attrs, n, 1.0, budget)?;
     Ok(ImportedModel {
         ensemble: ensemble(n, vec![tree], Aggregate::Sum, 0.0)?,
         estimator: attrs.short_class().to_owned(),
@@ -146,6 +151,7 @@ fn convert_all(
     items: &[Id],
     n: usize,
     scale: f64,
+    budget: &NodeBudget,
 ) -> Result<(Vec<TreeSpec>, bool), ModelError> {
     if items.is_empty() {
         return Err(ModelError::invalid(format!(
@@ -156,20 +162,23 @@ fn convert_all(
     let mut trees = Vec::with_capacity(items.len());
     let mut all_missing = true;
     for &id in items {
-        let (tree, has_missing) = convert_tree(&Attrs::of(attrs.objects, id)?, n, scale)?;
+        let (tree, has_missing) = convert_tree(&Attrs::of(attrs.objects, id)?, n, scale, budget)?;
         all_missing &= has_missing;
         trees.push(tree);
     }
     Ok((trees, all_missing))
 }
 
-pub(super) fn import_forest(attrs: &Attrs<'_>) -> Result<ImportedModel, ModelError> {
+pub(super) fn import_forest(
+    attrs: &Attrs<'_>,
+    budget: &NodeBudget,
+) -> Result<ImportedModel, ModelError> {
     let n = n_features(attrs)?;
     let estimators = attrs.require("estimators_")?;
     let items = attrs.objects.items(estimators).ok_or_else(|| {
         ModelError::invalid(format!("{}.estimators_ is not a list", attrs.short_class()))
     })?;
-    let (trees, all_missing) = convert_all(attrs, items, n, 1.0)?;
+    let (trees, all_missing) = convert_all(attrs, items, n, 1.0, budget)?;
     Ok(ImportedModel {
         ensemble: ensemble(n, trees, Aggregate::Average, 0.0)?,
         estimator: attrs.short_class().to_owned(),
@@ -178,7 +187,10 @@ pub(super) fn import_forest(attrs: &Attrs<'_>) -> Result<ImportedModel, ModelErr
     })
 }
 
-pub(super) fn import_gradient_boosting(attrs: &Attrs<'_>) -> Result<ImportedModel, ModelError> {
+pub(super) fn import_gradient_boosting(
+    attrs: &Attrs<'_>,
+    budget: &NodeBudget,
+) -> Result<ImportedModel, ModelError> {
     let n = n_features(attrs)?;
     let loss = attrs.str("loss").unwrap_or("squared_error");
     if !matches!(
@@ -203,7 +215,7 @@ pub(super) fn import_gradient_boosting(attrs: &Attrs<'_>) -> Result<ImportedMode
             estimators.shape
         )));
     }
-    let (trees, _) = convert_all(attrs, estimators.objects()?, n, learning_rate)?;
+    let (trees, _) = convert_all(attrs, estimators.objects()?, n, learning_rate, budget)?;
     Ok(ImportedModel {
         ensemble: ensemble(n, trees, Aggregate::Sum, base_value)?,
         estimator: attrs.short_class().to_owned(),
