@@ -23,6 +23,19 @@ pub struct ServedModel {
 }
 
 impl ServedModel {
+    /// Predictions for validated rows (the batch path walks blocks of rows per tree).
+    pub fn predict(&self, rows: &[Vec<f64>]) -> Vec<f64> {
+        let ensemble = &self.model.ensemble;
+        match rows {
+            [row] => vec![ensemble.predict_row(row)],
+            _ => {
+                let mut out = vec![0.0; rows.len()];
+                ensemble.predict_into(rows, &mut out);
+                out
+            }
+        }
+    }
+
     /// What requests must send.
     pub fn schema(&self) -> crate::input::Schema<'_> {
         crate::input::Schema {

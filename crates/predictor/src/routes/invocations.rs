@@ -27,10 +27,7 @@ fn is_csv(ctx: &GuardContext) -> bool {
 }
 
 fn answer(state: &AppState, model: &ServedModel, rows: &[Vec<f64>]) -> HttpResponse {
-    let predictions: Vec<f64> = rows
-        .iter()
-        .map(|row| model.model.ensemble.predict_row(row))
-        .collect();
+    let predictions = model.predict(rows);
     state.metrics.count_predictions(predictions.len());
     HttpResponse::Ok().json(InvocationsResponse { predictions })
 }
