@@ -63,10 +63,69 @@ impl Aggregate {
     }
 }
 
+const LEQ: u8 = SplitRule::Leq as u8;
+const LT: u8 = SplitRule::Lt as u8;
+
+/// How a walk takes one step from split `i`.
+trait Step {
+    fn next(i: usize, node: &Node, row: &[f64]) -> usize;
+}
+
+/// Every rule and every missing-value flag.
+struct General;
+
+impl Step for General {
+    #[inline(always)]
+    fn next(i: usize, node: &Node, row: &[f64]) -> usize {
+        let mut x = row[usize::from(node.feature)];
+        if node.flags != 0 {
+            if node.flags & NAN_AS_ZERO != 0 && x.is_nan() {
+                x = 0.0;
+            }
+            let missing =
+                x.is_nan() || (node.flags & ZERO_IS_MISSING != 0 && x.abs() <= ZERO_THRESHOLD);
+            if missing && node.flags & (MISSING_YES | MISSING_NO) != 0 {
+                return if node.flags & MISSING_YES != 0 {
+                    i + 1
+                } else {
+                    node.no as usize
+                };
+            }
+        }
+        let t = node.value;
+        let yes = match node.rule {
+            0 => x <= t,
+            1 => x < t,
+            2 => x >= t,
+            3 => x > t,
+            4 => x == t,
+            _ => x != t,
+        };
+        // Which way a split goes is data: a branch here mispredicts about half the time.
+        std::hint::select_unpredictable(yes, i + 1, node.no as usize)
+    }
+}
+
+/// One rule for every split, rows without missing values: flags cannot apply.
+struct Plain<const RULE: u8>;
+
+impl<const RULE: u8> Step for Plain<RULE> {
+    #[inline(always)]
+    fn next(i: usize, node: &Node, row: &[f64]) -> usize {
+        let x = row[usize::from(node.feature)];
+        let yes = if RULE == LEQ {
+            x <= node.value
+        } else {
+            x < node.value
+        };
+        std::hint::select_unpredictable(yes, i + 1, node.no as usize)
+    }
+}
+
 /// Trees walked together for one row.
 const TREE_LANES: usize = 8;
 /// Rows walked together through one tree by [`TreeEnsemble::predict_into`].
-pub const ROW_BLOCK: usize = 16;
+pub const ROW_BLOCK: usize = 8;
 
 /// The transform applied to the aggregated score (ONNX-ML `post_transform`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -200,6 +259,11 @@ pub struct TreeEnsemble {
     nodes: Vec<Node>,
     roots: Vec<u32>,
     n_features: usize,
+    /// The one rule every split uses, if so (the fast walk is compiled per rule).
+    uniform_rule: Option<u8>,
+    /// Some split counts zero as missing (LightGBM `missing_type` Zero): rows without NaN
+    /// still need the general walk.
+    zero_is_missing: bool,
     preprocess: Vec<Preprocess>,
     aggregate: Aggregate,
     base_value: f64,
@@ -234,10 +298,16 @@ impl TreeEnsemble {
             roots.push(to_u32(nodes.len())?);
             compile_tree(tree, tree_index, spec.n_features, &mut nodes)?;
         }
+        let mut split_rules = nodes.iter().filter(|n| n.rule != LEAF).map(|n| n.rule);
+        let first_rule = split_rules.next();
+        let uniform_rule = first_rule.filter(|&r| split_rules.all(|other| other == r));
+        let zero_is_missing = nodes.iter().any(|n| n.flags & ZERO_IS_MISSING != 0);
         Ok(TreeEnsemble {
             nodes,
             roots,
             n_features: spec.n_features,
+            uniform_rule,
+            zero_is_missing,
             preprocess: spec.preprocess.clone(),
             aggregate: spec.aggregate,
             base_value: spec.base_value,
@@ -300,36 +370,56 @@ impl TreeEnsemble {
         let n = self.n_features;
         let mut block = vec![0.0f64; ROW_BLOCK * n];
         for (chunk, out) in rows.chunks(ROW_BLOCK).zip(out.chunks_mut(ROW_BLOCK)) {
-            let len = chunk.len();
-            for (dst, row) in block.chunks_exact_mut(n).zip(chunk) {
+            // A short last block is padded with its last row (those answers are dropped).
+            for (r, dst) in block.chunks_exact_mut(n).enumerate() {
+                let row = &chunk[r.min(chunk.len() - 1)];
                 debug_assert_eq!(row.len(), n);
                 dst.copy_from_slice(&row[..n]);
                 self.prepare(dst);
             }
-            let mut acc = [self.aggregate.identity(); ROW_BLOCK];
-            for &root in &self.roots {
-                let mut at = [root as usize; ROW_BLOCK];
-                loop {
-                    let mut moved = false;
-                    for (r, i) in at.iter_mut().enumerate().take(len) {
-                        let node = &self.nodes[*i];
-                        if node.rule != LEAF {
-                            *i = self.next(*i, node, &block[r * n..(r + 1) * n]);
-                            moved = true;
-                        }
-                    }
-                    if !moved {
-                        break;
-                    }
-                }
-                for (a, &i) in acc.iter_mut().zip(&at).take(len) {
-                    *a = self.aggregate.combine(*a, self.nodes[i].value);
-                }
-            }
+            let acc = match self.plain_rule(&block) {
+                Some(LEQ) => self.walk_block::<Plain<LEQ>>(&block),
+                Some(LT) => self.walk_block::<Plain<LT>>(&block),
+                _ => self.walk_block::<General>(&block),
+            };
             for (o, a) in out.iter_mut().zip(acc) {
                 *o = self.finish(a);
             }
         }
+    }
+
+    /// The rule to walk with, ignoring missing-value flags, when `rows` hold no NaN and the
+    /// splits share one plain rule; otherwise `None` (the general walk).
+    fn plain_rule(&self, rows: &[f64]) -> Option<u8> {
+        let rule = self.uniform_rule.filter(|&r| r == LEQ || r == LT)?;
+        (!self.zero_is_missing && !rows.iter().any(|x| x.is_nan())).then_some(rule)
+    }
+
+    /// Every tree over a full block of prepared rows (row-major, [`ROW_BLOCK`] rows).
+    fn walk_block<S: Step>(&self, block: &[f64]) -> [f64; ROW_BLOCK] {
+        let n = self.n_features;
+        let rows: [&[f64]; ROW_BLOCK] = std::array::from_fn(|r| &block[r * n..(r + 1) * n]);
+        let mut acc = [self.aggregate.identity(); ROW_BLOCK];
+        for &root in &self.roots {
+            let mut at = [root as usize; ROW_BLOCK];
+            loop {
+                let mut moved = false;
+                for (i, row) in at.iter_mut().zip(&rows) {
+                    let node = &self.nodes[*i];
+                    if node.rule != LEAF {
+                        *i = S::next(*i, node, row);
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            for (a, &i) in acc.iter_mut().zip(&at) {
+                *a = self.aggregate.combine(*a, self.nodes[i].value);
+            }
+        }
+        acc
     }
 
     /// Predicts many rows; rows must each have `n_features()` values.
@@ -350,39 +440,18 @@ impl TreeEnsemble {
             .collect()
     }
 
-    /// The node after split `i` for `row`.
-    #[inline(always)]
-    fn next(&self, i: usize, node: &Node, row: &[f64]) -> usize {
-        let mut x = row[usize::from(node.feature)];
-        if node.flags != 0 {
-            if node.flags & NAN_AS_ZERO != 0 && x.is_nan() {
-                x = 0.0;
-            }
-            let missing =
-                x.is_nan() || (node.flags & ZERO_IS_MISSING != 0 && x.abs() <= ZERO_THRESHOLD);
-            if missing && node.flags & (MISSING_YES | MISSING_NO) != 0 {
-                return if node.flags & MISSING_YES != 0 {
-                    i + 1
-                } else {
-                    node.no as usize
-                };
-            }
+    /// One row through every tree.
+    fn score(&self, row: &[f64]) -> f64 {
+        match self.plain_rule(row) {
+            Some(LEQ) => self.score_with::<Plain<LEQ>>(row),
+            Some(LT) => self.score_with::<Plain<LT>>(row),
+            _ => self.score_with::<General>(row),
         }
-        let t = node.value;
-        let yes = match node.rule {
-            0 => x <= t,
-            1 => x < t,
-            2 => x >= t,
-            3 => x > t,
-            4 => x == t,
-            _ => x != t,
-        };
-        if yes { i + 1 } else { node.no as usize }
     }
 
     /// One row through every tree, [`TREE_LANES`] trees walked at once so their
     /// independent node loads overlap.
-    fn score(&self, row: &[f64]) -> f64 {
+    fn score_with<S: Step>(&self, row: &[f64]) -> f64 {
         let mut acc = self.aggregate.identity();
         let mut groups = self.roots.chunks_exact(TREE_LANES);
         for group in &mut groups {
@@ -395,7 +464,7 @@ impl TreeEnsemble {
                 for i in at.iter_mut() {
                     let node = &self.nodes[*i];
                     if node.rule != LEAF {
-                        *i = self.next(*i, node, row);
+                        *i = S::next(*i, node, row);
                         moved = true;
                     }
                 }
@@ -415,7 +484,7 @@ impl TreeEnsemble {
                     acc = self.aggregate.combine(acc, node.value);
                     break;
                 }
-                i = self.next(i, node, row);
+                i = S::next(i, node, row);
             }
         }
         self.finish(acc)

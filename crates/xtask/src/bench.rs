@@ -30,6 +30,13 @@ pub struct BenchArgs {
     /// Workers of `mlflow models serve` (the predictor uses one per core).
     #[arg(long, default_value_t = 2)]
     mlflow_workers: usize,
+    /// Which part to run: `evaluator` (per-row cost against each library), `servers`
+    /// (the predictor against `mlflow models serve`), or `all`.
+    #[arg(long, default_value = "all")]
+    part: String,
+    /// Seconds of timing per library, model and batch size in the evaluator part.
+    #[arg(long, default_value_t = 2.0)]
+    evaluator_seconds: f64,
 }
 
 /// Kills the whole process group of a server on drop.
@@ -281,13 +288,29 @@ async fn wait_for(
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let python = venv::ensure()?;
+    let work = root().join("target").join("bench");
+    std::fs::create_dir_all(&work)?;
+    if matches!(args.part.as_str(), "all" | "evaluator") {
+        let report = crate::bench_evaluator::run(&python, args.evaluator_seconds, &work)?;
+        std::fs::write(
+            work.join("evaluator.json"),
+            serde_json::to_vec_pretty(&report)?,
+        )?;
+        eprintln!(
+            "xtask: evaluator report in {}",
+            work.join("evaluator.json").display()
+        );
+    }
+    if !matches!(args.part.as_str(), "all" | "servers") {
+        return Ok(());
+    }
     crate::run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(root())
             .args(["build", "--release", "-p", "forecast-predictor"]),
     )?;
     let mlflow = MlflowServer::start(&python)?;
-    let work = root().join("target").join("bench");
+    let work = work.join("servers");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
 

@@ -232,6 +232,13 @@ impl NdArray {
         fortran_order: bool,
         data: ArrayData,
     ) -> Result<Self, ModelError> {
+        // numpy itself allows at most 64 dimensions.
+        if shape.len() > 64 {
+            return Err(ModelError::invalid(format!(
+                "an array with {} dimensions",
+                shape.len()
+            )));
+        }
         let count = element_count(&shape)?;
         match (&dtype, &data) {
             (Dtype::Object, ArrayData::Objects(items)) if items.len() == count => {}

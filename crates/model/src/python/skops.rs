@@ -210,6 +210,11 @@ impl SkopsReader<'_> {
                                 .ok_or_else(|| ModelError::invalid("skops object array dimension"))
                         })
                         .collect::<Result<_, _>>()?;
+                    if shape.len() > 64 {
+                        return Err(ModelError::invalid(
+                            "a skops object array with over 64 dimensions",
+                        ));
+                    }
                     let rows = self.children(field(node, "content")?, depth)?;
                     let items = if shape.len() > 1 {
                         // `tolist()` of an n-d array: nested lists, flattened here.
