@@ -49,6 +49,7 @@ impl AppState {
     fn serve(&self, model: ServedModel) {
         self.metrics.set_served_model(&model.info);
         self.model.store(Some(Arc::new(model)));
+        release_freed_memory();
     }
 
     /// Start-up: the registry by the configured selector, else the fallback directory.
@@ -216,5 +217,17 @@ impl AppState {
         };
         self.serve(new);
         Ok(response)
+    }
+}
+
+/// Loading a model parses files many times its compiled size; glibc keeps those freed
+/// pages unless asked. Returning them after each swap keeps the resident size near the
+/// model's own (measured: 22 MB → see README).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages back to the kernel; it touches no
+    // memory that is in use and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
