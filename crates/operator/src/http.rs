@@ -80,9 +80,9 @@ async fn model_secrets(state: &WebhookState, models: &[Arc<ForecastModel>]) -> V
         let secrets: Api<Secret> =
             Api::namespaced(state.client.clone(), &fm.namespace().unwrap_or_default());
         if let Ok(s) = secrets.get(name).await
-            && let Some(v) = s.data.as_ref().and_then(|d| d.get("secret"))
+            && let Some(v) = crate::secrets::secret_bytes(&s, "secret")
         {
-            out.push(v.0.clone());
+            out.push(v);
         }
     }
     out

@@ -14,4 +14,5 @@ pub mod reconcile;
 pub mod registry;
 pub mod resources;
 pub mod rollout;
+pub mod secrets;
 pub mod webhook;

@@ -88,17 +88,7 @@ async fn admin_token(
     let names = resources::names(fm);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     if let Some(existing) = secrets.get_opt(&names.secret).await? {
-        let token = existing
-            .data
-            .as_ref()
-            .and_then(|d| d.get(resources::ADMIN_TOKEN_KEY))
-            .and_then(|b| String::from_utf8(b.0.clone()).ok())
-            .or_else(|| {
-                existing
-                    .string_data
-                    .as_ref()
-                    .and_then(|d| d.get(resources::ADMIN_TOKEN_KEY).cloned())
-            });
+        let token = crate::secrets::secret_value(&existing, resources::ADMIN_TOKEN_KEY);
         if let Some(t) = token.filter(|t| !t.is_empty()) {
             ctx.tokens.record(&uid, &t);
             return Ok(t);

@@ -199,14 +199,7 @@ impl Registry {
             .get(name)
             .await
             .map_err(|e| MlflowError::Config(format!("credentialsSecret {name}: {e}")))?;
-        let value = |key: &str| -> Option<String> {
-            if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
-                return Some(v.clone());
-            }
-            // `data` arrives base64-decoded by k8s-openapi.
-            let raw = secret.data.as_ref()?.get(key)?;
-            String::from_utf8(raw.0.clone()).ok()
-        };
+        let value = |key: &str| crate::secrets::secret_value(&secret, key);
         let creds = mlflow::credentials_from(value("token"), value("username"), value("password"))?;
         lock(&self.credentials).insert(key, (Instant::now(), creds.clone()));
         Ok(creds)
