@@ -2,6 +2,7 @@
 //! forecast-operator binary and real predictor processes. Every check goes through the
 //! Kubernetes API and the pods' own `/model/info`, as a user would check.
 
+use api::reasons;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -229,9 +230,9 @@ async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
     assert_eq!(status["previousVersion"], v1.as_str());
     assert_eq!(status["updatedReplicas"], 3);
     assert!(status["lastRolloutDuration"].as_str().is_some());
-    assert!(cluster.events("RolloutStarted").await >= 1);
-    assert!(cluster.events("RolloutSucceeded").await >= 1);
-    assert!(cluster.events("PodReloaded").await >= 3);
+    assert!(cluster.events(reasons::ROLLOUT_STARTED).await >= 1);
+    assert!(cluster.events(reasons::ROLLOUT_SUCCEEDED).await >= 1);
+    assert!(cluster.events(reasons::POD_RELOADED).await >= 3);
     let metrics = get_text(&format!("{}/metrics", operator.metrics_url))
         .await
         .unwrap();
@@ -313,7 +314,7 @@ async fn a_failed_rollout_reverts_switched_pods_marks_the_version_failed_and_rec
             cluster
                 .condition("daily", "Degraded")
                 .await
-                .is_some_and(|(s, r)| s == "True" && r == "RolloutFailed")
+                .is_some_and(|(s, r)| s == "True" && r == reasons::ROLLOUT_FAILED)
         },
     )
     .await;
@@ -325,12 +326,12 @@ async fn a_failed_rollout_reverts_switched_pods_marks_the_version_failed_and_rec
         "switched pods were not reverted: {:?}",
         cluster.pod_versions("daily").await
     );
-    assert!(cluster.events("RolledBack").await >= 1);
-    assert_eq!(cluster.events("RolloutFailed").await, 1);
+    assert!(cluster.events(reasons::ROLLED_BACK).await >= 1);
+    assert_eq!(cluster.events(reasons::ROLLOUT_FAILED).await, 1);
     // Not retried while the registry still says v2.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        cluster.events("RolloutFailed").await,
+        cluster.events(reasons::ROLLOUT_FAILED).await,
         1,
         "the failed version was retried"
     );
@@ -363,7 +364,7 @@ async fn a_failed_rollout_reverts_switched_pods_marks_the_version_failed_and_rec
     .await;
     assert!(all_on(&cluster, "daily", &v1, 3).await);
     let (_, reason) = cluster.condition("daily", "Degraded").await.unwrap();
-    assert_eq!(reason, "RolloutFailed");
+    assert_eq!(reason, reasons::ROLLOUT_FAILED);
 
     // Moving the alias to a good version recovers.
     let v4 = train_and_register(&model, 34, &["--alias", "champion"]).unwrap();
@@ -406,7 +407,7 @@ async fn a_spec_the_schema_lets_through_is_reported_and_fixing_it_recovers() {
             cluster
                 .condition("daily", "Degraded")
                 .await
-                .is_some_and(|(s, r)| s == "True" && r == "InvalidSpec")
+                .is_some_and(|(s, r)| s == "True" && r == reasons::INVALID_SPEC)
         },
     )
     .await;
@@ -421,7 +422,7 @@ async fn a_spec_the_schema_lets_through_is_reported_and_fixing_it_recovers() {
         message.contains("spec.pollInterval") && message.contains("1s"),
         "{message}"
     );
-    assert!(cluster.events("InvalidSpec").await >= 1);
+    assert!(cluster.events(reasons::INVALID_SPEC).await >= 1);
     // Nothing was deployed for a spec the operator refused.
     let deployments: kube::Api<Deployment> =
         kube::Api::namespaced(cluster.client.clone(), &cluster.namespace);
@@ -851,7 +852,7 @@ async fn a_credentials_secret_opens_an_authenticated_registry_to_the_operator_an
             cluster
                 .condition("nightly", "Degraded")
                 .await
-                .is_some_and(|(s, r)| s == "True" && r == "RegistryUnauthorized")
+                .is_some_and(|(s, r)| s == "True" && r == reasons::REGISTRY_UNAUTHORIZED)
         },
     )
     .await;
@@ -880,11 +881,11 @@ async fn a_credentials_secret_opens_an_authenticated_registry_to_the_operator_an
             cluster
                 .condition("weekly", "Degraded")
                 .await
-                .is_some_and(|(s, r)| s == "True" && r == "RegistryCredentials")
+                .is_some_and(|(s, r)| s == "True" && r == reasons::REGISTRY_CREDENTIALS)
                 && cluster
                     .condition("weekly", "RegistryReachable")
                     .await
-                    .is_some_and(|(s, r)| s == "Unknown" && r == "NotAsked")
+                    .is_some_and(|(s, r)| s == "Unknown" && r == reasons::NOT_ASKED)
         },
     )
     .await;
@@ -922,11 +923,11 @@ async fn a_stopped_registry_is_reported_while_pods_keep_serving_and_recovery_is_
             cluster
                 .condition("daily", "RegistryReachable")
                 .await
-                .is_some_and(|(s, r)| s == "False" && r == "Unreachable")
+                .is_some_and(|(s, r)| s == "False" && r == reasons::UNREACHABLE)
         },
     )
     .await;
-    assert!(cluster.events("RegistryUnreachable").await >= 1);
+    assert!(cluster.events(reasons::REGISTRY_UNREACHABLE).await >= 1);
     for day in 0..5 {
         cluster
             .predict_via_service("daily", &json!([archive_row(day)]))

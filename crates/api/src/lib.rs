@@ -4,3 +4,4 @@
 #[cfg(feature = "crd")]
 pub mod forecast_model;
 pub mod predictor;
+pub mod reasons;

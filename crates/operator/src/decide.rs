@@ -193,6 +193,8 @@ pub fn conditions(
 
 #[cfg(test)]
 mod tests {
+    use api::reasons;
+
     use super::*;
 
     #[test]
@@ -201,11 +203,11 @@ mod tests {
         let mut want = BTreeMap::new();
         want.insert(
             "RegistryReachable",
-            ConditionState::unknown("NotAsked", "no credentials"),
+            ConditionState::unknown(reasons::NOT_ASKED, "no credentials"),
         );
         let written = conditions(&[], &want, Some(2), &now);
         assert_eq!(written[0].status, "Unknown");
-        assert_eq!(written[0].reason, "NotAsked");
+        assert_eq!(written[0].reason, reasons::NOT_ASKED);
         assert_eq!(written[0].observed_generation, Some(2));
     }
 
@@ -335,11 +337,14 @@ mod tests {
         let t0 = Time(chrono_like(0));
         let t1 = Time(chrono_like(60));
         let mut want = BTreeMap::new();
-        want.insert("Ready", ConditionState::new(true, "Serving", "ok"));
+        want.insert("Ready", ConditionState::new(true, reasons::SERVING, "ok"));
         let first = conditions(&[], &want, Some(1), &t0);
         let same = conditions(&first, &want, Some(2), &t1);
         assert_eq!(same[0].last_transition_time, t0);
-        want.insert("Ready", ConditionState::new(false, "RollingOut", "..."));
+        want.insert(
+            "Ready",
+            ConditionState::new(false, reasons::ROLLING_OUT, "..."),
+        );
         let changed = conditions(&same, &want, Some(2), &t1);
         assert_eq!(changed[0].last_transition_time, t1);
     }

@@ -1,6 +1,7 @@
 //! The reconcile loop: observe (registry, ConfigMap, pods), decide (`decide::plan`), act
 //! (owned objects, rollout), write the whole status.
 
+use api::reasons;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,10 +180,10 @@ struct RegistryAnswer {
 fn problem_reason(e: &mlflow::MlflowError) -> &'static str {
     use mlflow::MlflowError as E;
     match e {
-        E::NotFound { .. } => "VersionNotFound",
-        E::Unauthorized { .. } => "RegistryUnauthorized",
-        E::Config(_) => "RegistryCredentials",
-        _ => "RegistryError",
+        E::NotFound { .. } => reasons::VERSION_NOT_FOUND,
+        E::Unauthorized { .. } => reasons::REGISTRY_UNAUTHORIZED,
+        E::Config(_) => reasons::REGISTRY_CREDENTIALS,
+        _ => reasons::REGISTRY_ERROR,
     }
 }
 
@@ -197,28 +198,28 @@ async fn ask_registry(
             desired: Some(v.version.clone()),
             reachable: ConditionState::new(
                 true,
-                "Reachable",
+                reasons::REACHABLE,
                 format!("{selector} resolves to version {}", v.version),
             ),
             problem: None,
         },
         Err(e) if e.is_unreachable() => RegistryAnswer {
             desired: None,
-            reachable: ConditionState::new(false, "Unreachable", e.to_string()),
+            reachable: ConditionState::new(false, reasons::UNREACHABLE, e.to_string()),
             problem: None,
         },
         // The credentials could not be read: the registry was not asked.
         Err(e) if matches!(e.as_ref(), mlflow::MlflowError::Config(_)) => RegistryAnswer {
             desired: None,
             reachable: ConditionState::unknown(
-                "NotAsked",
+                reasons::NOT_ASKED,
                 format!("the registry was not asked: {e}"),
             ),
             problem: Some((problem_reason(&e), e.to_string())),
         },
         Err(e) => RegistryAnswer {
             desired: None,
-            reachable: ConditionState::new(true, "Reachable", "the registry answered"),
+            reachable: ConditionState::new(true, reasons::REACHABLE, "the registry answered"),
             problem: Some((problem_reason(&e), e.to_string())),
         },
     }
@@ -267,17 +268,17 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
             let mut want = BTreeMap::new();
             want.insert(
                 condition::READY,
-                ConditionState::new(false, "InvalidSpec", message.clone()),
+                ConditionState::new(false, reasons::INVALID_SPEC, message.clone()),
             );
             want.insert(
                 condition::DEGRADED,
-                ConditionState::new(true, "InvalidSpec", message.clone()),
+                ConditionState::new(true, reasons::INVALID_SPEC, message.clone()),
             );
             status.conditions = decide::conditions(&previous.conditions, &want, generation, &now());
             // Reported once per change of the spec or of the message.
             if previous != status {
                 write_status(ctx, &fms, fm, &status).await?;
-                publish(ctx, fm, EventType::Warning, "InvalidSpec", message).await;
+                publish(ctx, fm, EventType::Warning, reasons::INVALID_SPEC, message).await;
             }
             return Ok(Action::await_change());
         }
@@ -296,7 +297,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
             ctx,
             fm,
             EventType::Warning,
-            "RegistryUnreachable",
+            reasons::REGISTRY_UNREACHABLE,
             format!("keeping the served version; {}", answer.reachable.message),
         )
         .await;
@@ -352,7 +353,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         .problem
         .as_ref()
         .map(|(reason, message)| ConditionState::new(true, reason, message.clone()));
-    let mut progressing = ConditionState::new(false, "Idle", "no rollout in progress");
+    let mut progressing = ConditionState::new(false, reasons::IDLE, "no rollout in progress");
 
     if let Plan::Rollout {
         target,
@@ -388,7 +389,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
                         ctx,
                         fm,
                         EventType::Normal,
-                        "RolloutStarted",
+                        reasons::ROLLOUT_STARTED,
                         format!("restarting pods onto version {target}"),
                     )
                     .await;
@@ -409,13 +410,13 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
             Err(reason) if from.as_deref() == Some(target.as_str()) => {
                 // Bringing stragglers back to the served version failed: not a bad
                 // version, a pod problem; retried on the next reconcile.
-                degraded = Some(ConditionState::new(true, "ConvergeFailed", reason));
+                degraded = Some(ConditionState::new(true, reasons::CONVERGE_FAILED, reason));
             }
             Err(reason) => {
                 if !status.failed_versions.contains(target) {
                     status.failed_versions.push(target.clone());
                 }
-                degraded = Some(ConditionState::new(true, "RolloutFailed", reason));
+                degraded = Some(ConditionState::new(true, reasons::ROLLOUT_FAILED, reason));
             }
         }
     }
@@ -449,7 +450,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
     if !converged {
         progressing = ConditionState::new(
             true,
-            "Converging",
+            reasons::CONVERGING,
             format!(
                 "{on_served}/{wanted} pods serve version {}",
                 served_now.as_deref().unwrap_or("?")
@@ -457,15 +458,17 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         );
     }
     let ready = match (&plan, converged, served_now.as_deref()) {
-        (_, true, Some(v)) => {
-            ConditionState::new(true, "Serving", format!("{wanted} pods serve version {v}"))
-        }
+        (_, true, Some(v)) => ConditionState::new(
+            true,
+            reasons::SERVING,
+            format!("{wanted} pods serve version {v}"),
+        ),
         (Plan::Hold(Hold::RegistryUnknown), _, _) if served_now.is_none() => {
-            ConditionState::new(false, "NoVersion", "no version is known yet")
+            ConditionState::new(false, reasons::NO_VERSION, "no version is known yet")
         }
         _ => ConditionState::new(
             false,
-            "PodsNotReady",
+            reasons::PODS_NOT_READY,
             format!("{ready_pods}/{wanted} pods ready, {on_served} on the served version"),
         ),
     };
@@ -477,7 +480,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         degraded.unwrap_or_else(|| {
             ConditionState::new(
                 false,
-                "AsExpected",
+                reasons::AS_EXPECTED,
                 "the last rollout succeeded or none was needed",
             )
         }),
@@ -560,7 +563,7 @@ async fn run_reload_rollout(
             condition::PROGRESSING,
             ConditionState::new(
                 true,
-                "RollingOut",
+                reasons::ROLLING_OUT,
                 format!("reloading {} pods to version {target}", targets.len()),
             ),
         );
@@ -582,7 +585,7 @@ async fn run_reload_rollout(
             ctx,
             fm,
             EventType::Normal,
-            "RolloutStarted",
+            reasons::ROLLOUT_STARTED,
             format!(
                 "rolling {} pods from version {} to {target}",
                 targets.len(),
@@ -608,7 +611,7 @@ async fn run_reload_rollout(
             ctx,
             fm,
             EventType::Normal,
-            "PodReloaded",
+            reasons::POD_RELOADED,
             format!("pod {p} serves version {target}"),
             Some(pod_reference(&ns, p)),
         )
@@ -627,7 +630,7 @@ async fn run_reload_rollout(
                     ctx,
                     fm,
                     EventType::Normal,
-                    "RolloutSucceeded",
+                    reasons::ROLLOUT_SUCCEEDED,
                     format!(
                         "every pod serves version {target} (in {:.2}s)",
                         took.as_secs_f64()
@@ -649,7 +652,7 @@ async fn run_reload_rollout(
                 ctx,
                 fm,
                 EventType::Warning,
-                "RolloutFailed",
+                reasons::ROLLOUT_FAILED,
                 format!("version {target}: {reason}"),
             )
             .await;
@@ -667,7 +670,7 @@ async fn run_reload_rollout(
                     revert_errors.join("; ")
                 )
             };
-            publish(ctx, fm, EventType::Warning, "RolledBack", note).await;
+            publish(ctx, fm, EventType::Warning, reasons::ROLLED_BACK, note).await;
             Ok(Err(reason))
         }
     }

@@ -1,0 +1,88 @@
+//! Condition and Event reasons of a ForecastModel, as users alert on them: one list shared
+//! by the operator, its tests and the README (a test checks the README names each).
+
+/// `Ready`: every replica is ready and serves the served version.
+pub const SERVING: &str = "Serving";
+/// `Ready=False`: some replicas are not ready.
+pub const PODS_NOT_READY: &str = "PodsNotReady";
+/// `Ready=False`: no version is known yet.
+pub const NO_VERSION: &str = "NoVersion";
+/// `Ready`/`Degraded` and an Event: the spec is invalid in a way the schema cannot refuse.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// `Progressing=True`: pods are being moved to a new version.
+pub const ROLLING_OUT: &str = "RollingOut";
+/// `Progressing=True`: pods are not all on the served version.
+pub const CONVERGING: &str = "Converging";
+/// `Progressing=False`: nothing to do.
+pub const IDLE: &str = "Idle";
+/// `Degraded=True` and an Event: the last rollout failed and was reverted.
+pub const ROLLOUT_FAILED: &str = "RolloutFailed";
+/// `Degraded=True`: pods could not be brought back onto the served version.
+pub const CONVERGE_FAILED: &str = "ConvergeFailed";
+/// `Degraded=True`: the selector resolves to no version.
+pub const VERSION_NOT_FOUND: &str = "VersionNotFound";
+/// `Degraded=True`: the registry refused the credentials (401/403).
+pub const REGISTRY_UNAUTHORIZED: &str = "RegistryUnauthorized";
+/// `Degraded=True`: the `credentialsSecret` is missing or incomplete.
+pub const REGISTRY_CREDENTIALS: &str = "RegistryCredentials";
+/// `Degraded=True`: the registry answered another error.
+pub const REGISTRY_ERROR: &str = "RegistryError";
+/// `Degraded=False`.
+pub const AS_EXPECTED: &str = "AsExpected";
+/// `RegistryReachable=True`.
+pub const REACHABLE: &str = "Reachable";
+/// `RegistryReachable=False`.
+pub const UNREACHABLE: &str = "Unreachable";
+/// `RegistryReachable=Unknown`: not asked (the `credentialsSecret` cannot be read).
+pub const NOT_ASKED: &str = "NotAsked";
+
+/// Event: a rollout to a new version began.
+pub const ROLLOUT_STARTED: &str = "RolloutStarted";
+/// Event: one pod serves the new version.
+pub const POD_RELOADED: &str = "PodReloaded";
+/// Event: every pod serves the new version.
+pub const ROLLOUT_SUCCEEDED: &str = "RolloutSucceeded";
+/// Event: the pods already switched were reloaded back.
+pub const ROLLED_BACK: &str = "RolledBack";
+/// Event: the registry could not be reached.
+pub const REGISTRY_UNREACHABLE: &str = "RegistryUnreachable";
+
+/// Every reason above.
+pub const ALL: &[&str] = &[
+    SERVING,
+    PODS_NOT_READY,
+    NO_VERSION,
+    INVALID_SPEC,
+    ROLLING_OUT,
+    CONVERGING,
+    IDLE,
+    ROLLOUT_FAILED,
+    CONVERGE_FAILED,
+    VERSION_NOT_FOUND,
+    REGISTRY_UNAUTHORIZED,
+    REGISTRY_CREDENTIALS,
+    REGISTRY_ERROR,
+    AS_EXPECTED,
+    REACHABLE,
+    UNREACHABLE,
+    NOT_ASKED,
+    ROLLOUT_STARTED,
+    POD_RELOADED,
+    ROLLOUT_SUCCEEDED,
+    ROLLED_BACK,
+    REGISTRY_UNREACHABLE,
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_readme_names_every_reason_users_can_alert_on() {
+        let readme = include_str!("../../../README.md");
+        for reason in super::ALL {
+            assert!(
+                readme.contains(&format!("`{reason}`")),
+                "README.md does not document the reason `{reason}`"
+            );
+        }
+    }
+}
