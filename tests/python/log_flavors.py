@@ -235,6 +235,14 @@ def main():
     v = reg.log("lightgbm", lgbm)
     served("lightgbm skops LGBMRegressor (gamma)", v, "lightgbm", "LGBMRegressor (gamma)", lgbm.predict, "missing", signature_names, 1e-5, 40)
 
+    # Early stopping: the pickled Booster keeps every iteration, predict uses the best.
+    stopped = lgb.LGBMRegressor(n_estimators=300, learning_rate=0.3, verbose=-1, random_state=3).fit(
+        x_missing[:2000], y_missing[:2000], eval_set=[(x_missing[2000:], y_missing[2000:])],
+        callbacks=[lgb.early_stopping(3, verbose=False)],
+    )
+    v = reg.log("lightgbm", stopped)
+    served("lightgbm skops LGBMRegressor (early stopping)", v, "lightgbm", "LGBMRegressor (regression)", stopped.predict, "missing", signature_names, 1e-5, int(stopped.best_iteration_))
+
     # --- Refused: each must answer invalid_model and leave the served model alone.
     marker = os.path.join(args.work, "hostile-payload-ran")
     hostile = os.path.join(args.work, "hostile")

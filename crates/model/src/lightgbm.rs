@@ -21,6 +21,16 @@ const DEFAULT_LEFT_MASK: i64 = 2;
 
 /// Reads a LightGBM text model.
 pub fn import_lightgbm_text(text: &str, estimator: &str) -> Result<ImportedModel, ModelError> {
+    import_lightgbm_iterations(text, estimator, None)
+}
+
+/// Reads a LightGBM text model, keeping only the first `iterations` trees when given (a
+/// pickled Booster keeps every iteration but predicts with its `best_iteration`).
+fn import_lightgbm_iterations(
+    text: &str,
+    estimator: &str,
+    iterations: Option<usize>,
+) -> Result<ImportedModel, ModelError> {
     let (header, rest) = match text.find("\nTree=") {
         Some(i) => (&text[..i], &text[i + 1..]),
         None => {
@@ -72,11 +82,8 @@ pub fn import_lightgbm_text(text: &str, estimator: &str) -> Result<ImportedModel
 
     let body = rest.split("\nend of trees").next().unwrap_or(rest);
     let mut trees = Vec::new();
-    for (index, block) in body
-        .split("Tree=")
-        .filter(|b| !b.trim().is_empty())
-        .enumerate()
-    {
+    let blocks = body.split("Tree=").filter(|b| !b.trim().is_empty());
+    for (index, block) in blocks.take(iterations.unwrap_or(usize::MAX)).enumerate() {
         if trees.len() >= MAX_TREES {
             return Err(ModelError::invalid(format!(
                 "the LightGBM model has more than {MAX_TREES} trees"
@@ -123,7 +130,13 @@ pub fn import_lightgbm_object(objects: &Objects, root: Id) -> Result<ImportedMod
         }
     };
     let text = booster.str("_handle")?;
-    import_lightgbm_text(text, estimator)
+    // As LightGBM's predict: with early stopping, only the best iteration's trees count.
+    let best = booster
+        .get("best_iteration")
+        .and_then(|b| objects.as_i64(b))
+        .and_then(|b| usize::try_from(b).ok())
+        .filter(|&b| b > 0);
+    import_lightgbm_iterations(text, estimator, best)
 }
 
 /// The output transform of an objective line (`binary sigmoid:1`, `tweedie ...`), and a
@@ -371,5 +384,20 @@ mod tests {
                 .contains("out of range")
         );
         assert!(import_lightgbm_text("garbage", "Booster").is_err());
+    }
+
+    #[test]
+    fn only_the_best_iterations_count_when_early_stopping_chose_them() {
+        let one = model("regression", 0, "");
+        let two = one.replace(
+            "\n\n\nend of trees",
+            "\n\nTree=1\nnum_leaves=1\nnum_cat=0\nleaf_value=100\nshrinkage=1\n\n\nend of trees",
+        );
+        let all = import_lightgbm_iterations(&two, "Booster", None).unwrap();
+        assert_eq!(all.ensemble.n_trees(), 2);
+        assert_eq!(all.ensemble.predict_row(&[0.0, 0.0]), 101.0);
+        let best = import_lightgbm_iterations(&two, "Booster", Some(1)).unwrap();
+        assert_eq!(best.ensemble.n_trees(), 1);
+        assert_eq!(best.ensemble.predict_row(&[0.0, 0.0]), 1.0);
     }
 }
