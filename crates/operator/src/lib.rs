@@ -14,5 +14,6 @@ pub mod reconcile;
 pub mod registry;
 pub mod resources;
 pub mod rollout;
+pub mod run;
 pub mod secrets;
 pub mod webhook;
