@@ -199,22 +199,17 @@ async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
 
     let v2 = train_and_register(&model, 22, &[]).unwrap();
     move_champion(&model, &v2);
-    let moved = Instant::now();
+    // How fast is `cargo xtask bench-operator`'s to measure; here only that it happens.
     wait_until(
         "every pod on the new version",
         Duration::from_secs(30),
         || all_on(&cluster, "daily", &v2, 3),
     )
     .await;
-    let took = moved.elapsed();
     ready_on(&cluster, "daily", &v2, 3).await;
     stop.store(true, Ordering::Relaxed);
     client_task.await.unwrap();
 
-    assert!(
-        took < Duration::from_secs(2 + 5),
-        "rollout took {took:?} (pollInterval {POLL} + 5 s)"
-    );
     assert_eq!(
         identities(&cluster, "daily").await,
         before,

@@ -48,11 +48,7 @@ pub async fn run(client: Option<&MlflowClient>, args: &InspectArgs) -> anyhow::R
         }
         _ => bail!("give --model-dir DIR, or --name NAME --version V"),
     };
-    let loaded = if path.is_file() {
-        model::load_model_file(&path)
-    } else {
-        model::load_model_dir(&path)
-    };
+    let loaded = model::load_model_path(&path);
     if args.model_dir.is_none() {
         let _ = std::fs::remove_dir_all(&path);
     }

@@ -18,4 +18,6 @@ pub mod xgboost;
 pub use ensemble::TreeEnsemble;
 pub use error::ModelError;
 pub use imported::ImportedModel;
-pub use model_dir::{LoadedModel, ModelDirInfo, load_model_dir, load_model_file, write_model_dir};
+pub use model_dir::{
+    LoadedModel, ModelDirInfo, load_model_dir, load_model_file, load_model_path, write_model_dir,
+};

@@ -10,7 +10,7 @@ use crate::ensemble::{
     TreeSpec,
 };
 use crate::error::ModelError;
-use crate::imported::ImportedModel;
+use crate::imported::{self, ImportedModel};
 use crate::python::{Attrs, Id, Objects};
 
 /// Most trees accepted.
@@ -284,15 +284,11 @@ fn convert_tree(
                 "LightGBM categorical splits (only numerical splits are served)",
             ));
         }
-        let feature = usize::try_from(split_feature[i])
-            .ok()
-            .filter(|&f| f < n_features)
-            .ok_or_else(|| {
-                ModelError::invalid(format!(
-                    "LightGBM tree {index}, node {i} splits on feature {}, but the model has {n_features}",
-                    split_feature[i]
-                ))
-            })?;
+        let feature = imported::split_feature(
+            split_feature[i],
+            n_features,
+            &format!("LightGBM tree {index}, node {i}"),
+        )?;
         let default_left = decision & DEFAULT_LEFT_MASK != 0;
         let (nan_as_zero, zero_is_missing, routed) = match (decision >> 2) & 3 {
             0 => (true, false, false),

@@ -25,7 +25,6 @@ use crate::error::ModelError;
 use crate::imported::ImportedModel;
 use crate::lightgbm::{import_lightgbm_object, import_lightgbm_text};
 use crate::onnx::import_onnx;
-use crate::python::{pickle, skops};
 use crate::sklearn::{SklearnFormat, import_sklearn};
 use crate::xgboost::{XgboostFormat, import_xgboost};
 
@@ -317,16 +316,23 @@ fn import_flavor(
                     .map_err(|_| ModelError::format(&path, "the LightGBM model is not text"))?;
                 import_lightgbm_text(text, class)
             } else {
-                let (objects, root) =
-                    match SklearnFormat::from_mlflow(text_of("serialization_format"), &bytes)? {
-                        SklearnFormat::Skops => skops::read_skops(&bytes, MAX_MODEL_FILE_BYTES)?,
-                        SklearnFormat::Pickle => pickle::read_pickle(&bytes)?,
-                    };
+                let format = SklearnFormat::from_mlflow(text_of("serialization_format"), &bytes)?;
+                let (objects, root) = format.read_objects(&bytes, MAX_MODEL_FILE_BYTES)?;
                 import_lightgbm_object(&objects, root)
             };
             imported.map_err(|e| ModelError::format(&path, e.to_string()))
         }
         other => Err(ModelError::unsupported(format!("flavor {other}"))),
+    }
+}
+
+/// Reads a model from `path`: an MLflow model directory, or a bare joblib/pickle/skops
+/// file (see [`load_model_file`]).
+pub fn load_model_path(path: &Path) -> Result<LoadedModel, ModelError> {
+    if path.is_file() {
+        load_model_file(path)
+    } else {
+        load_model_dir(path)
     }
 }
 

@@ -281,15 +281,9 @@ impl Loader {
 /// Parsing a model file is CPU work: keep it off the request-serving threads. `path` is
 /// an MLflow model directory, or a bare joblib/pickle file.
 async fn load_blocking(path: PathBuf, version: &str) -> Result<LoadedModel, LoadError> {
-    let loaded = tokio::task::spawn_blocking(move || {
-        if path.is_file() {
-            model::load_model_file(&path)
-        } else {
-            model::load_model_dir(&path)
-        }
-    })
-    .await
-    .map_err(|e| LoadError::Internal(format!("model loading task failed: {e}")))?;
+    let loaded = tokio::task::spawn_blocking(move || model::load_model_path(&path))
+        .await
+        .map_err(|e| LoadError::Internal(format!("model loading task failed: {e}")))?;
     loaded.map_err(|source| LoadError::Model {
         version: version.to_owned(),
         source,

@@ -8,7 +8,7 @@ use crate::ensemble::{
     TreeSpec,
 };
 use crate::error::ModelError;
-use crate::imported::ImportedModel;
+use crate::imported::{ImportedModel, child_index, split_feature};
 use crate::python::Attrs;
 
 pub(super) fn import(attrs: &Attrs<'_>, budget: &NodeBudget) -> Result<ImportedModel, ModelError> {
@@ -129,16 +129,6 @@ fn convert_predictor(
     } else {
         vec![0; count]
     };
-    let index = |v: i64, what: &str, i: usize| {
-        usize::try_from(v)
-            .ok()
-            .filter(|&v| v < count)
-            .ok_or_else(|| {
-                ModelError::invalid(format!(
-                    "TreePredictor node {i}: {what} {v} is out of range ({count} nodes)"
-                ))
-            })
-    };
     let mut specs = Vec::with_capacity(count);
     for i in 0..count {
         if is_leaf[i] != 0 {
@@ -148,22 +138,15 @@ fn convert_predictor(
         if is_categorical[i] != 0 {
             return Err(categorical_refused());
         }
-        let feature = usize::try_from(feature[i])
-            .ok()
-            .filter(|&f| f < n_features)
-            .ok_or_else(|| {
-                ModelError::invalid(format!(
-                    "TreePredictor node {i} splits on feature {}, but the model has {n_features}",
-                    feature[i]
-                ))
-            })?;
+        let node = format!("TreePredictor node {i}");
+        let feature = split_feature(feature[i], n_features, &node)?;
         let go_left = missing_left[i] != 0;
         specs.push(NodeSpec::Split {
             feature,
             rule: SplitRule::Leq,
             threshold: threshold[i],
-            yes: index(left[i], "left child", i)?,
-            no: index(right[i], "right child", i)?,
+            yes: child_index(left[i], count, &node, "left child")?,
+            no: child_index(right[i], count, &node, "right child")?,
             missing_yes: go_left,
             missing_no: !go_left,
             nan_as_zero: false,

@@ -36,6 +36,14 @@ impl SklearnFormat {
             None => Ok(SklearnFormat::Pickle),
         }
     }
+
+    /// Reads the file's object graph (nothing executed); returns it and its root.
+    pub fn read_objects(self, bytes: &[u8], max_bytes: u64) -> Result<(Objects, Id), ModelError> {
+        match self {
+            SklearnFormat::Skops => skops::read_skops(bytes, max_bytes),
+            SklearnFormat::Pickle => pickle::read_pickle(bytes),
+        }
+    }
 }
 
 /// Reads a serialised scikit-learn regressor.
@@ -44,10 +52,7 @@ pub fn import_sklearn(
     format: SklearnFormat,
     max_bytes: u64,
 ) -> Result<ImportedModel, ModelError> {
-    let (objects, root) = match format {
-        SklearnFormat::Skops => skops::read_skops(bytes, max_bytes)?,
-        SklearnFormat::Pickle => pickle::read_pickle(bytes)?,
-    };
+    let (objects, root) = format.read_objects(bytes, max_bytes)?;
     import_estimator(&objects, root, &NodeBudget::for_input(bytes.len()))
 }
 

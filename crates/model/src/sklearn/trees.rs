@@ -7,7 +7,7 @@ use crate::ensemble::{
     TreeSpec,
 };
 use crate::error::ModelError;
-use crate::imported::ImportedModel;
+use crate::imported::{ImportedModel, child_index, split_feature};
 use crate::python::{Attrs, Id};
 
 /// scikit-learn's marker for "no child".
@@ -70,16 +70,6 @@ fn convert_tree(
     } else {
         vec![0; count]
     };
-    let index = |v: i64, what: &str, i: usize| {
-        usize::try_from(v)
-            .ok()
-            .filter(|&v| v < count)
-            .ok_or_else(|| {
-                ModelError::invalid(format!(
-                    "tree node {i}: {what} {v} is out of range (the tree has {count} nodes)"
-                ))
-            })
-    };
     let mut specs = Vec::with_capacity(count);
     for i in 0..count {
         if left[i] == TREE_LEAF || right[i] == TREE_LEAF {
@@ -88,22 +78,15 @@ fn convert_tree(
             });
             continue;
         }
-        let feature = usize::try_from(feature[i])
-            .ok()
-            .filter(|&f| f < n_features)
-            .ok_or_else(|| {
-                ModelError::invalid(format!(
-                    "tree node {i} splits on feature {}, but the model has {n_features}",
-                    feature[i]
-                ))
-            })?;
+        let node = format!("tree node {i}");
+        let feature = split_feature(feature[i], n_features, &node)?;
         let go_left = missing_left[i] != 0;
         specs.push(NodeSpec::Split {
             feature,
             rule: SplitRule::Leq,
             threshold: threshold[i],
-            yes: index(left[i], "left child", i)?,
-            no: index(right[i], "right child", i)?,
+            yes: child_index(left[i], count, &node, "left child")?,
+            no: child_index(right[i], count, &node, "right child")?,
             missing_yes: has_missing && go_left,
             missing_no: has_missing && !go_left,
             nan_as_zero: false,
