@@ -18,9 +18,6 @@ struct Asker {
     v1: String,
     fm: ForecastModel,
     selector: Selector,
-    /// For the credentials lookup, which a ForecastModel without `credentialsSecret`
-    /// never makes (nothing listens on its address).
-    cluster: kube::Client,
     metrics: Arc<Metrics>,
     registry: Registry,
 }
@@ -36,7 +33,6 @@ impl Asker {
         let fm: ForecastModel = serde_yaml::from_str(&yaml)?;
         let selector = fm.spec.model.selector().map_err(anyhow::Error::msg)?;
         mlflow::install_crypto_provider();
-        let cluster = kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse()?))?;
         let metrics = Arc::new(Metrics::default());
         let registry = Registry::new(ttl, metrics.clone());
         Ok(Asker {
@@ -44,7 +40,6 @@ impl Asker {
             v1,
             fm,
             selector,
-            cluster,
             metrics,
             registry,
         })
@@ -52,7 +47,12 @@ impl Asker {
 
     async fn ask(&self) -> Answer {
         self.registry
-            .resolve(&self.cluster, &self.fm, &self.selector)
+            .resolve(
+                &self.fm.spec.registry.tracking_uri,
+                mlflow::Credentials::None,
+                &self.fm.spec.model.name,
+                &self.selector,
+            )
             .await
     }
 

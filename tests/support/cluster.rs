@@ -30,7 +30,18 @@ pub fn real_cluster() -> bool {
 }
 
 impl TestCluster {
+    /// A cluster whose predictor pods run the real predictor binary.
     pub async fn start() -> Self {
+        Self::start_with(true).await
+    }
+
+    /// A cluster whose predictor pods never run (kube-sim has no binary for the image):
+    /// for tests of the operator's paths that need no pods.
+    pub async fn start_without_pods() -> Self {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(run_pods: bool) -> Self {
         mlflow::install_crypto_provider();
         let (client, kubeconfig, sim, namespace) = if real_cluster() {
             let kubeconfig = PathBuf::from(std::env::var_os("KUBECONFIG").unwrap_or_default());
@@ -51,10 +62,14 @@ impl TestCluster {
                 .expect("namespace");
             (client, kubeconfig, None, ns)
         } else {
-            let images = std::collections::HashMap::from([(
-                "forecast-predictor".to_string(),
-                bin("forecast-predictor"),
-            )]);
+            let images = if run_pods {
+                std::collections::HashMap::from([(
+                    "forecast-predictor".to_string(),
+                    bin("forecast-predictor"),
+                )])
+            } else {
+                Default::default()
+            };
             let sim = kube_sim::start(kube_sim::SimConfig {
                 images,
                 ..Default::default()

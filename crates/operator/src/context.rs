@@ -1,11 +1,13 @@
+//! The `Context` every reconcile shares: clients, caches, metrics and the memory.
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::cache::Caches;
+use crate::memory::Memory;
 use crate::metrics::Metrics;
-use crate::own_writes::{AdminTokens, AppliedObjects, OwnStatuses, ServedVersions};
 use crate::predictor_client::PredictorClient;
 
 /// Shared by every reconcile.
@@ -19,13 +21,8 @@ pub struct Context {
     pub registry: Arc<crate::registry::Registry>,
     /// Watched Deployments, Services and pods the operator owns.
     pub caches: Caches,
-    /// Applies already made (skipped while their result is unchanged).
-    pub applied: AppliedObjects,
-    pub tokens: AdminTokens,
-    /// Served versions written and not yet seen in the ConfigMap cache.
-    pub served: ServedVersions,
-    /// Statuses written and maybe not yet seen in the ForecastModel cache.
-    pub statuses: OwnStatuses,
+    /// What this process remembers, one record per ForecastModel.
+    pub memory: Arc<Memory>,
 }
 
 impl Context {
@@ -34,6 +31,7 @@ impl Context {
         metrics: Arc<Metrics>,
         registry: Arc<crate::registry::Registry>,
         caches: Caches,
+        memory: Arc<Memory>,
         instance: String,
     ) -> Self {
         let http = reqwest::Client::builder()
@@ -53,10 +51,7 @@ impl Context {
             observe_timeout: Duration::from_secs(3),
             registry,
             caches,
-            applied: Default::default(),
-            tokens: Default::default(),
-            served: Default::default(),
-            statuses: Default::default(),
+            memory,
         }
     }
 }

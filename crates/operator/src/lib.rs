@@ -3,17 +3,15 @@
 
 pub mod cache;
 pub mod context;
-pub mod decide;
 pub mod error;
 pub mod http;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
-pub mod own_writes;
 pub mod predictor_client;
 pub mod reconcile;
 pub mod registry;
 pub mod resources;
-pub mod rollout;
 pub mod run;
 pub mod secrets;
 pub mod webhook;

@@ -1,11 +1,15 @@
 //! Prometheus metrics of the operator (`GET /metrics`).
 
+use api::forecast_model::{ForecastModel, ForecastModelStatus};
+use kube::ResourceExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::reconcile::act::RolloutOutcome;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
@@ -124,6 +128,41 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
+    }
+
+    /// Counts a rollout's outcome and sets the served-version gauge from the status.
+    pub fn record(
+        &self,
+        fm: &ForecastModel,
+        outcome: &RolloutOutcome,
+        status: &ForecastModelStatus,
+    ) {
+        match outcome {
+            RolloutOutcome::Succeeded {
+                target,
+                from,
+                reloaded,
+                took,
+            } if !reloaded.is_empty() || from.as_deref() != Some(target.as_str()) => {
+                self.rollout_duration.observe(took.as_secs_f64());
+                Metrics::count(&self.rollouts, "succeeded");
+            }
+            RolloutOutcome::Failed { .. } => Metrics::count(&self.rollouts, "failed"),
+            _ => {}
+        }
+        if let Some(v) = status
+            .served_version
+            .as_ref()
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            self.served_version
+                .get_or_create(&ModelLabel {
+                    namespace: fm.namespace().unwrap_or_default(),
+                    name: fm.name_any(),
+                    model: fm.spec.model.name.clone(),
+                })
+                .set(v);
+        }
     }
 
     pub fn encode(&self) -> Result<String, std::fmt::Error> {

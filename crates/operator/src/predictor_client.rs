@@ -1,9 +1,61 @@
-//! Calls to a predictor pod: `/model/info`, `/reload-model`, `/predict`.
+//! Calls to a predictor pod: `/model/info`, `/reload-model`, `/predict`. Every call has a
+//! deadline and every answer is read up to a cap (a pod runs an image the ForecastModel's
+//! author chose).
 
 use std::time::Duration;
 
 use api::predictor::{ModelInfo, PredictResponse, ReloadResponse};
+use serde::de::DeserializeOwned;
 use serde_json::json;
+
+/// The largest answer read from a predictor (model info, reload, one prediction).
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// How much of a refusal's body goes into an error message.
+const MAX_MESSAGE_CHARS: usize = 512;
+
+/// The predictor route a call went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Info,
+    Reload,
+    Smoke,
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Call::Info => "GET /model/info",
+            Call::Reload => "POST /reload-model",
+            Call::Smoke => "smoke prediction",
+        })
+    }
+}
+
+/// Why a call to a predictor pod gave no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictorError {
+    /// No answer: connection refused, reset, or the deadline passed.
+    #[error("{call}: {source}")]
+    Transport {
+        call: Call,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The pod answered with an error status; `message` is its own explanation.
+    #[error("{call} answered {status}: {message}")]
+    Refused {
+        call: Call,
+        status: u16,
+        message: String,
+    },
+    /// The answer was not what the predictor API promises (or larger than the cap).
+    #[error("{call}: unreadable answer: {detail}")]
+    BadAnswer { call: Call, detail: String },
+    #[error("smoke prediction is not finite ({0})")]
+    NotFinite(f64),
+    #[error("smoke prediction returned nothing")]
+    NoPrediction,
+}
 
 #[derive(Clone)]
 pub struct PredictorClient {
@@ -15,77 +67,111 @@ impl PredictorClient {
         PredictorClient { http }
     }
 
-    pub async fn info(&self, base: &str, timeout: Duration) -> Result<ModelInfo, String> {
-        let r = self
-            .http
-            .get(format!("{base}/model/info"))
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| format!("GET /model/info: {e}"))?;
-        if !r.status().is_success() {
-            return Err(format!("GET /model/info answered {}", r.status()));
-        }
-        r.json().await.map_err(|e| format!("GET /model/info: {e}"))
+    /// What the pod serves.
+    pub async fn info(&self, base: &str, timeout: Duration) -> Result<ModelInfo, PredictorError> {
+        let request = self.http.get(format!("{base}/model/info")).timeout(timeout);
+        call(Call::Info, request).await
     }
 
-    /// Asks the pod to load `version`; answers the pod's error message on failure.
+    /// Asks the pod to load `version`.
     pub async fn reload(
         &self,
         base: &str,
         token: &str,
         version: &str,
         timeout: Duration,
-    ) -> Result<ReloadResponse, String> {
-        let r = self
+    ) -> Result<ReloadResponse, PredictorError> {
+        let request = self
             .http
             .post(format!("{base}/reload-model"))
             .bearer_auth(token)
             .json(&json!({ "version": version }))
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| format!("POST /reload-model: {e}"))?;
-        let status = r.status();
-        let body = r
-            .text()
-            .await
-            .map_err(|e| format!("POST /reload-model: {e}"))?;
-        if !status.is_success() {
-            let message = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_owned))
-                .unwrap_or(body);
-            return Err(format!(
-                "reload to version {version} failed ({status}): {message}"
-            ));
-        }
-        serde_json::from_str(&body).map_err(|e| format!("POST /reload-model: {e}"))
+            .timeout(timeout);
+        call(Call::Reload, request).await
     }
 
     /// Predicts one row; the value must be finite.
-    pub async fn smoke(&self, base: &str, row: &[f64], timeout: Duration) -> Result<f64, String> {
-        let r = self
+    pub async fn smoke(
+        &self,
+        base: &str,
+        row: &[f64],
+        timeout: Duration,
+    ) -> Result<f64, PredictorError> {
+        let request = self
             .http
             .post(format!("{base}/predict"))
             .json(&json!({ "instances": [row] }))
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| format!("smoke prediction: {e}"))?;
-        if !r.status().is_success() {
-            let status = r.status();
-            let text = r.text().await.unwrap_or_default();
-            return Err(format!("smoke prediction answered {status}: {text}"));
-        }
-        let p: PredictResponse = r
-            .json()
-            .await
-            .map_err(|e| format!("smoke prediction: {e}"))?;
-        match p.predictions.first() {
+            .timeout(timeout);
+        let answer: PredictResponse = call(Call::Smoke, request).await?;
+        match answer.predictions.first() {
             Some(v) if v.is_finite() => Ok(*v),
-            Some(v) => Err(format!("smoke prediction is not finite ({v})")),
-            None => Err("smoke prediction returned nothing".into()),
+            Some(v) => Err(PredictorError::NotFinite(*v)),
+            None => Err(PredictorError::NoPrediction),
         }
+    }
+}
+
+/// Sends `request` and reads its JSON answer, at most [`MAX_ANSWER_BYTES`].
+async fn call<T: DeserializeOwned>(
+    call: Call,
+    request: reqwest::RequestBuilder,
+) -> Result<T, PredictorError> {
+    let transport = |source| PredictorError::Transport { call, source };
+    let mut response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(PredictorError::BadAnswer {
+                call,
+                detail: format!("larger than {MAX_ANSWER_BYTES} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if !status.is_success() {
+        return Err(PredictorError::Refused {
+            call,
+            status: status.as_u16(),
+            message: refusal_message(&body),
+        });
+    }
+    serde_json::from_slice(&body).map_err(|e| PredictorError::BadAnswer {
+        call,
+        detail: e.to_string(),
+    })
+}
+
+/// The `message` of a predictor's JSON error, else the body's text, shortened.
+fn refusal_message(body: &[u8]) -> String {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    truncate(&message, MAX_MESSAGE_CHARS)
+}
+
+/// `text` cut to at most `max` characters (marked when cut).
+pub fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_says_the_predictors_own_message_shortened() {
+        let body = br#"{"error": "invalid_model", "message": "version 9 does not load"}"#;
+        assert_eq!(refusal_message(body), "version 9 does not load");
+        assert_eq!(refusal_message(b"plain text"), "plain text");
+        let long = "x".repeat(2000);
+        let cut = refusal_message(long.as_bytes());
+        assert_eq!(cut.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate("héllo", 2), "hé…");
     }
 }

@@ -10,16 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use api::forecast_model::{ForecastModel, Selector};
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
+use api::forecast_model::Selector;
 use mlflow::{ClientConfig, Credentials, MlflowClient, MlflowError, ModelVersion, VersionSelector};
 use tokio::sync::OnceCell;
 
 use crate::metrics::Metrics;
 
-/// How long credentials read from a `credentialsSecret` are reused.
-const CREDENTIALS_TTL: Duration = Duration::from_secs(30);
 /// Above this many remembered answers, expired ones are dropped.
 const PRUNE_ABOVE: usize = 256;
 
@@ -67,7 +63,6 @@ pub struct Registry {
     answer_ttl: Duration,
     metrics: Arc<Metrics>,
     clients: Mutex<HashMap<String, MlflowClient>>,
-    credentials: Mutex<HashMap<(String, String), (Instant, Credentials)>>,
     answers: Mutex<HashMap<Question, Arc<Flight>>>,
 }
 
@@ -91,24 +86,22 @@ impl Registry {
             answer_ttl,
             metrics,
             clients: Default::default(),
-            credentials: Default::default(),
             answers: Default::default(),
         }
     }
 
-    /// Asks the registry which version `selector` points at (or reuses a recent answer to
-    /// the same question).
+    /// Asks the registry at `uri` which version `selector` of `model` points at (or reuses
+    /// a recent answer to the same question).
     pub async fn resolve(
         &self,
-        client: &kube::Client,
-        fm: &ForecastModel,
+        uri: &str,
+        creds: Credentials,
+        model: &str,
         selector: &Selector,
     ) -> Answer {
-        let creds = self.credentials(client, fm).await.map_err(Arc::new)?;
-        let uri = &fm.spec.registry.tracking_uri;
         let question = Question {
             client: client_key(uri, &creds),
-            model: fm.spec.model.name.clone(),
+            model: model.to_owned(),
             selector: selector.to_string(),
         };
         let registry = self
@@ -123,7 +116,7 @@ impl Registry {
                 async {
                     let started = Instant::now();
                     let answer = registry
-                        .resolve_version(&fm.spec.model.name, &to_mlflow(selector))
+                        .resolve_version(model, &to_mlflow(selector))
                         .await
                         .map_err(Arc::new);
                     self.metrics
@@ -175,34 +168,6 @@ impl Registry {
         let client = MlflowClient::new(ClientConfig::new(uri).with_credentials(creds))?;
         clients.insert(key.to_owned(), client.clone());
         Ok(client)
-    }
-
-    /// Registry credentials from the `credentialsSecret` (`token`, or `username`+`password`),
-    /// re-read at most every 30 s.
-    async fn credentials(
-        &self,
-        client: &kube::Client,
-        fm: &ForecastModel,
-    ) -> Result<Credentials, MlflowError> {
-        let Some(name) = &fm.spec.registry.credentials_secret else {
-            return Ok(Credentials::None);
-        };
-        let ns = fm.namespace().unwrap_or_default();
-        let key = (ns.clone(), name.clone());
-        if let Some((at, creds)) = lock(&self.credentials).get(&key)
-            && at.elapsed() < CREDENTIALS_TTL
-        {
-            return Ok(creds.clone());
-        }
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-        let secret = secrets
-            .get(name)
-            .await
-            .map_err(|e| MlflowError::Config(format!("credentialsSecret {name}: {e}")))?;
-        let value = |key: &str| crate::secrets::secret_value(&secret, key);
-        let creds = mlflow::credentials_from(value("token"), value("username"), value("password"))?;
-        lock(&self.credentials).insert(key, (Instant::now(), creds.clone()));
-        Ok(creds)
     }
 }
 

@@ -1,9 +1,20 @@
-//! The objects a ForecastModel owns, built as server-side-apply bodies (only the fields
-//! the operator manages). Pure functions.
+//! The objects a ForecastModel owns, built as typed `k8s-openapi` objects that hold only
+//! the fields the operator manages (its server-side-apply bodies). Pure functions.
+
+use std::collections::BTreeMap;
 
 use api::forecast_model::{ForecastModel, Selector};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapKeySelector, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "forecast-operator";
@@ -33,87 +44,139 @@ pub fn names(fm: &ForecastModel) -> Names {
 }
 
 /// Labels on everything owned, and the pod selector.
-pub fn selector_labels(fm: &ForecastModel) -> Value {
-    json!({
-        "app.kubernetes.io/name": "forecast-predictor",
-        INSTANCE_LABEL: fm.name_any(),
-    })
+pub fn selector_labels(fm: &ForecastModel) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "forecast-predictor".into()),
+        (INSTANCE_LABEL.into(), fm.name_any()),
+    ])
 }
 
-fn labels(fm: &ForecastModel) -> Value {
+fn labels(fm: &ForecastModel) -> BTreeMap<String, String> {
     let mut l = selector_labels(fm);
-    l["app.kubernetes.io/managed-by"] = json!("forecast-operator");
-    l["forecast.dev/model"] = json!(fm.spec.model.name);
+    l.insert(
+        "app.kubernetes.io/managed-by".into(),
+        "forecast-operator".into(),
+    );
+    l.insert("forecast.dev/model".into(), fm.spec.model.name.clone());
     l
 }
 
-fn owner_reference(fm: &ForecastModel) -> Value {
-    // controller_owner_ref is None only for an object without uid (never from the API).
-    fm.controller_owner_ref(&())
-        .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
-        .unwrap_or(Value::Null)
+fn metadata(fm: &ForecastModel, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: fm.namespace(),
+        labels: Some(labels(fm)),
+        // None only for an object without uid (never one read from the API).
+        owner_references: fm.controller_owner_ref(&()).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
 }
 
-fn metadata(fm: &ForecastModel, name: &str) -> Value {
-    json!({
-        "name": name,
-        "namespace": fm.namespace().unwrap_or_default(),
-        "labels": labels(fm),
-        "ownerReferences": [owner_reference(fm)],
-    })
+pub fn config_map(fm: &ForecastModel, served_version: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: metadata(fm, &names(fm).config_map),
+        data: Some(BTreeMap::from([
+            (SERVED_VERSION_KEY.into(), served_version.into()),
+            ("model".into(), fm.spec.model.name.clone()),
+        ])),
+        ..ConfigMap::default()
+    }
 }
 
-pub fn config_map(fm: &ForecastModel, served_version: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(fm, &names(fm).config_map),
-        "data": {SERVED_VERSION_KEY: served_version, "model": fm.spec.model.name},
-    })
+pub fn admin_secret(fm: &ForecastModel, token: &str) -> Secret {
+    Secret {
+        metadata: metadata(fm, &names(fm).secret),
+        type_: Some("Opaque".into()),
+        string_data: Some(BTreeMap::from([(ADMIN_TOKEN_KEY.into(), token.into())])),
+        ..Secret::default()
+    }
 }
 
-pub fn admin_secret(fm: &ForecastModel, token: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": metadata(fm, &names(fm).secret),
-        "type": "Opaque",
-        "stringData": {ADMIN_TOKEN_KEY: token},
-    })
+pub fn service(fm: &ForecastModel) -> Service {
+    Service {
+        metadata: metadata(fm, &names(fm).service),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(fm)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
 }
 
-pub fn service(fm: &ForecastModel) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(fm, &names(fm).service),
-        "spec": {
-            "selector": selector_labels(fm),
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        },
-    })
+fn env_value(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
 }
 
-/// The predictor Deployment. The served version is not in the template (pods read it
-/// from the ConfigMap at start), so changing it never restarts a pod; `restart_marker`
-/// is set only by the `Restart` strategy.
-pub fn deployment(fm: &ForecastModel, restart_marker: Option<&str>) -> Value {
+fn env_from(name: &str, source: EnvVarSource) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(source),
+        ..EnvVar::default()
+    }
+}
+
+fn secret_key(secret: &str, key: &str, optional: bool) -> EnvVarSource {
+    EnvVarSource {
+        secret_key_ref: Some(SecretKeySelector {
+            name: secret.into(),
+            key: key.into(),
+            optional: optional.then_some(true),
+        }),
+        ..EnvVarSource::default()
+    }
+}
+
+/// The predictor's environment: where the registry is, which model, and where the served
+/// version and the admin token come from.
+fn predictor_env(fm: &ForecastModel) -> Vec<EnvVar> {
     let n = names(fm);
     let spec = &fm.spec;
-    let port = spec.predictor.port;
     let mut env = vec![
-        json!({"name": "MLFLOW_TRACKING_URI", "value": spec.registry.tracking_uri}),
-        json!({"name": "MODEL_NAME", "value": spec.model.name}),
-        json!({"name": "MODEL_VERSION", "valueFrom": {"configMapKeyRef": {"name": n.config_map, "key": SERVED_VERSION_KEY, "optional": true}}}),
-        json!({"name": "PREDICTOR_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": n.secret, "key": ADMIN_TOKEN_KEY}}}),
-        json!({"name": "BIND_ADDR", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}),
-        json!({"name": "PORT", "value": port.to_string()}),
-        json!({"name": "MODEL_FALLBACK_DIR", "value": "/var/lib/forecast/models"}),
+        env_value("MLFLOW_TRACKING_URI", &spec.registry.tracking_uri),
+        env_value("MODEL_NAME", &spec.model.name),
+        env_from(
+            "MODEL_VERSION",
+            EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: n.config_map.clone(),
+                    key: SERVED_VERSION_KEY.into(),
+                    optional: Some(true),
+                }),
+                ..EnvVarSource::default()
+            },
+        ),
+        env_from(
+            "PREDICTOR_ADMIN_TOKEN",
+            secret_key(&n.secret, ADMIN_TOKEN_KEY, false),
+        ),
+        env_from(
+            "BIND_ADDR",
+            EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.podIP".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            },
+        ),
+        env_value("PORT", spec.predictor.port.to_string()),
+        env_value("MODEL_FALLBACK_DIR", "/var/lib/forecast/models"),
     ];
     // Until the operator has recorded a served version, pods resolve the selector themselves.
     match spec.model.selector() {
-        Ok(Selector::Alias(a)) => env.push(json!({"name": "MODEL_ALIAS", "value": a})),
-        Ok(Selector::Stage(s)) => env.push(json!({"name": "MODEL_STAGE", "value": s})),
+        Ok(Selector::Alias(a)) => env.push(env_value("MODEL_ALIAS", a)),
+        Ok(Selector::Stage(s)) => env.push(env_value("MODEL_STAGE", s)),
         _ => {}
     }
     if let Some(secret) = &spec.registry.credentials_secret {
@@ -122,60 +185,130 @@ pub fn deployment(fm: &ForecastModel, restart_marker: Option<&str>) -> Value {
             ("MLFLOW_TRACKING_USERNAME", "username"),
             ("MLFLOW_TRACKING_PASSWORD", "password"),
         ] {
-            env.push(json!({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": true}}}));
+            env.push(env_from(var, secret_key(secret, key, true)));
         }
     }
-    for e in &spec.predictor.env {
-        env.push(serde_json::to_value(e).unwrap_or(Value::Null));
+    env.extend(spec.predictor.env.iter().cloned());
+    env
+}
+
+fn http_probe(path: &str, period_seconds: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period_seconds),
+        failure_threshold: Some(3),
+        ..Probe::default()
     }
-    let mut container = json!({
-        "name": "predictor",
-        "image": spec.predictor.image,
-        "env": env,
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 2, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
-        "securityContext": {
-            "runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-            "capabilities": {"drop": ["ALL"]},
-        },
+}
+
+fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.into());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), q("100m")),
+            ("memory".into(), q("64Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".into(), q("256Mi"))])),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn predictor_container(fm: &ForecastModel) -> Container {
+    let spec = &fm.spec;
+    Container {
+        name: "predictor".into(),
+        image: Some(spec.predictor.image.clone()),
+        env: Some(predictor_env(fm)),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: spec.predictor.port,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(http_probe("/ready", 2)),
+        liveness_probe: Some(http_probe("/health", 10)),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
         // The image bundles a model at MODEL_FALLBACK_DIR; registry models are cached
         // in the writable cache/ under it (the root filesystem stays read-only).
-        "volumeMounts": [{"name": "model-cache", "mountPath": "/var/lib/forecast/models/cache"}],
-    });
-    if let Some(r) = &spec.predictor.resources {
-        container["resources"] = serde_json::to_value(r).unwrap_or(Value::Null);
-    } else {
-        container["resources"] =
-            json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}});
+        volume_mounts: Some(vec![VolumeMount {
+            name: "model-cache".into(),
+            mount_path: "/var/lib/forecast/models/cache".into(),
+            ..VolumeMount::default()
+        }]),
+        resources: Some(
+            spec.predictor
+                .resources
+                .clone()
+                .unwrap_or_else(default_resources),
+        ),
+        ..Container::default()
     }
-    let mut template_meta = json!({"labels": labels(fm)});
-    if let Some(marker) = restart_marker {
-        template_meta["annotations"] = json!({RESTART_ANNOTATION: marker});
-    }
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(fm, &n.deployment),
-        "spec": {
-            "replicas": spec.predictor.replicas,
-            "selector": {"matchLabels": selector_labels(fm)},
-            "template": {
-                "metadata": template_meta,
-                "spec": {
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [container],
-                    "volumes": [{"name": "model-cache", "emptyDir": {}}],
-                },
+}
+
+/// The predictor Deployment. The served version is not in the template (pods read it
+/// from the ConfigMap at start), so changing it never restarts a pod; `restart_marker`
+/// is set only by the `Restart` strategy.
+pub fn deployment(fm: &ForecastModel, restart_marker: Option<&str>) -> Deployment {
+    let template_metadata = ObjectMeta {
+        labels: Some(labels(fm)),
+        annotations: restart_marker
+            .map(|m| BTreeMap::from([(RESTART_ANNOTATION.into(), m.to_owned())])),
+        ..ObjectMeta::default()
+    };
+    Deployment {
+        metadata: metadata(fm, &names(fm).deployment),
+        spec: DeploymentSpec {
+            replicas: Some(fm.spec.predictor.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(fm)),
+                ..LabelSelector::default()
             },
+            template: PodTemplateSpec {
+                metadata: Some(template_metadata),
+                spec: Some(PodSpec {
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        fs_group: Some(65532),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![predictor_container(fm)],
+                    volumes: Some(vec![Volume {
+                        name: "model-cache".into(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
         },
-    })
+        ..Deployment::default()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use api::forecast_model::ForecastModelSpec;
+    use serde_json::json;
 
     fn fm() -> ForecastModel {
         let spec: ForecastModelSpec = serde_json::from_value(json!({
@@ -191,7 +324,7 @@ mod tests {
 
     #[test]
     fn the_deployment_reads_the_version_from_the_config_map_and_binds_the_pod_ip() {
-        let d = deployment(&fm(), None);
+        let d = serde_json::to_value(deployment(&fm(), None)).unwrap();
         let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
             .as_array()
             .unwrap()
@@ -214,13 +347,12 @@ mod tests {
         assert_eq!(d["metadata"]["ownerReferences"][0]["controller"], true);
         assert_eq!(d["spec"]["replicas"], 2);
         // The template is the same whatever version is served: no restarts on a rollout.
+        // Only the Restart strategy's marker changes the template (and restarts pods).
+        let template = |marker| deployment(&fm(), marker).spec.template;
+        assert_ne!(template(Some("7")), template(None));
         assert_eq!(
-            deployment(&fm(), None)["spec"]["template"],
-            d["spec"]["template"]
-        );
-        assert_ne!(
-            deployment(&fm(), Some("7"))["spec"]["template"],
-            d["spec"]["template"]
+            template(Some("7")).metadata.unwrap().annotations.unwrap()[RESTART_ANNOTATION],
+            "7"
         );
     }
 }

@@ -12,13 +12,14 @@ use actix_web::{App, HttpServer, web};
 use api::forecast_model::ForecastModel;
 use clap::Parser;
 use futures::StreamExt;
+use kube::Api;
 use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
-use kube::{Api, ResourceExt};
 
 use crate::cache;
 use crate::context::Context;
 use crate::http::{HealthState, WebhookState, health_routes, webhook_routes};
 use crate::leader::{LeaderElector, LeaseConfig};
+use crate::memory::{self, Memory};
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 use crate::registry::Registry;
@@ -190,9 +191,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // Status writes (ours) must not trigger reconciles: only spec changes (generation) do.
     let (reader, writer) = reflector::store();
-    let fm_changes = watcher(fms, watcher::Config::default().any_semantic())
+    // What is remembered of a ForecastModel is dropped when the watch sees it go.
+    let memory = Arc::new(Memory::default());
+    let fm_events = watcher(fms, watcher::Config::default().any_semantic())
         .default_backoff()
-        .reflect(writer)
+        .reflect(writer);
+    let fm_changes = memory::forget_deleted(fm_events, memory.clone())
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     let controller = Controller::for_stream(fm_changes, reader)
@@ -228,22 +232,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         metrics.clone(),
         registry,
         caches,
+        memory,
         identity.clone(),
     ));
-    // Forget what was remembered about deleted ForecastModels.
-    let fm_store = controller.store();
-    let remembered = ctx.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(600));
-        loop {
-            every.tick().await;
-            let owners: std::collections::HashSet<String> =
-                fm_store.state().iter().filter_map(|fm| fm.uid()).collect();
-            remembered.applied.retain_owners(&owners);
-            remembered.tokens.retain_owners(&owners);
-            remembered.statuses.retain_owners(&owners);
-        }
-    });
     let run = controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

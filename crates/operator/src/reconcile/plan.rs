@@ -1,10 +1,7 @@
-//! Decisions as pure functions over what was observed: which version to roll to, which
-//! pods, which conditions to report.
+//! Plan: the pure decision over what was observed — which version to roll to and which
+//! pods, or why nothing moves.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
-
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// A predictor pod as observed this reconcile.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,18 +93,6 @@ pub fn plan(o: &Observed) -> Plan {
     }
 }
 
-/// A spec duration that must be at least a second (a shorter poll interval or verify
-/// timeout would spin); the error names the field.
-pub fn at_least_a_second(field: &str, value: &str) -> Result<Duration, String> {
-    let d = api::forecast_model::parse_duration(value).map_err(|e| format!("{field}: {e}"))?;
-    if d < Duration::from_secs(1) {
-        return Err(format!(
-            "{field}: {value:?} is shorter than the minimum of 1s"
-        ));
-    }
-    Ok(d)
-}
-
 /// The longest wait between registry retries while it is unreachable.
 pub const MAX_REGISTRY_RETRY: Duration = Duration::from_secs(60);
 
@@ -126,105 +111,9 @@ pub fn batches(pods: &[String], max_concurrent: i32) -> Vec<Vec<String>> {
     pods.chunks(size).map(<[String]>::to_vec).collect()
 }
 
-/// The desired state of one condition.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConditionState {
-    pub status: bool,
-    /// Neither true nor false (status `Unknown`); `status` is then false.
-    pub unknown: bool,
-    pub reason: String,
-    pub message: String,
-}
-
-impl ConditionState {
-    pub fn new(status: bool, reason: &str, message: impl Into<String>) -> Self {
-        ConditionState {
-            status,
-            unknown: false,
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-
-    /// A condition that could not be checked (status `Unknown`).
-    pub fn unknown(reason: &str, message: impl Into<String>) -> Self {
-        ConditionState {
-            unknown: true,
-            ..ConditionState::new(false, reason, message)
-        }
-    }
-
-    fn status_text(&self) -> &'static str {
-        match (self.unknown, self.status) {
-            (true, _) => "Unknown",
-            (false, true) => "True",
-            (false, false) => "False",
-        }
-    }
-}
-
-/// New conditions, keeping `lastTransitionTime` where the status did not change.
-pub fn conditions(
-    previous: &[Condition],
-    desired: &BTreeMap<&str, ConditionState>,
-    generation: Option<i64>,
-    now: &Time,
-) -> Vec<Condition> {
-    desired
-        .iter()
-        .map(|(kind, state)| {
-            let status = state.status_text();
-            let last = previous
-                .iter()
-                .find(|c| c.type_ == *kind && c.status == status)
-                .map(|c| c.last_transition_time.clone())
-                .unwrap_or_else(|| now.clone());
-            Condition {
-                type_: kind.to_string(),
-                status: status.into(),
-                reason: state.reason.clone(),
-                message: state.message.clone(),
-                last_transition_time: last,
-                observed_generation: generation,
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use api::reasons;
-
     use super::*;
-
-    #[test]
-    fn an_unknown_condition_is_written_as_unknown() {
-        let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let mut want = BTreeMap::new();
-        want.insert(
-            "RegistryReachable",
-            ConditionState::unknown(reasons::NOT_ASKED, "no credentials"),
-        );
-        let written = conditions(&[], &want, Some(2), &now);
-        assert_eq!(written[0].status, "Unknown");
-        assert_eq!(written[0].reason, reasons::NOT_ASKED);
-        assert_eq!(written[0].observed_generation, Some(2));
-    }
-
-    #[test]
-    fn spec_durations_shorter_than_a_second_are_refused_by_name() {
-        assert_eq!(
-            at_least_a_second("spec.pollInterval", "2m"),
-            Ok(Duration::from_secs(120))
-        );
-        let e = at_least_a_second("spec.pollInterval", "0s").unwrap_err();
-        assert!(
-            e.contains("spec.pollInterval") && e.contains("minimum of 1s"),
-            "{e}"
-        );
-        assert!(at_least_a_second("spec.rollout.verifyTimeout", "500ms").is_err());
-        assert!(at_least_a_second("spec.pollInterval", "soon").is_err());
-    }
 
     #[test]
     fn an_unreachable_registry_is_retried_with_backoff_up_to_the_poll_interval() {
@@ -330,26 +219,5 @@ mod tests {
         );
         assert_eq!(batches(&["a".into(), "b".into(), "c".into()], 2).len(), 2);
         assert_eq!(batches(&["a".into()], 0).len(), 1);
-    }
-
-    #[test]
-    fn transition_times_move_only_when_a_status_changes() {
-        let t0 = Time(chrono_like(0));
-        let t1 = Time(chrono_like(60));
-        let mut want = BTreeMap::new();
-        want.insert("Ready", ConditionState::new(true, reasons::SERVING, "ok"));
-        let first = conditions(&[], &want, Some(1), &t0);
-        let same = conditions(&first, &want, Some(2), &t1);
-        assert_eq!(same[0].last_transition_time, t0);
-        want.insert(
-            "Ready",
-            ConditionState::new(false, reasons::ROLLING_OUT, "..."),
-        );
-        let changed = conditions(&same, &want, Some(2), &t1);
-        assert_eq!(changed[0].last_transition_time, t1);
-    }
-
-    fn chrono_like(secs: i64) -> k8s_openapi::jiff::Timestamp {
-        k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + secs).unwrap()
     }
 }

@@ -1,0 +1,145 @@
+//! Act: make the owned objects what the spec says ([`owned`]), then carry out the plan's
+//! rollout ([`rollout`] for the pods) and say how it went as one [`RolloutOutcome`].
+
+pub mod owned;
+pub mod rollout;
+
+use std::time::{Duration, Instant};
+
+use api::forecast_model::{ForecastModel, RolloutStrategy};
+use api::reasons;
+use tracing::{info, warn};
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::reconcile::events::{self, Note};
+use crate::reconcile::observe::{Observation, ValidSpec};
+use crate::reconcile::plan::Plan;
+use crate::reconcile::{report, status};
+use owned::Owned;
+use rollout::{PodFailure, PodTarget, Revert, Rolled, RolloutSettings};
+
+/// How the plan's rollout went.
+#[derive(Debug)]
+pub enum RolloutOutcome {
+    /// The plan moves nothing.
+    Nothing,
+    /// Every pod to roll serves `target`, and so does the ConfigMap.
+    Succeeded {
+        target: String,
+        from: Option<String>,
+        reloaded: Vec<String>,
+        took: Duration,
+    },
+    /// `Restart` strategy: the ConfigMap and the pod template name `target`; the pods
+    /// restart onto it.
+    Restarting {
+        target: String,
+        from: Option<String>,
+    },
+    /// A pod failed after `reloaded` were verified; the pods that may have switched were
+    /// reloaded back to `from` as `revert` says.
+    Failed {
+        target: String,
+        from: Option<String>,
+        reloaded: Vec<String>,
+        failure: PodFailure,
+        revert: Revert,
+    },
+}
+
+/// Carries out `plan` (a rollout, or nothing).
+pub async fn roll_out(
+    ctx: &Context,
+    fm: &ForecastModel,
+    spec: &ValidSpec,
+    observed: &Observation,
+    owned: &Owned,
+    plan: &Plan,
+) -> Result<RolloutOutcome> {
+    let Plan::Rollout { target, from, pods } = plan else {
+        return Ok(RolloutOutcome::Nothing);
+    };
+    let (target, from) = (target.clone(), from.clone());
+    if fm.spec.rollout.strategy == RolloutStrategy::Restart {
+        // Pods restart onto the new ConfigMap value.
+        if owned.served.as_deref() != Some(target.as_str()) {
+            owned::write_served_version(ctx, fm, &target).await?;
+        }
+        owned::apply_workload(ctx, fm, Some(&target)).await?;
+        return Ok(RolloutOutcome::Restarting { target, from });
+    }
+    let targets: Vec<PodTarget> = observed
+        .pods
+        .iter()
+        .filter(|p| pods.contains(&p.name))
+        .filter_map(|p| {
+            Some(PodTarget {
+                name: p.name.clone(),
+                base_url: p.base_url.clone()?,
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    if !targets.is_empty() {
+        let progress = status::rolling_out(fm, &observed.previous, &target, targets.len());
+        report::write_status(ctx, fm, &progress).await?;
+        let from_text = from.as_deref().unwrap_or("?");
+        let note = format!(
+            "rolling {} pods from version {from_text} to {target}",
+            targets.len()
+        );
+        events::publish(ctx, fm, &[Note::normal(reasons::ROLLOUT_STARTED, note)]).await;
+        info!(target, from = ?from, pods = targets.len(), "rollout started");
+    }
+    let settings = RolloutSettings {
+        max_concurrent: fm.spec.rollout.max_concurrent,
+        verify_timeout: spec.verify_timeout,
+        smoke_input: fm.spec.rollout.smoke_input.clone(),
+        admin_token: owned.admin_token.clone(),
+    };
+    let rolled = rollout::roll(
+        &ctx.predictors,
+        &targets,
+        &target,
+        from.as_deref(),
+        &settings,
+    )
+    .await;
+    Ok(match rolled {
+        Rolled::All { reloaded } => {
+            if from.as_deref() != Some(target.as_str()) {
+                owned::write_served_version(ctx, fm, &target).await?;
+            }
+            let took = started.elapsed();
+            info!(target, seconds = took.as_secs_f64(), "rollout succeeded");
+            RolloutOutcome::Succeeded {
+                target,
+                from,
+                reloaded,
+                took,
+            }
+        }
+        Rolled::Failed {
+            reloaded,
+            failure,
+            revert,
+        } => {
+            warn!(target, %failure, ?revert, "rollout failed");
+            RolloutOutcome::Failed {
+                target,
+                from,
+                reloaded,
+                failure,
+                revert,
+            }
+        }
+    })
+}
+
+impl RolloutOutcome {
+    /// Whether pods may serve something else than before (so they are observed again).
+    pub fn touched_pods(&self) -> bool {
+        !matches!(self, RolloutOutcome::Nothing)
+    }
+}

@@ -1,0 +1,104 @@
+//! The reconcile, as a pipeline of steps, one module each:
+//!
+//! ```text
+//! observe  spec checked, registry answer, served version, pods and what each serves
+//! act      owned objects made as the spec says (Secret, ConfigMap, Deployment, Service)
+//! plan     the pure decision: which version, which pods, or hold
+//! act      the rollout, reported as one RolloutOutcome
+//! status   a pure function to the whole status, its events and the next wake-up
+//! report   status written (server-side apply, status subresource), events published
+//! ```
+
+pub mod act;
+pub mod conditions;
+pub mod events;
+pub mod observe;
+pub mod plan;
+pub mod report;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api::forecast_model::ForecastModel;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use tracing::warn;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+
+pub async fn reconcile(fm: Arc<ForecastModel>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_inner(&fm, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    let label = if result.is_ok() { "ok" } else { "error" };
+    Metrics::count(&ctx.metrics.reconciles, label);
+    result
+}
+
+#[tracing::instrument(skip_all, fields(forecastmodel = %format!("{}/{}", fm.namespace().unwrap_or_default(), fm.name_any())))]
+async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
+    let generation = fm.metadata.generation;
+    let spec = match observe::spec(fm) {
+        Ok(spec) => spec,
+        Err(message) => {
+            // Reported, not retried: only a change of the spec helps.
+            let previous = ctx.memory.previous_status(fm);
+            let report = status::invalid_spec(&previous, generation, &message, Timestamp::now());
+            report::write(ctx, fm, &report).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let observed = observe::observe(ctx, fm, &spec).await?;
+    let owned = act::owned::ensure(ctx, fm, &spec, &observed).await?;
+    let failed_versions = plan::failed_versions_after(
+        &observed.previous.failed_versions,
+        observed.previous.desired_version.as_deref(),
+        observed.registry.desired.as_deref(),
+    );
+    let plan = plan::plan(&plan::Observed {
+        paused: fm.spec.paused,
+        desired: observed.registry.desired.clone(),
+        served: owned.served.clone(),
+        failed_versions: failed_versions.clone(),
+        pods: observed.pods.clone(),
+    });
+    let outcome = act::roll_out(ctx, fm, &spec, &observed, &owned, &plan).await?;
+    let pods = match outcome.touched_pods() {
+        true => observe::pods(ctx, fm, &ctx.caches.pods_of(fm).await?).await,
+        false => observed.pods.clone(),
+    };
+    let report = status::report(&status::Inputs {
+        generation,
+        replicas: fm.spec.predictor.replicas,
+        spec: &spec,
+        observed: &observed,
+        served: owned.served.as_deref(),
+        failed_versions: &failed_versions,
+        plan: &plan,
+        outcome: &outcome,
+        pods: &pods,
+        now: Timestamp::now(),
+    });
+    report::write(ctx, fm, &report).await?;
+    ctx.metrics.record(fm, &outcome, &report.status);
+    Ok(report
+        .requeue_after
+        .map_or_else(Action::await_change, Action::requeue))
+}
+
+pub fn error_policy(fm: Arc<ForecastModel>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(forecastmodel = %fm.name_any(), %error, "reconcile failed");
+    ctx.metrics
+        .errors
+        .get_or_create(&crate::metrics::ErrorLabel {
+            error: error.metric_label().into(),
+        })
+        .inc();
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,277 @@
+//! Observe: the spec checked, the registry's answer, the served version in the owned
+//! ConfigMap, and the predictor pods with the version each says it serves. Reads only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::forecast_model::{ForecastModel, ForecastModelStatus, Selector, parse_duration};
+use api::reasons;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::{Api, ResourceExt};
+use mlflow::{Credentials, MlflowError};
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::reconcile::conditions::{ConditionState, ConditionStatus};
+use crate::reconcile::plan::PodObservation;
+use crate::registry::Answer;
+use crate::resources::{self, SERVED_VERSION_KEY};
+
+/// A spec the reconcile can act on: what the schema could not check, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSpec {
+    pub poll: Duration,
+    pub verify_timeout: Duration,
+    pub selector: Selector,
+}
+
+/// Checks what the schema cannot: durations and the selector. The error says which field.
+pub fn spec(fm: &ForecastModel) -> Result<ValidSpec, String> {
+    Ok(ValidSpec {
+        poll: at_least_a_second("spec.pollInterval", &fm.spec.poll_interval)?,
+        verify_timeout: at_least_a_second(
+            "spec.rollout.verifyTimeout",
+            &fm.spec.rollout.verify_timeout,
+        )?,
+        selector: fm.spec.model.selector()?,
+    })
+}
+
+/// A spec duration that must be at least a second (a shorter poll interval or verify
+/// timeout would spin); the error names the field.
+fn at_least_a_second(field: &str, value: &str) -> Result<Duration, String> {
+    let d = parse_duration(value).map_err(|e| format!("{field}: {e}"))?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "{field}: {value:?} is shorter than the minimum of 1s"
+        ));
+    }
+    Ok(d)
+}
+
+/// What the registry said about the selector, as conditions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryAnswer {
+    /// The version the selector points at.
+    pub desired: Option<String>,
+    /// `RegistryReachable`.
+    pub reachable: ConditionState,
+    /// A `Degraded` state when the registry was reached (or not asked) but gave no
+    /// version: a spec, credentials or registry problem.
+    pub problem: Option<ConditionState>,
+}
+
+/// The `Degraded` reason for a registry answer that is not a version.
+fn problem_reason(e: &MlflowError) -> &'static str {
+    match e {
+        MlflowError::NotFound { .. } => reasons::VERSION_NOT_FOUND,
+        MlflowError::Unauthorized { .. } => reasons::REGISTRY_UNAUTHORIZED,
+        MlflowError::Config(_) => reasons::REGISTRY_CREDENTIALS,
+        _ => reasons::REGISTRY_ERROR,
+    }
+}
+
+/// Reads a registry's answer (or why there is none) as conditions.
+pub fn registry_answer(selector: &Selector, answer: &Answer) -> RegistryAnswer {
+    match answer {
+        Ok(v) => RegistryAnswer {
+            desired: Some(v.version.clone()),
+            reachable: ConditionState::new(
+                true,
+                reasons::REACHABLE,
+                format!("{selector} resolves to version {}", v.version),
+            ),
+            problem: None,
+        },
+        Err(e) if e.is_unreachable() => RegistryAnswer {
+            desired: None,
+            reachable: ConditionState::new(false, reasons::UNREACHABLE, e.to_string()),
+            problem: None,
+        },
+        // The credentials could not be read: the registry was not asked.
+        Err(e) if matches!(e.as_ref(), MlflowError::Config(_)) => RegistryAnswer {
+            desired: None,
+            reachable: ConditionState::new(
+                ConditionStatus::Unknown,
+                reasons::NOT_ASKED,
+                format!("the registry was not asked: {e}"),
+            ),
+            problem: Some(ConditionState::new(true, problem_reason(e), e.to_string())),
+        },
+        Err(e) => RegistryAnswer {
+            desired: None,
+            reachable: ConditionState::new(true, reasons::REACHABLE, "the registry answered"),
+            problem: Some(ConditionState::new(true, problem_reason(e), e.to_string())),
+        },
+    }
+}
+
+/// Everything a reconcile looked at before acting.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub namespace: String,
+    /// The status to start from (see `Memory::previous_status`).
+    pub previous: ForecastModelStatus,
+    pub registry: RegistryAnswer,
+    /// The owned ConfigMap's served version.
+    pub served: Option<String>,
+    /// The predictor pods from the pod cache.
+    pub listed: Vec<Arc<Pod>>,
+    /// The same pods, each ready one asked which version it serves.
+    pub pods: Vec<PodObservation>,
+}
+
+pub async fn observe(ctx: &Context, fm: &ForecastModel, spec: &ValidSpec) -> Result<Observation> {
+    let namespace = fm
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let listed = ctx.caches.pods_of(fm).await?;
+    let (answer, pods) = futures::join!(
+        ask_registry(ctx, fm, &spec.selector),
+        pods(ctx, fm, &listed)
+    );
+    Ok(Observation {
+        previous: ctx.memory.previous_status(fm),
+        registry: registry_answer(&spec.selector, &answer),
+        served: served_version(ctx, fm, &namespace).await?,
+        namespace,
+        listed,
+        pods,
+    })
+}
+
+async fn ask_registry(ctx: &Context, fm: &ForecastModel, selector: &Selector) -> Answer {
+    let creds = credentials(ctx, fm).await.map_err(Arc::new)?;
+    let registry = &fm.spec.registry;
+    ctx.registry
+        .resolve(&registry.tracking_uri, creds, &fm.spec.model.name, selector)
+        .await
+}
+
+/// Registry credentials from the `credentialsSecret` (`token`, or `username`+`password`),
+/// re-read at most every 30 s.
+async fn credentials(ctx: &Context, fm: &ForecastModel) -> Result<Credentials, MlflowError> {
+    let Some(name) = &fm.spec.registry.credentials_secret else {
+        return Ok(Credentials::None);
+    };
+    if let Some(creds) = ctx.memory.credentials(fm, name) {
+        return Ok(creds);
+    }
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &fm.namespace().unwrap_or_default());
+    let secret = secrets
+        .get(name)
+        .await
+        .map_err(|e| MlflowError::Config(format!("credentialsSecret {name}: {e}")))?;
+    let value = |key: &str| crate::secrets::secret_value(&secret, key);
+    let creds = mlflow::credentials_from(value("token"), value("username"), value("password"))?;
+    ctx.memory.record_credentials(fm, name, &creds);
+    Ok(creds)
+}
+
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// `http://<podIP>:<port>` of a pod that has an IP.
+fn base_url(pod: &Pod, port: i32) -> Option<String> {
+    let ip = pod.status.as_ref()?.pod_ip.as_ref()?;
+    Some(if ip.contains(':') {
+        format!("http://[{ip}]:{port}")
+    } else {
+        format!("http://{ip}:{port}")
+    })
+}
+
+/// The listed pods, each ready one asked which version it serves, by name.
+pub async fn pods(ctx: &Context, fm: &ForecastModel, listed: &[Arc<Pod>]) -> Vec<PodObservation> {
+    let port = fm.spec.predictor.port;
+    let observations = listed
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| async move {
+            let base_url = base_url(p, port);
+            let ready = pod_ready(p);
+            let version = match (&base_url, ready) {
+                (Some(url), true) => ctx
+                    .predictors
+                    .info(url, ctx.observe_timeout)
+                    .await
+                    .ok()
+                    .map(|i| i.model_version),
+                _ => None,
+            };
+            PodObservation {
+                name: p.name_any(),
+                base_url,
+                ready,
+                version,
+            }
+        });
+    let mut out = futures::future::join_all(observations).await;
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// The served version: the owned ConfigMap's (from the cache), or what this process
+/// wrote there and the cache does not show yet.
+async fn served_version(ctx: &Context, fm: &ForecastModel, ns: &str) -> Result<Option<String>> {
+    let names = resources::names(fm);
+    let cached = ctx
+        .caches
+        .config_map(ns, &names.config_map)
+        .await?
+        .and_then(|cm| {
+            let version = cm.data.as_ref()?.get(SERVED_VERSION_KEY)?.clone();
+            Some((version, cm.metadata.resource_version.clone()?))
+        });
+    Ok(ctx.memory.served(fm, cached).filter(|v| !v.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlflow::ModelVersion;
+
+    #[test]
+    fn spec_durations_shorter_than_a_second_are_refused_by_name() {
+        assert_eq!(
+            at_least_a_second("spec.pollInterval", "2m"),
+            Ok(Duration::from_secs(120))
+        );
+        let e = at_least_a_second("spec.pollInterval", "0s").unwrap_err();
+        assert!(
+            e.contains("spec.pollInterval") && e.contains("minimum of 1s"),
+            "{e}"
+        );
+        assert!(at_least_a_second("spec.rollout.verifyTimeout", "500ms").is_err());
+        assert!(at_least_a_second("spec.pollInterval", "soon").is_err());
+    }
+
+    #[test]
+    fn each_registry_answer_reads_as_its_conditions() {
+        let alias = Selector::Alias("champion".into());
+        let found: Answer = Ok(ModelVersion {
+            version: "4".into(),
+            ..Default::default()
+        });
+        let a = registry_answer(&alias, &found);
+        assert_eq!(a.desired.as_deref(), Some("4"));
+        assert_eq!(a.reachable.reason, reasons::REACHABLE);
+        assert!(a.problem.is_none());
+
+        let missing: Answer = Err(Arc::new(MlflowError::Config("no token".into())));
+        let a = registry_answer(&alias, &missing);
+        assert_eq!(a.reachable.status, ConditionStatus::Unknown);
+        assert_eq!(a.reachable.reason, reasons::NOT_ASKED);
+        assert_eq!(
+            a.problem.map(|p| p.reason),
+            Some(reasons::REGISTRY_CREDENTIALS)
+        );
+    }
+}

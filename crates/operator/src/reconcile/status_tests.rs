@@ -1,0 +1,413 @@
+//! The status step, one test per condition reason and event it can produce.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::forecast_model::{ForecastModel, Selector};
+use mlflow::{MlflowError, ModelVersion};
+
+use super::*;
+use crate::predictor_client::{Call, PredictorError};
+use crate::reconcile::act::rollout::{PodFailure, VerifyError};
+use crate::reconcile::observe::registry_answer;
+use crate::registry::Answer;
+
+const POLL: Duration = Duration::from_secs(30);
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_700_000_000 + secs).unwrap()
+}
+
+fn pod(name: &str, version: Option<&str>, ready: bool) -> PodObservation {
+    PodObservation {
+        name: name.into(),
+        base_url: Some(format!("http://{name}:8080")),
+        ready,
+        version: version.map(Into::into),
+    }
+}
+
+fn found(version: &str) -> Answer {
+    Ok(ModelVersion {
+        version: version.into(),
+        ..Default::default()
+    })
+}
+
+/// One reconcile's inputs, changed by each test.
+struct Case {
+    previous: ForecastModelStatus,
+    answer: Answer,
+    served: Option<&'static str>,
+    failed: Vec<String>,
+    plan: Plan,
+    outcome: RolloutOutcome,
+    pods: Vec<PodObservation>,
+    now: Timestamp,
+}
+
+impl Case {
+    /// Two pods serving version 1, which the alias still points at.
+    fn steady() -> Self {
+        Case {
+            previous: ForecastModelStatus::default(),
+            answer: found("1"),
+            served: Some("1"),
+            failed: vec![],
+            plan: Plan::Steady {
+                version: "1".into(),
+            },
+            outcome: RolloutOutcome::Nothing,
+            pods: vec![pod("a", Some("1"), true), pod("b", Some("1"), true)],
+            now: at(100),
+        }
+    }
+
+    fn report(&self) -> Report {
+        let spec = ValidSpec {
+            poll: POLL,
+            verify_timeout: Duration::from_secs(10),
+            selector: Selector::Alias("champion".into()),
+        };
+        let observed = Observation {
+            namespace: "team".into(),
+            previous: self.previous.clone(),
+            registry: registry_answer(&spec.selector, &self.answer),
+            served: self.served.map(Into::into),
+            listed: vec![],
+            pods: self.pods.clone(),
+        };
+        report(&Inputs {
+            generation: Some(3),
+            replicas: 2,
+            spec: &spec,
+            observed: &observed,
+            served: self.served,
+            failed_versions: &self.failed,
+            plan: &self.plan,
+            outcome: &self.outcome,
+            pods: &self.pods,
+            now: self.now,
+        })
+    }
+}
+
+/// `(status, reason)` of a condition in a report.
+fn condition(report: &Report, kind: &str) -> (String, String) {
+    let c = report
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .unwrap_or_else(|| panic!("no {kind} condition"));
+    (c.status.clone(), c.reason.clone())
+}
+
+fn is(status: &str, reason: &str) -> (String, String) {
+    (status.into(), reason.into())
+}
+
+fn reasons_of(report: &Report) -> Vec<&'static str> {
+    report.notes.iter().map(|n| n.reason).collect()
+}
+
+#[test]
+fn every_pod_on_the_served_version_is_ready_idle_and_not_degraded() {
+    let r = Case::steady().report();
+    assert_eq!(condition(&r, "Ready"), is("True", reasons::SERVING));
+    assert_eq!(condition(&r, "Progressing"), is("False", reasons::IDLE));
+    assert_eq!(condition(&r, "Degraded"), is("False", reasons::AS_EXPECTED));
+    assert_eq!(
+        condition(&r, "RegistryReachable"),
+        is("True", reasons::REACHABLE)
+    );
+    assert_eq!(r.status.observed_generation, Some(3));
+    assert_eq!((r.status.replicas, r.status.updated_replicas), (2, 2));
+    assert_eq!(r.status.selector.as_deref(), Some("alias:champion"));
+    assert!(r.notes.is_empty());
+    assert!(r.changed, "a first status is written");
+    assert_eq!(r.requeue_after, Some(POLL));
+}
+
+#[test]
+fn a_status_that_says_what_the_last_one_said_is_not_written_again() {
+    let first = Case::steady().report();
+    let again = Case {
+        previous: first.status.clone(),
+        now: at(500),
+        ..Case::steady()
+    }
+    .report();
+    assert!(!again.changed);
+    assert_eq!(again.status, first.status);
+}
+
+#[test]
+fn a_pod_not_ready_or_on_another_version_is_converging_and_not_ready() {
+    let r = Case {
+        pods: vec![pod("a", Some("1"), true), pod("b", None, false)],
+        ..Case::steady()
+    }
+    .report();
+    assert_eq!(condition(&r, "Ready"), is("False", reasons::PODS_NOT_READY));
+    assert_eq!(
+        condition(&r, "Progressing"),
+        is("True", reasons::CONVERGING)
+    );
+    assert_eq!(r.status.pods.len(), 1, "only pods that answered are listed");
+}
+
+#[test]
+fn no_version_known_yet_is_not_ready_with_no_version() {
+    let r = Case {
+        answer: Err(Arc::new(MlflowError::NotFound {
+            message: "no alias champion".into(),
+        })),
+        served: None,
+        plan: Plan::Hold(Hold::RegistryUnknown),
+        pods: vec![],
+        ..Case::steady()
+    }
+    .report();
+    assert_eq!(condition(&r, "Ready"), is("False", reasons::NO_VERSION));
+    assert_eq!(
+        condition(&r, "Degraded"),
+        is("True", reasons::VERSION_NOT_FOUND)
+    );
+    assert_eq!(
+        condition(&r, "RegistryReachable"),
+        is("True", reasons::REACHABLE)
+    );
+}
+
+#[test]
+fn registry_refusals_name_their_reason_in_degraded() {
+    let cases = [
+        (
+            MlflowError::Unauthorized {
+                status: 401,
+                message: "no".into(),
+            },
+            reasons::REGISTRY_UNAUTHORIZED,
+            ("True", reasons::REACHABLE),
+        ),
+        (
+            MlflowError::Config("credentialsSecret creds: not found".into()),
+            reasons::REGISTRY_CREDENTIALS,
+            ("Unknown", reasons::NOT_ASKED),
+        ),
+        (
+            MlflowError::Invalid {
+                code: "INVALID_PARAMETER_VALUE".into(),
+                message: "bad name".into(),
+            },
+            reasons::REGISTRY_ERROR,
+            ("True", reasons::REACHABLE),
+        ),
+    ];
+    for (error, degraded, reachable) in cases {
+        let r = Case {
+            answer: Err(Arc::new(error)),
+            plan: Plan::Hold(Hold::RegistryUnknown),
+            ..Case::steady()
+        }
+        .report();
+        assert_eq!(condition(&r, "Degraded"), is("True", degraded));
+        assert_eq!(
+            condition(&r, "RegistryReachable"),
+            is(reachable.0, reachable.1)
+        );
+        // The pods keep serving what they serve.
+        assert_eq!(condition(&r, "Ready"), is("True", reasons::SERVING));
+    }
+}
+
+#[test]
+fn an_unreachable_registry_is_told_once_and_asked_again_with_backoff() {
+    let down = Case {
+        answer: Err(Arc::new(MlflowError::Unreachable {
+            url: "http://mlflow:5000".into(),
+            message: "connection refused".into(),
+        })),
+        plan: Plan::Hold(Hold::RegistryUnknown),
+        ..Case::steady()
+    };
+    let first = down.report();
+    assert_eq!(
+        condition(&first, "RegistryReachable"),
+        is("False", reasons::UNREACHABLE)
+    );
+    assert_eq!(reasons_of(&first), vec![reasons::REGISTRY_UNREACHABLE]);
+    assert_eq!(first.requeue_after, Some(Duration::from_secs(1)));
+    let later = Case {
+        previous: first.status.clone(),
+        now: at(108),
+        ..down
+    }
+    .report();
+    assert!(later.notes.is_empty(), "the event is not repeated");
+    assert_eq!(later.requeue_after, Some(Duration::from_secs(8)));
+}
+
+#[test]
+fn a_successful_rollout_moves_the_served_and_previous_versions() {
+    let r = Case {
+        answer: found("2"),
+        plan: Plan::Rollout {
+            target: "2".into(),
+            from: Some("1".into()),
+            pods: vec!["a".into(), "b".into()],
+        },
+        outcome: RolloutOutcome::Succeeded {
+            target: "2".into(),
+            from: Some("1".into()),
+            reloaded: vec!["a".into(), "b".into()],
+            took: Duration::from_millis(1500),
+        },
+        pods: vec![pod("a", Some("2"), true), pod("b", Some("2"), true)],
+        ..Case::steady()
+    }
+    .report();
+    assert_eq!(r.status.served_version.as_deref(), Some("2"));
+    assert_eq!(r.status.previous_version.as_deref(), Some("1"));
+    assert_eq!(r.status.last_rollout_duration.as_deref(), Some("1.500s"));
+    assert_eq!(condition(&r, "Ready"), is("True", reasons::SERVING));
+    assert_eq!(
+        reasons_of(&r),
+        vec![
+            reasons::POD_RELOADED,
+            reasons::POD_RELOADED,
+            reasons::ROLLOUT_SUCCEEDED
+        ]
+    );
+    assert_eq!(r.notes[0].pod.as_deref(), Some("a"));
+}
+
+fn failure() -> PodFailure {
+    PodFailure::MayHaveSwitched {
+        pod: "a".into(),
+        error: VerifyError::Smoke(PredictorError::NotFinite(f64::NAN)),
+    }
+}
+
+#[test]
+fn a_failed_rollout_is_degraded_and_its_version_is_not_retried() {
+    let r = Case {
+        answer: found("2"),
+        outcome: RolloutOutcome::Failed {
+            target: "2".into(),
+            from: Some("1".into()),
+            reloaded: vec![],
+            failure: failure(),
+            revert: Revert::Done {
+                reverted: vec!["a".into()],
+                failures: vec![],
+            },
+        },
+        ..Case::steady()
+    }
+    .report();
+    let (status, reason) = condition(&r, "Degraded");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", reasons::ROLLOUT_FAILED)
+    );
+    assert_eq!(r.status.failed_versions, vec!["2".to_string()]);
+    assert_eq!(r.status.served_version.as_deref(), Some("1"));
+    assert_eq!(
+        reasons_of(&r),
+        vec![reasons::ROLLOUT_FAILED, reasons::ROLLED_BACK]
+    );
+    assert!(r.notes[0].note.contains("pod a") && r.notes[0].note.contains("not finite"));
+    assert_eq!(r.notes[1].note, "reverted 1 pods to version 1");
+}
+
+#[test]
+fn a_pod_that_cannot_be_brought_back_to_the_served_version_is_a_converge_failure() {
+    let r = Case {
+        answer: found("2"),
+        failed: vec!["2".into()],
+        outcome: RolloutOutcome::Failed {
+            target: "1".into(),
+            from: Some("1".into()),
+            reloaded: vec![],
+            failure: PodFailure::NotSwitched {
+                pod: "a".into(),
+                error: PredictorError::Refused {
+                    call: Call::Reload,
+                    status: 503,
+                    message: "busy".into(),
+                },
+            },
+            revert: Revert::Done {
+                reverted: vec![],
+                failures: vec![],
+            },
+        },
+        ..Case::steady()
+    }
+    .report();
+    assert_eq!(
+        condition(&r, "Degraded"),
+        is("True", reasons::CONVERGE_FAILED)
+    );
+    assert_eq!(r.status.failed_versions, vec!["2".to_string()]);
+}
+
+#[test]
+fn a_restart_rollout_says_so_once() {
+    let r = Case {
+        answer: found("2"),
+        outcome: RolloutOutcome::Restarting {
+            target: "2".into(),
+            from: Some("1".into()),
+        },
+        pods: vec![pod("a", Some("1"), true), pod("c", None, false)],
+        ..Case::steady()
+    }
+    .report();
+    assert_eq!(reasons_of(&r), vec![reasons::ROLLOUT_STARTED]);
+    assert_eq!(r.status.served_version.as_deref(), Some("2"));
+    assert_eq!(
+        condition(&r, "Progressing"),
+        is("True", reasons::CONVERGING)
+    );
+    assert_eq!(r.status.last_rollout_duration, None);
+}
+
+#[test]
+fn an_invalid_spec_is_reported_once_per_message() {
+    let previous = Case::steady().report().status;
+    let r = invalid_spec(&previous, Some(4), "spec.pollInterval: bad", at(200));
+    assert_eq!(condition(&r, "Ready"), is("False", reasons::INVALID_SPEC));
+    assert_eq!(condition(&r, "Degraded"), is("True", reasons::INVALID_SPEC));
+    assert_eq!(reasons_of(&r), vec![reasons::INVALID_SPEC]);
+    assert_eq!(
+        r.status.served_version, previous.served_version,
+        "nothing else is lost"
+    );
+    assert_eq!(r.requeue_after, None);
+    let again = invalid_spec(&r.status, Some(4), "spec.pollInterval: bad", at(300));
+    assert!(!again.changed && again.notes.is_empty());
+}
+
+#[test]
+fn the_progress_status_keeps_everything_but_progressing() {
+    let previous = Case::steady().report().status;
+    let spec = serde_json::from_value(serde_json::json!({
+        "registry": {"trackingUri": "http://mlflow:5000"},
+        "model": {"name": "m", "alias": "champion"},
+    }))
+    .unwrap();
+    let fm = ForecastModel::new("daily", spec);
+    let progress = rolling_out(&fm, &previous, "2", 2);
+    assert_eq!(progress.desired_version.as_deref(), Some("2"));
+    assert_eq!(progress.served_version, previous.served_version);
+    assert_eq!(progress.replicas, 2);
+    let reasons: Vec<_> = progress
+        .conditions
+        .iter()
+        .map(|c| c.reason.as_str())
+        .collect();
+    assert!(reasons.contains(&reasons::ROLLING_OUT) && reasons.contains(&reasons::SERVING));
+}

@@ -1,0 +1,378 @@
+//! The test tier below end to end: `reconcile()` called in this process against kube-sim
+//! (or the cluster KUBECONFIG names) and the real MLflow of the test run, for the paths
+//! that need no predictor pods. Each reconcile is one call; what it did is read back from
+//! the API server as a user would (`kubectl get fm -o yaml`, events, owned objects).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::reasons;
+use forecast_e2e::cluster::{TestCluster, wait_until};
+use forecast_e2e::{authenticated_registry, closed_port, mlflow_client, tracking_uri};
+use forecast_e2e::{train_and_register, unique_name};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use operator::context::Context;
+use operator::memory::Memory;
+use operator::metrics::Metrics;
+use operator::registry::Registry;
+use serde_json::{Value, json};
+
+/// A cluster without predictor processes, and the operator's `Context` in this process.
+struct Tier {
+    cluster: TestCluster,
+    ctx: Arc<Context>,
+}
+
+impl Tier {
+    async fn start() -> Tier {
+        let cluster = TestCluster::start_without_pods().await;
+        let metrics = Arc::new(Metrics::default());
+        let registry = Arc::new(Registry::new(Duration::ZERO, metrics.clone()));
+        let (caches, subscriptions, watches) =
+            operator::cache::start(&cluster.client, Some(&cluster.namespace)).expect("caches");
+        tokio::spawn(watches);
+        // Nobody else reads the change notifications here.
+        tokio::spawn(subscriptions.deployments.for_each(|_| async {}));
+        tokio::spawn(subscriptions.services.for_each(|_| async {}));
+        tokio::spawn(subscriptions.config_maps.for_each(|_| async {}));
+        tokio::spawn(subscriptions.pods.for_each(|_| async {}));
+        let ctx = Arc::new(Context::new(
+            cluster.client.clone(),
+            metrics,
+            registry,
+            caches,
+            Arc::new(Memory::default()),
+            "reconcile-tier".into(),
+        ));
+        Tier { cluster, ctx }
+    }
+
+    /// Applies a ForecastModel as a user would and reconciles it once.
+    async fn apply_and_reconcile(&self, name: &str, spec: Value) -> Result<Action, String> {
+        self.cluster.apply_fm(name, spec).await;
+        self.reconcile(name).await
+    }
+
+    /// One reconcile of the ForecastModel as the API server has it now.
+    async fn reconcile(&self, name: &str) -> Result<Action, String> {
+        let fm = self.cluster.fms().get(name).await.expect("ForecastModel");
+        operator::reconcile::reconcile(Arc::new(fm), self.ctx.clone())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn condition(&self, name: &str, kind: &str) -> (String, String) {
+        let c = self.cluster.condition(name, kind).await;
+        c.unwrap_or_else(|| panic!("{name} has no {kind} condition"))
+    }
+
+    async fn config_map_version(&self, name: &str) -> Option<String> {
+        let cms: Api<ConfigMap> =
+            Api::namespaced(self.cluster.client.clone(), &self.cluster.namespace);
+        let cm = cms
+            .get_opt(&format!("{name}-served-version"))
+            .await
+            .expect("get");
+        cm.and_then(|c| c.data?.get("version").cloned())
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.cluster.client.clone(), &self.cluster.namespace)
+    }
+}
+
+fn is(status: &str, reason: &str) -> (String, String) {
+    (status.into(), reason.into())
+}
+
+fn spec(uri: &str, model: Value) -> Value {
+    json!({"registry": {"trackingUri": uri}, "model": model, "predictor": {"replicas": 1}})
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_and_creates_nothing() {
+    let tier = Tier::start().await;
+    let mut s = spec(&tracking_uri(), json!({"name": "m", "alias": "champion"}));
+    s["pollInterval"] = json!("0s");
+    let action = tier.apply_and_reconcile("bad", s).await.expect("reconcile");
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "only a spec change can help"
+    );
+    assert_eq!(
+        tier.condition("bad", "Ready").await,
+        is("False", reasons::INVALID_SPEC)
+    );
+    let status = tier.cluster.status("bad").await;
+    let degraded = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(degraded["reason"], reasons::INVALID_SPEC);
+    let message = degraded["message"].as_str().unwrap_or_default();
+    assert!(message.contains("spec.pollInterval"), "{message}");
+    assert_eq!(tier.cluster.events(reasons::INVALID_SPEC).await, 1);
+    assert!(
+        tier.deployments()
+            .get_opt("bad-predictor")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    // Reconciled again unchanged: nothing new is said.
+    tier.reconcile("bad").await.expect("reconcile");
+    assert_eq!(tier.cluster.events(reasons::INVALID_SPEC).await, 1);
+    tier.cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_credentials_secret_sends_nothing_and_says_which() {
+    let tier = Tier::start().await;
+    let mut s = spec(&tracking_uri(), json!({"name": "m", "alias": "champion"}));
+    s["registry"]["credentialsSecret"] = json!("no-such-secret");
+    tier.apply_and_reconcile("creds", s)
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        tier.condition("creds", "Degraded").await,
+        is("True", reasons::REGISTRY_CREDENTIALS)
+    );
+    assert_eq!(
+        tier.condition("creds", "RegistryReachable").await,
+        is("Unknown", reasons::NOT_ASKED)
+    );
+    assert_eq!(
+        tier.config_map_version("creds").await,
+        None,
+        "no version was chosen"
+    );
+    tier.cluster.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_registry_is_asked_again_soon_and_told_once() {
+    let tier = Tier::start().await;
+    let uri = format!("http://127.0.0.1:{}", closed_port());
+    let action = tier
+        .apply_and_reconcile(
+            "down",
+            spec(&uri, json!({"name": "m", "alias": "champion"})),
+        )
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+    assert_eq!(
+        tier.condition("down", "RegistryReachable").await,
+        is("False", reasons::UNREACHABLE)
+    );
+    assert_eq!(
+        tier.condition("down", "Ready").await,
+        is("False", reasons::NO_VERSION)
+    );
+    tier.reconcile("down").await.expect("reconcile");
+    assert_eq!(tier.cluster.events(reasons::REGISTRY_UNREACHABLE).await, 1);
+    tier.cluster.stop().await;
+}
+
+#[tokio::test]
+async fn refused_credentials_are_unauthorized() {
+    let tier = Tier::start().await;
+    let (uri, user, _) = authenticated_registry();
+    let secrets: Api<Secret> =
+        Api::namespaced(tier.cluster.client.clone(), &tier.cluster.namespace);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "wrong-creds"},
+        "stringData": {"username": user, "password": "not-the-password"},
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+    let mut s = spec(&uri, json!({"name": "m", "alias": "champion"}));
+    s["registry"]["credentialsSecret"] = json!("wrong-creds");
+    tier.apply_and_reconcile("unauth", s)
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        tier.condition("unauth", "Degraded").await,
+        is("True", reasons::REGISTRY_UNAUTHORIZED)
+    );
+    assert_eq!(
+        tier.condition("unauth", "RegistryReachable").await,
+        is("True", reasons::REACHABLE)
+    );
+    tier.cluster.stop().await;
+}
+
+#[tokio::test]
+async fn an_alias_that_points_nowhere_is_version_not_found() {
+    let tier = Tier::start().await;
+    let name = unique_name("tier-missing");
+    train_and_register(&name, 1, &["--alias", "champion"]).expect("register");
+    tier.apply_and_reconcile(
+        "missing",
+        spec(&tracking_uri(), json!({"name": name, "alias": "nobody"})),
+    )
+    .await
+    .expect("reconcile");
+    assert_eq!(
+        tier.condition("missing", "Degraded").await,
+        is("True", reasons::VERSION_NOT_FOUND)
+    );
+    assert_eq!(
+        tier.condition("missing", "Ready").await,
+        is("False", reasons::NO_VERSION)
+    );
+    tier.cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_pin_is_served_whatever_the_alias_says_and_pause_holds_a_moved_alias() {
+    let tier = Tier::start().await;
+    let name = unique_name("tier-pin");
+    let v1 = train_and_register(&name, 1, &["--alias", "champion"]).expect("v1");
+    let v2 = train_and_register(&name, 2, &[]).expect("v2");
+
+    // A pin: the ConfigMap pods start on says v1 even though nobody points an alias at it.
+    mlflow_client()
+        .set_alias(&name, "champion", &v2)
+        .await
+        .expect("alias");
+    tier.apply_and_reconcile(
+        "pinned",
+        spec(&tracking_uri(), json!({"name": name, "version": v1})),
+    )
+    .await
+    .expect("reconcile");
+    assert_eq!(tier.config_map_version("pinned").await, Some(v1.clone()));
+    let status = tier.cluster.status("pinned").await;
+    assert_eq!(status["selector"], format!("version:{v1}"));
+    assert_eq!(status["desiredVersion"], v1.as_str());
+
+    // Paused: the first deployment happens, later moves of the alias are held.
+    mlflow_client()
+        .set_alias(&name, "champion", &v1)
+        .await
+        .expect("alias");
+    let mut paused = spec(&tracking_uri(), json!({"name": name, "alias": "champion"}));
+    paused["paused"] = json!(true);
+    tier.apply_and_reconcile("paused", paused)
+        .await
+        .expect("reconcile");
+    assert_eq!(tier.config_map_version("paused").await, Some(v1.clone()));
+    mlflow_client()
+        .set_alias(&name, "champion", &v2)
+        .await
+        .expect("alias");
+    tier.reconcile("paused").await.expect("reconcile");
+    let status = tier.cluster.status("paused").await;
+    assert_eq!(
+        status["desiredVersion"],
+        v2.as_str(),
+        "the registry's answer is shown"
+    );
+    assert_eq!(status["servedVersion"], v1.as_str(), "and not acted on");
+    assert_eq!(tier.config_map_version("paused").await, Some(v1));
+    assert_eq!(tier.cluster.events(reasons::ROLLOUT_STARTED).await, 0);
+    tier.cluster.stop().await;
+}
+
+#[tokio::test]
+async fn an_owned_deployment_edited_by_someone_else_is_put_back() {
+    let tier = Tier::start().await;
+    let name = unique_name("tier-owned");
+    train_and_register(&name, 1, &["--alias", "champion"]).expect("v1");
+    tier.apply_and_reconcile(
+        "owned",
+        spec(&tracking_uri(), json!({"name": name, "alias": "champion"})),
+    )
+    .await
+    .expect("reconcile");
+    let deployment = tier
+        .deployments()
+        .get("owned-predictor")
+        .await
+        .expect("created");
+    assert_eq!(deployment.spec.replicas, Some(1));
+    let owner = &deployment.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("ForecastModel", Some(true))
+    );
+
+    // Someone scales it by hand (another field manager, forced).
+    let edited = tier
+        .deployments()
+        .patch(
+            "owned-predictor",
+            &PatchParams::apply("someone").force(),
+            &Patch::Apply(
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 5}}),
+            ),
+        )
+        .await
+        .expect("edit");
+    let generation = edited.metadata.generation;
+    // The reconcile reads the watched copy: wait until the watch has delivered the edit.
+    let cache = tier.ctx.caches.deployments.clone();
+    let key = ObjectRef::new("owned-predictor").within(&tier.cluster.namespace);
+    wait_until("the cache shows the edit", Duration::from_secs(10), || {
+        let seen = cache.get(&key).and_then(|d| d.metadata.generation);
+        async move { seen == generation }
+    })
+    .await;
+    tier.reconcile("owned").await.expect("reconcile");
+    let deployment = tier
+        .deployments()
+        .get("owned-predictor")
+        .await
+        .expect("get");
+    assert_eq!(
+        deployment.spec.replicas,
+        Some(1),
+        "the spec's replicas are back"
+    );
+    tier.cluster.stop().await;
+}
+
+#[tokio::test]
+async fn what_is_remembered_is_dropped_when_the_forecast_model_goes() {
+    let tier = Tier::start().await;
+    let memory = tier.ctx.memory.clone();
+    let watched = kube::runtime::watcher(tier.cluster.fms(), Default::default());
+    tokio::spawn(operator::memory::forget_deleted(watched, memory.clone()).for_each(|_| async {}));
+    let uri = format!("http://127.0.0.1:{}", closed_port());
+    for name in ["a", "b", "c"] {
+        tier.apply_and_reconcile(name, spec(&uri, json!({"name": "m", "alias": "champion"})))
+            .await
+            .expect("reconcile");
+    }
+    assert_eq!(memory.len(), 3);
+    for name in ["a", "b"] {
+        tier.cluster
+            .fms()
+            .delete(name, &Default::default())
+            .await
+            .expect("delete");
+    }
+    let left = memory.clone();
+    wait_until(
+        "the records of deleted ForecastModels are dropped",
+        Duration::from_secs(10),
+        || {
+            let n = left.len();
+            async move { n == 1 }
+        },
+    )
+    .await;
+    tier.cluster.stop().await;
+}
