@@ -98,6 +98,29 @@ async fn ready_on(cluster: &TestCluster, fm: &str, version: &str, replicas: usiz
 
 /// The usual start of a test: a model with v1 under the alias `champion`, a cluster, and
 /// the operator (with `operator_env`).
+/// The value of one sample in the operator's `/metrics` (0 when absent).
+async fn operator_metric(operator: &Operator, sample: &str) -> f64 {
+    let text = get_text(&format!("{}/metrics", operator.metrics_url))
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until the operator has finished `n` more reconciles than it had when called: the
+/// observable event after which "nothing happened" can be asserted.
+async fn after_reconciles(operator: &Operator, n: u32) {
+    const OK: &str = "forecast_operator_reconciles_total{result=\"ok\"}";
+    let start = operator_metric(operator, OK).await;
+    wait_until(
+        &format!("{n} more reconciles"),
+        Duration::from_secs(60),
+        || async { operator_metric(operator, OK).await >= start + f64::from(n) },
+    )
+    .await;
+}
+
 struct Setup {
     model: String,
     v1: String,
@@ -281,7 +304,7 @@ async fn a_failed_rollout_reverts_switched_pods_marks_the_version_failed_and_rec
         model,
         v1,
         cluster,
-        operator: _operator,
+        operator,
         fallback,
     } = set_up("fm-fail", 31, &[]).await;
     // The smoke input has 3 values for an 8-feature model: a pod that loads the new
@@ -323,8 +346,8 @@ async fn a_failed_rollout_reverts_switched_pods_marks_the_version_failed_and_rec
     );
     assert!(cluster.events(reasons::ROLLED_BACK).await >= 1);
     assert_eq!(cluster.events(reasons::ROLLOUT_FAILED).await, 1);
-    // Not retried while the registry still says v2.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Not retried while the registry still says v2 (polled every 2 s).
+    after_reconciles(&operator, 3).await;
     assert_eq!(
         cluster.events(reasons::ROLLOUT_FAILED).await,
         1,
@@ -446,7 +469,7 @@ async fn paused_and_pinned_models_are_never_moved() {
         model,
         v1,
         cluster,
-        operator: _operator,
+        operator,
         fallback,
     } = set_up("fm-hold", 41, &[]).await;
     cluster
@@ -482,7 +505,9 @@ async fn paused_and_pinned_models_are_never_moved() {
         || async { cluster.status("paused").await["desiredVersion"] == v2.as_str() },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The reconcile that wrote v2 as desired held the paused model; both models are
+    // reconciled again (every 2 s) before checking that nothing moved.
+    after_reconciles(&operator, 4).await;
     assert!(all_on(&cluster, "paused", &v1, 2).await, "pause overridden");
     assert!(all_on(&cluster, "pinned", &v1, 2).await, "pin overridden");
     assert_eq!(cluster.status("paused").await["servedVersion"], v1.as_str());
@@ -556,8 +581,9 @@ async fn only_the_leader_of_two_replicas_acts_and_the_other_takes_over() {
     let v1 = train_and_register(&model, 61, &["--alias", "champion"]).unwrap();
     let cluster = TestCluster::start().await;
     let mut first = Operator::start(&cluster, &[("POD_NAME", "replica-a")]);
+    const LEADER: &str = "forecast_operator_leader";
     wait_until("replica-a leads", Duration::from_secs(10), || async {
-        first.logs().contains("became the leader")
+        operator_metric(&first, LEADER).await == 1.0
     })
     .await;
     let second = Operator::start(&cluster, &[("POD_NAME", "replica-b")]);
@@ -575,22 +601,38 @@ async fn only_the_leader_of_two_replicas_acts_and_the_other_takes_over() {
         )
         .await;
     ready_on(&cluster, "daily", &v1, 2).await;
-    assert!(second.logs().contains("waiting to become the leader"));
-    assert!(!second.logs().contains("became the leader"), "two leaders");
-    let lease: k8s_openapi::api::coordination::v1::Lease =
-        kube::Api::namespaced(cluster.client.clone(), &cluster.namespace)
-            .get("forecast-operator-leader")
-            .await
-            .unwrap();
+    let lease_holder = || async {
+        let lease: k8s_openapi::api::coordination::v1::Lease =
+            kube::Api::namespaced(cluster.client.clone(), &cluster.namespace)
+                .get("forecast-operator-leader")
+                .await
+                .unwrap();
+        lease.spec.and_then(|s| s.holder_identity)
+    };
+    assert_eq!(lease_holder().await.as_deref(), Some("replica-a"));
+    // The standby is up (it serves its metrics) and does not lead.
+    wait_until(
+        "replica-b serves its metrics",
+        Duration::from_secs(10),
+        || async {
+            get_text(&format!("{}/metrics", second.metrics_url))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    assert_eq!(operator_metric(&second, LEADER).await, 0.0, "two leaders");
     assert_eq!(
-        lease.spec.unwrap().holder_identity.as_deref(),
-        Some("replica-a")
+        operator_metric(&second, "forecast_operator_reconciles_total{result=\"ok\"}").await,
+        0.0,
+        "the standby reconciled"
     );
 
     // The leader dies without releasing; the standby takes over after the lease expires.
     first.kill();
     wait_until("replica-b leads", Duration::from_secs(15), || async {
-        second.logs().contains("became the leader")
+        lease_holder().await.as_deref() == Some("replica-b")
+            && operator_metric(&second, LEADER).await == 1.0
     })
     .await;
     let v2 = train_and_register(&model, 62, &["--alias", "champion"]).unwrap();

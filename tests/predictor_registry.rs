@@ -33,6 +33,19 @@ async fn predict(c: &reqwest::Client, p: &Predictor, rows: Value) -> (u16, Value
     .unwrap()
 }
 
+/// Waits until `count` reaches `at_least` (requests counted by a client loop).
+async fn wait_for_count(count: &AtomicUsize, at_least: usize) {
+    let start = std::time::Instant::now();
+    while count.load(Ordering::Relaxed) < at_least {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "only {} of {at_least} requests succeeded",
+            count.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moving_the_alias_and_reloading_switches_versions_without_failing_a_request() {
     let name = unique_name("alias-reload");
@@ -96,7 +109,8 @@ async fn moving_the_alias_and_reloading_switches_versions_without_failing_a_requ
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Requests are flowing before the reload.
+    wait_for_count(&ok, 20).await;
 
     // Without the admin token the reload is refused and nothing changes.
     let reload_url = format!("{}/reload-model", predictor.url);
@@ -113,7 +127,9 @@ async fn moving_the_alias_and_reloading_switches_versions_without_failing_a_requ
     assert_eq!(body["old_version"], v1.as_str());
     assert_eq!(body["new_version"], v2.as_str());
     assert_eq!(body["changed"], true);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // And keep flowing after it.
+    let after_reload = ok.load(Ordering::Relaxed) + 20;
+    wait_for_count(&ok, after_reload).await;
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();
@@ -122,10 +138,6 @@ async fn moving_the_alias_and_reloading_switches_versions_without_failing_a_requ
         failed.load(Ordering::Relaxed),
         0,
         "requests failed during the reload"
-    );
-    assert!(
-        ok.load(Ordering::Relaxed) > 20,
-        "too few requests to mean anything"
     );
 
     let info = model_info(&c, &predictor).await;

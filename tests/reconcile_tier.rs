@@ -316,7 +316,7 @@ async fn an_owned_deployment_edited_by_someone_else_is_put_back() {
             "owned-predictor",
             &PatchParams::apply("someone").force(),
             &Patch::Apply(
-                json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 5}}),
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "owned-predictor"}, "spec": {"replicas": 5}}),
             ),
         )
         .await

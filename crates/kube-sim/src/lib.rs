@@ -17,6 +17,7 @@ pub mod controllers;
 pub mod kubelet;
 pub mod managed_fields;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod schema;
 pub mod selectors;

@@ -1375,9 +1375,14 @@ async fn kubectl_gets_applies_patches_scales_waits_and_deletes() {
     assert!(ok && out.contains("3/3"), "{out}");
     let (ok, out, _) = kubectl(&sim, &["get", "pods", "-l", "app=nginx", "-o", "name"]);
     assert!(ok && out.lines().count() == 3, "{out}");
-    // kubectl's generators send protobuf, which the simulator refuses with a clear 415.
+    // kubectl's generators send protobuf.
     let (ok, _, err) = kubectl(&sim, &["create", "configmap", "c1", "--from-literal=a=b"]);
-    assert!(!ok && err.contains("kubectl create -f"), "{err}");
+    assert!(ok, "{err}");
+    let (ok, out, err) = kubectl(
+        &sim,
+        &["get", "configmap", "c1", "-o", "jsonpath={.data.a}"],
+    );
+    assert!(ok && out == "b", "{out}{err}");
     let (ok, _, err) = kubectl(&sim, &["delete", "deployment", "nginx"]);
     assert!(ok, "{err}");
     let (ok, _, err) = kubectl(

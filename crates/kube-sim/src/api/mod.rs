@@ -2,6 +2,7 @@
 //! kube-apiserver does (objects, lists, tables, watches, Status errors).
 
 mod discovery;
+pub mod field_validation;
 mod openapi;
 pub mod proxy;
 pub mod table;
@@ -17,6 +18,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{Value, json};
 
 use crate::patch;
+use crate::protobuf;
 use crate::resources::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::sim::Sim;
@@ -92,12 +94,57 @@ async fn dispatch(
             None => error_response(&ApiError::not_found_path(&path)),
         },
         ["api", "v1", rest @ ..] => {
-            respond(resource(&sim, &req, body, &query, "", "v1", rest).await)
+            let response = respond(resource(&sim, &req, body, &query, "", "v1", rest).await);
+            in_accepted_form(&req, &query, response).await
         }
         ["apis", group, version, rest @ ..] => {
-            respond(resource(&sim, &req, body, &query, group, version, rest).await)
+            let response = respond(resource(&sim, &req, body, &query, group, version, rest).await);
+            in_accepted_form(&req, &query, response).await
         }
         _ => error_response(&ApiError::not_found_path(&path)),
+    }
+}
+
+/// The response as protobuf when the client accepts nothing else (kube-apiserver answers
+/// 406 where it has no protobuf form: custom resources, tables, watches here).
+async fn in_accepted_form(
+    req: &HttpRequest,
+    query: &Query,
+    response: HttpResponse,
+) -> HttpResponse {
+    let accept = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !protobuf::only_protobuf_accepted(accept) || req.path().contains("/proxy") {
+        return response;
+    }
+    let not_acceptable = |why: String| {
+        error_response(&ApiError::new(
+            406,
+            "NotAcceptable",
+            format!("only {} was accepted: {why}", protobuf::MEDIA_TYPE),
+        ))
+    };
+    let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1")
+        || req.path().contains("/watch/");
+    if watch {
+        return not_acceptable("kube-sim streams watches as JSON only".into());
+    }
+    let status = response.status();
+    let body = match actix_web::body::to_bytes(response.into_body()).await {
+        Ok(b) => b,
+        Err(_) => return not_acceptable("the answer could not be read".into()),
+    };
+    let encoded = serde_json::from_slice::<Value>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|v| protobuf::encode(&v));
+    match encoded {
+        Ok(bytes) => HttpResponse::build(status)
+            .content_type(protobuf::MEDIA_TYPE)
+            .body(bytes),
+        Err(why) => not_acceptable(why),
     }
 }
 
@@ -190,11 +237,14 @@ fn parse_body(req: &HttpRequest, body: &[u8]) -> ApiResult<Value> {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    if content_type.contains("protobuf") || content_type.contains("cbor") {
+    if content_type.contains("protobuf") {
+        return protobuf::decode(body).map_err(|e| {
+            ApiError::new(415, "UnsupportedMediaType", format!("protobuf body: {e}"))
+        });
+    }
+    if content_type.contains("cbor") {
         return Err(ApiError::unsupported_media_type(format!(
-            "kube-sim accepts JSON and YAML bodies, not {content_type}; kubectl's generators \
-             (`kubectl create configmap|deployment|secret ...`) send protobuf: write the object \
-             to a file and use `kubectl create -f` or `kubectl apply -f`"
+            "kube-sim accepts JSON, YAML and protobuf bodies, not {content_type}"
         )));
     }
     if content_type.contains("yaml") {
@@ -204,6 +254,14 @@ fn parse_body(req: &HttpRequest, body: &[u8]) -> ApiResult<Value> {
         serde_json::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
+}
+
+fn validate_fields(query: &Query, rt: &ResourceType, body: &mut Value) -> ApiResult<Vec<String>> {
+    field_validation::check(query.get("fieldValidation").map(String::as_str), rt, body)
+}
+
+fn with_warnings(response: HttpResponse, warnings: &[String]) -> HttpResponse {
+    field_validation::with_warnings(response, warnings)
 }
 
 fn selectors(query: &Query) -> ApiResult<(LabelSelector, FieldSelector)> {
@@ -340,15 +398,20 @@ async fn resource(
             Ok(ok_json(&scale_json(&o)))
         }
         (&Method::POST, None, []) => {
-            let object = parse_body(req, &body)?;
+            let mut object = parse_body(req, &body)?;
             check_kind(&rt, &object)?;
+            let warnings = validate_fields(query, &rt, &mut object)?;
             let opts = write_options(query, &agent_manager(req));
             let created = sim.store().create(&rt, &ns, object, &opts)?;
-            Ok(HttpResponse::Created().json(created))
+            Ok(with_warnings(
+                HttpResponse::Created().json(created),
+                &warnings,
+            ))
         }
         (&Method::PUT, Some(name), sub @ ([] | ["status"])) => {
-            let object = parse_body(req, &body)?;
+            let mut object = parse_body(req, &body)?;
             check_kind(&rt, &object)?;
+            let warnings = validate_fields(query, &rt, &mut object)?;
             let opts = write_options(query, &agent_manager(req));
             let which = if sub.is_empty() {
                 Subresource::Main
@@ -356,7 +419,7 @@ async fn resource(
                 Subresource::Status
             };
             let updated = sim.store().write(&rt, &ns, name, object, which, &opts)?;
-            Ok(ok_json(&updated))
+            Ok(with_warnings(ok_json(&updated), &warnings))
         }
         (&Method::PUT, Some(name), ["scale"]) | (&Method::PATCH, Some(name), ["scale"])
             if rt.scale_subresource =>
@@ -391,8 +454,9 @@ async fn resource(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             if content_type.starts_with("application/apply-patch") {
-                let config = parse_body(req, &body)?;
+                let mut config = parse_body(req, &body)?;
                 check_kind(&rt, &config)?;
+                let warnings = validate_fields(query, &rt, &mut config)?;
                 let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
                     return Err(ApiError::bad_request(
                         "PATCH is not supported for server-side apply without a fieldManager",
@@ -403,14 +467,21 @@ async fn resource(
                     ..write_options(query, manager)
                 };
                 let applied = sim.store().apply(&rt, &ns, name, config, which, &opts)?;
-                return Ok(ok_json(&applied));
+                return Ok(with_warnings(ok_json(&applied), &warnings));
             }
+            // A merge or strategic patch is a partial object; a JSON patch is not checked.
+            let warnings = match serde_json::from_slice::<Value>(&body) {
+                Ok(mut partial @ Value::Object(_)) => validate_fields(query, &rt, &mut partial)?,
+                _ => Vec::new(),
+            };
             let opts = write_options(query, &agent_manager(req));
             let mut store = sim.store();
             let mut object = store.get(&rt, &ns, name)?;
             apply_patch_body(req, &body, &mut object)?;
+            let unknown = field_validation::unknown_fields(&rt, &object);
+            field_validation::prune_built_in(&rt, &mut object, &unknown);
             let patched = store.write(&rt, &ns, name, object, which, &opts)?;
-            Ok(ok_json(&patched))
+            Ok(with_warnings(ok_json(&patched), &warnings))
         }
         (&Method::DELETE, Some(name), []) => {
             let mut opts = DeleteOptions {
