@@ -1192,6 +1192,40 @@ async fn the_schema_rejects_a_model_with_none_or_two_selectors() {
     cluster.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_refuses_unknown_forecast_model_fields_by_path() {
+    // What a user with a typo (or a field from a newer version) sees: kubectl validates
+    // strictly by default, so nothing is silently dropped.
+    let cluster = TestCluster::start_without_pods().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("fm.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: forecast.dev/v1alpha1\nkind: ForecastModel\nmetadata: {{name: typo, namespace: {}}}\n\
+             spec:\n  registry: {{trackingUri: \"http://mlflow:5000\"}}\n  model: {{name: m, alias: champion}}\n  \
+             bogus: 1\n  rollout: {{canary: {{pods: 1}}}}\n",
+            cluster.namespace
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("kubectl")
+        .args(["apply", "--server-side", "-f"])
+        .arg(&manifest)
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .output()
+        .expect("kubectl runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted: {err}");
+    assert!(
+        err.contains("unknown field \"spec.bogus\"")
+            && err.contains("unknown field \"spec.rollout.canary\""),
+        "{err}"
+    );
+    assert!(cluster.fms().get_opt("typo").await.unwrap().is_none());
+    cluster.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_restart_strategy_replaces_the_pods_onto_the_new_version() {
     let Setup {
@@ -1221,7 +1255,8 @@ async fn the_restart_strategy_replaces_the_pods_onto_the_new_version() {
 
 #[test]
 fn the_helm_chart_declares_the_documented_values() {
-    // helm itself is not installable here; this checks what can be checked without it.
+    // What helm would not notice: values a template uses that values.yaml does not declare
+    // (tests/helm.rs installs the chart with the real helm).
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/forecast-operator");
     let chart: Value =
         serde_yaml::from_str(&std::fs::read_to_string(format!("{root}/Chart.yaml")).unwrap())

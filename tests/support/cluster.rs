@@ -32,16 +32,21 @@ pub fn real_cluster() -> bool {
 impl TestCluster {
     /// A cluster whose predictor pods run the real predictor binary.
     pub async fn start() -> Self {
-        Self::start_with(true).await
+        Self::start_with(true, true).await
     }
 
     /// A cluster whose predictor pods never run (kube-sim has no binary for the image):
     /// for tests of the operator's paths that need no pods.
     pub async fn start_without_pods() -> Self {
-        Self::start_with(false).await
+        Self::start_with(false, true).await
     }
 
-    async fn start_with(run_pods: bool) -> Self {
+    /// A cluster without pods in which the tests have installed nothing (not even the CRD).
+    pub async fn start_bare() -> Self {
+        Self::start_with(false, false).await
+    }
+
+    async fn start_with(run_pods: bool, install_crd: bool) -> Self {
         mlflow::install_crypto_provider();
         let (client, kubeconfig, sim, namespace) = if real_cluster() {
             let kubeconfig = PathBuf::from(std::env::var_os("KUBECONFIG").unwrap_or_default());
@@ -85,15 +90,17 @@ impl TestCluster {
                 "default".to_string(),
             )
         };
-        let crd: CustomResourceDefinition = serde_yaml_crd();
-        Api::<CustomResourceDefinition>::all(client.clone())
-            .patch(
-                "forecastmodels.forecast.dev",
-                &PatchParams::apply("e2e").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .expect("install the CRD");
+        if install_crd {
+            let crd: CustomResourceDefinition = serde_yaml_crd();
+            Api::<CustomResourceDefinition>::all(client.clone())
+                .patch(
+                    "forecastmodels.forecast.dev",
+                    &PatchParams::apply("e2e").force(),
+                    &Patch::Apply(&crd),
+                )
+                .await
+                .expect("install the CRD");
+        }
         TestCluster {
             client,
             namespace,

@@ -304,12 +304,9 @@ fn field_to_json(value: &Field) -> Result<Value, String> {
         Field::Bytes(b) => json!(b64().encode(b)),
         Field::EnumNumber(n) => json!(n),
         Field::Message(m) => message_to_json(m)?,
-        Field::List(items) => Value::Array(
-            items
-                .iter()
-                .map(field_to_json)
-                .collect::<Result<_, _>>()?,
-        ),
+        Field::List(items) => {
+            Value::Array(items.iter().map(field_to_json).collect::<Result<_, _>>()?)
+        }
         Field::Map(entries) => {
             let mut out = Map::new();
             for (k, v) in entries {

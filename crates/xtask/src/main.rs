@@ -6,6 +6,7 @@ mod bench;
 mod bench_evaluator;
 mod bench_operator;
 mod demo;
+mod helm;
 mod mlflow_server;
 mod venv;
 
@@ -130,6 +131,7 @@ const TEST_AUTH_PASSWORD: &str = "forecast-e2e-admin-password";
 fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     require_kubectl()?;
     let python = venv::ensure()?;
+    let helm = helm::ensure()?;
     eprintln!("xtask: building binaries");
     run(cargo().args(["build", "--workspace", "--bins"]))?;
     // The plain server and one with MLflow's basic auth (credentialsSecret tests), started
@@ -158,6 +160,7 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
         .env("MLFLOW_AUTH_PASSWORD", TEST_AUTH_PASSWORD)
         .env("FORECAST_TEST_PYTHON", &python)
         .env("FORECAST_BIN_DIR", &bin_dir)
+        .env("FORECAST_HELM", &helm)
         .status()
         .context("cannot run cargo test")?;
     drop(auth_server);
