@@ -7,6 +7,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::duration::{SpecDuration, parse_duration};
+pub use crate::selector::Selector;
+
 /// Condition types the operator maintains.
 pub mod condition {
     pub const READY: &str = "Ready";
@@ -40,7 +43,7 @@ pub struct ForecastModelSpec {
     /// How often the registry is polled: a duration such as `30s`, `2m`, `1h`.
     #[serde(default = "default_poll_interval")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
-    pub poll_interval: String,
+    pub poll_interval: SpecDuration,
     /// Hold the served version; the registry is still polled and reported.
     #[serde(default)]
     pub paused: bool,
@@ -52,8 +55,8 @@ pub struct ForecastModelSpec {
     pub rollout: RolloutSpec,
 }
 
-fn default_poll_interval() -> String {
-    "30s".into()
+fn default_poll_interval() -> SpecDuration {
+    SpecDuration::parse("30s")
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -90,24 +93,6 @@ pub struct ModelRef {
     /// Serve exactly this version (a pin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-}
-
-/// How a `ModelRef` picks its version.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Selector {
-    Alias(String),
-    Stage(String),
-    Version(String),
-}
-
-impl std::fmt::Display for Selector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Selector::Alias(a) => write!(f, "alias:{a}"),
-            Selector::Stage(s) => write!(f, "stage:{s}"),
-            Selector::Version(v) => write!(f, "version:{v}"),
-        }
-    }
 }
 
 impl ModelRef {
@@ -189,7 +174,7 @@ pub struct RolloutSpec {
     /// How long a pod may take to load and report the new version.
     #[serde(default = "default_verify_timeout")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
-    pub verify_timeout: String,
+    pub verify_timeout: SpecDuration,
     /// A feature row every pod must predict a finite value for after reloading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smoke_input: Option<Vec<f64>>,
@@ -198,8 +183,8 @@ pub struct RolloutSpec {
 fn default_max_concurrent() -> i32 {
     1
 }
-fn default_verify_timeout() -> String {
-    "60s".into()
+fn default_verify_timeout() -> SpecDuration {
+    SpecDuration::parse("60s")
 }
 
 impl Default for RolloutSpec {
@@ -253,68 +238,10 @@ pub struct ForecastModelStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// Parses `30s`, `2m`, `1h30m`, `500ms`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let mut total = std::time::Duration::ZERO;
-    let mut number = String::new();
-    let mut chars = s.trim().chars().peekable();
-    if s.trim().is_empty() {
-        return Err("empty duration".into());
-    }
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}"))?;
-        number.clear();
-        let unit = if c == 'm' && chars.peek() == Some(&'s') {
-            chars.next();
-            "ms"
-        } else {
-            match c {
-                's' => "s",
-                'm' => "m",
-                'h' => "h",
-                _ => return Err(format!("invalid duration {s:?}: unknown unit {c:?}")),
-            }
-        };
-        let too_long = || format!("duration {s:?} is too long");
-        let part = match unit {
-            "ms" => Some(std::time::Duration::from_millis(n)),
-            "s" => Some(std::time::Duration::from_secs(n)),
-            "m" => n.checked_mul(60).map(std::time::Duration::from_secs),
-            _ => n.checked_mul(3600).map(std::time::Duration::from_secs),
-        }
-        .ok_or_else(too_long)?;
-        total = total.checked_add(part).ok_or_else(too_long)?;
-    }
-    if !number.is_empty() {
-        return Err(format!("invalid duration {s:?}: missing unit"));
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use kube::CustomResourceExt;
-
-    #[test]
-    fn durations_parse_like_kubernetes_ones() {
-        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
-        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
-        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
-        assert!(parse_duration("30").is_err());
-        assert!(parse_duration("10x").is_err());
-        assert!(parse_duration("").is_err());
-        // Absurd values are errors, never an overflow.
-        let huge = parse_duration("18446744073709551615h").unwrap_err();
-        assert!(huge.contains("too long"), "{huge}");
-        assert!(parse_duration("99999999999999999999s").is_err());
-    }
 
     #[test]
     fn exactly_one_selector_is_accepted() {

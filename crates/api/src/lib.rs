@@ -1,7 +1,9 @@
 //! Types shared across the project, with no I/O: the predictor's HTTP wire types and
 //! (feature `crd`) the `ForecastModel` custom resource.
 
+pub mod duration;
 #[cfg(feature = "crd")]
 pub mod forecast_model;
 pub mod predictor;
 pub mod reasons;
+pub mod selector;

@@ -13,4 +13,4 @@ pub use client::{
     ClientConfig, Credentials, MlflowClient, credentials_from, install_crypto_provider,
 };
 pub use error::MlflowError;
-pub use types::{ModelVersion, RegisteredModel, VersionSelector};
+pub use types::{ModelVersion, RegisteredModel};

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::client::MlflowClient;
 use crate::error::MlflowError;
-use crate::types::{ModelVersion, RegisteredModel, VersionSelector};
+use crate::types::{ModelVersion, RegisteredModel};
 
 /// MLflow caps `max_results` of searches; pages are followed until exhausted.
 const SEARCH_PAGE_SIZE: &str = "200";
@@ -91,19 +91,6 @@ impl MlflowClient {
             .ok_or_else(|| MlflowError::NotFound {
                 message: format!("registered model {name} has no version in stage {stage}"),
             })
-    }
-
-    /// Resolves a selector to a concrete version of `name`.
-    pub async fn resolve_version(
-        &self,
-        name: &str,
-        selector: &VersionSelector,
-    ) -> Result<ModelVersion, MlflowError> {
-        match selector {
-            VersionSelector::Alias(alias) => self.get_version_by_alias(name, alias).await,
-            VersionSelector::Stage(stage) => self.get_latest_version_in_stage(name, stage).await,
-            VersionSelector::Version(version) => self.get_model_version(name, version).await,
-        }
     }
 
     /// `registered-models/search`, every page.

@@ -145,25 +145,3 @@ pub struct FileInfo {
     #[serde(default)]
     pub file_size: Option<i64>,
 }
-
-/// How a `ForecastModel` or a predictor picks a version of a registered model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum VersionSelector {
-    /// The version an alias points at (MLflow 3's preferred way).
-    Alias(String),
-    /// The latest version in a stage (`Production`, `Staging`; deprecated in MLflow).
-    Stage(String),
-    /// A pinned version number.
-    Version(String),
-}
-
-impl std::fmt::Display for VersionSelector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VersionSelector::Alias(a) => write!(f, "alias:{a}"),
-            VersionSelector::Stage(s) => write!(f, "stage:{s}"),
-            VersionSelector::Version(v) => write!(f, "version:{v}"),
-        }
-    }
-}

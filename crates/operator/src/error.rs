@@ -1,13 +1,11 @@
+//! The reconcile's error: what stopped a reconcile before it could write a status.
+
 /// Why a reconcile failed. Variant names are the `error` label of
 /// `forecast_operator_reconcile_errors_total`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("invalid spec: {0}")]
-    InvalidSpec(String),
-    #[error("registry: {0}")]
-    Registry(#[from] mlflow::MlflowError),
     #[error("serialisation: {0}")]
     Serialization(#[from] serde_json::Error),
     #[error("the {0} cache is not filled yet (is list/watch allowed?)")]
@@ -21,8 +19,6 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "Kube",
-            Error::InvalidSpec(_) => "InvalidSpec",
-            Error::Registry(_) => "Registry",
             Error::Serialization(_) => "Serialization",
             Error::CacheNotReady(_) => "CacheNotReady",
             Error::MissingField(_) => "MissingField",

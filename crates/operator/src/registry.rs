@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api::forecast_model::Selector;
-use mlflow::{ClientConfig, Credentials, MlflowClient, MlflowError, ModelVersion, VersionSelector};
+use mlflow::{ClientConfig, Credentials, MlflowClient, MlflowError, ModelVersion};
 use tokio::sync::OnceCell;
 
 use crate::metrics::Metrics;
@@ -19,11 +19,16 @@ use crate::metrics::Metrics;
 /// Above this many remembered answers, expired ones are dropped.
 const PRUNE_ABOVE: usize = 256;
 
-pub fn to_mlflow(selector: &Selector) -> VersionSelector {
+/// The registry call that answers `selector` for `model`.
+async fn ask(
+    client: &MlflowClient,
+    model: &str,
+    selector: &Selector,
+) -> Result<ModelVersion, MlflowError> {
     match selector {
-        Selector::Alias(a) => VersionSelector::Alias(a.clone()),
-        Selector::Stage(s) => VersionSelector::Stage(s.clone()),
-        Selector::Version(v) => VersionSelector::Version(v.clone()),
+        Selector::Alias(alias) => client.get_version_by_alias(model, alias).await,
+        Selector::Stage(stage) => client.get_latest_version_in_stage(model, stage).await,
+        Selector::Version(version) => client.get_model_version(model, version).await,
     }
 }
 
@@ -115,10 +120,7 @@ impl Registry {
                 asked = true;
                 async {
                     let started = Instant::now();
-                    let answer = registry
-                        .resolve_version(model, &to_mlflow(selector))
-                        .await
-                        .map_err(Arc::new);
+                    let answer = ask(&registry, model, selector).await.map_err(Arc::new);
                     self.metrics
                         .registry_poll
                         .observe(started.elapsed().as_secs_f64());

@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use api::selector::Selector;
 use clap::Parser;
-use mlflow::VersionSelector;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -68,20 +68,20 @@ pub struct Config {
 impl Config {
     /// The configured way to pick a version: MODEL_VERSION, else MODEL_ALIAS, else
     /// MODEL_STAGE, else stage `Production`.
-    pub fn selector(&self) -> VersionSelector {
+    pub fn selector(&self) -> Selector {
         let set = |v: &Option<String>| v.as_ref().filter(|s| !s.trim().is_empty()).cloned();
         if let Some(v) = set(&self.model_version) {
-            VersionSelector::Version(v)
+            Selector::Version(v)
         } else if let Some(a) = set(&self.model_alias) {
-            VersionSelector::Alias(a)
+            Selector::Alias(a)
         } else if let Some(s) = set(&self.model_stage) {
             if s.trim().chars().all(|c| c.is_ascii_digit()) {
-                VersionSelector::Version(s.trim().to_owned())
+                Selector::Version(s.trim().to_owned())
             } else {
-                VersionSelector::Stage(s)
+                Selector::Stage(s)
             }
         } else {
-            VersionSelector::Stage("Production".into())
+            Selector::Stage("Production".into())
         }
     }
 }
@@ -99,18 +99,18 @@ mod tests {
     #[test]
     fn a_pinned_version_wins_over_alias_and_stage() {
         let c = parse(&["--model-alias", "champion", "--model-version", "3"]);
-        assert_eq!(c.selector(), VersionSelector::Version("3".into()));
+        assert_eq!(c.selector(), Selector::Version("3".into()));
         let c = parse(&["--model-alias", "champion", "--model-stage", "Staging"]);
-        assert_eq!(c.selector(), VersionSelector::Alias("champion".into()));
+        assert_eq!(c.selector(), Selector::Alias("champion".into()));
         let c = parse(&["--model-version", ""]);
-        assert_eq!(c.selector(), VersionSelector::Stage("Production".into()));
+        assert_eq!(c.selector(), Selector::Stage("Production".into()));
     }
 
     #[test]
     fn a_stage_of_digits_selects_that_version_as_the_old_service_did() {
         let c = parse(&["--model-stage", "2"]);
-        assert_eq!(c.selector(), VersionSelector::Version("2".into()));
+        assert_eq!(c.selector(), Selector::Version("2".into()));
         let c = parse(&["--model-stage", "Staging"]);
-        assert_eq!(c.selector(), VersionSelector::Stage("Staging".into()));
+        assert_eq!(c.selector(), Selector::Stage("Staging".into()));
     }
 }

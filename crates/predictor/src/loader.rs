@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use api::predictor::{ModelInfo, ModelOrigin};
-use mlflow::{MlflowClient, MlflowError, VersionSelector};
+use api::selector::Selector;
+use mlflow::{MlflowClient, MlflowError};
 use model::{LoadedModel, ModelError};
 use serde::{Deserialize, Serialize};
 
@@ -130,12 +131,14 @@ impl Loader {
     }
 
     /// Resolves `selector`, downloads that version, loads and verifies it, and caches it.
-    pub async fn from_registry(
-        &self,
-        selector: &VersionSelector,
-    ) -> Result<ServedModel, LoadError> {
+    pub async fn from_registry(&self, selector: &Selector) -> Result<ServedModel, LoadError> {
         let client = self.registry.as_ref().ok_or(LoadError::NoRegistry)?;
-        let version = client.resolve_version(&self.model_name, selector).await?;
+        let name = &self.model_name;
+        let version = match selector {
+            Selector::Alias(alias) => client.get_version_by_alias(name, alias).await?,
+            Selector::Stage(stage) => client.get_latest_version_in_stage(name, stage).await?,
+            Selector::Version(version) => client.get_model_version(name, version).await?,
+        };
         // Stage in the cache (so caching is a rename); without a usable cache, in /tmp.
         let staging_parent = match self.cache_dir() {
             Some(d) if std::fs::create_dir_all(&d).is_ok() => d,

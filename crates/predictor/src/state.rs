@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::predictor::{ModelOrigin, ReloadRequest, ReloadResponse};
+use api::selector::Selector;
 use arc_swap::ArcSwapOption;
-use mlflow::VersionSelector;
 
 use crate::loader::{LoadError, Loader, ServedModel, check_schema};
 use crate::metrics::Metrics;
@@ -17,7 +17,7 @@ pub struct AppState {
     reload_lock: tokio::sync::Mutex<()>,
     pub loader: Loader,
     /// The configured selector (MODEL_VERSION / MODEL_ALIAS / MODEL_STAGE).
-    pub selector: VersionSelector,
+    pub selector: Selector,
     pub metrics: Metrics,
     pub admin_token: Option<String>,
     pub max_instances: usize,
@@ -26,7 +26,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         loader: Loader,
-        selector: VersionSelector,
+        selector: Selector,
         admin_token: Option<String>,
         max_instances: usize,
     ) -> Self {
@@ -74,7 +74,7 @@ impl AppState {
             Err(e) => e,
         };
         let preferred = match &self.selector {
-            VersionSelector::Version(v) => Some(v.as_str()),
+            Selector::Version(v) => Some(v.as_str()),
             _ => None,
         };
         match self.loader.from_fallback(preferred).await {
@@ -179,7 +179,7 @@ impl AppState {
     async fn reload_locked(&self, request: ReloadRequest) -> Result<ReloadResponse, LoadError> {
         let _guard = self.reload_lock.lock().await;
         let selector = match request.version {
-            Some(v) => VersionSelector::Version(v),
+            Some(v) => Selector::Version(v),
             None => self.selector.clone(),
         };
         let served = self.current();

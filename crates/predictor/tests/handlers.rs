@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use actix_web::{App, test, web};
-use mlflow::VersionSelector;
+use api::selector::Selector;
 use model::ensemble::*;
 use predictor::loader::Loader;
 use predictor::state::AppState;
@@ -50,7 +50,7 @@ async fn state_with_bundled_model(dir: &std::path::Path, token: Option<&str>) ->
     };
     let state = Arc::new(AppState::new(
         loader,
-        VersionSelector::Alias("champion".into()),
+        Selector::Alias("champion".into()),
         token.map(str::to_owned),
         100,
     ));
@@ -179,7 +179,7 @@ async fn health_ping_and_version_answer_as_the_old_service_and_mlflow_serve_do()
     };
     let state = Arc::new(AppState::new(
         loader,
-        VersionSelector::Alias("champion".into()),
+        Selector::Alias("champion".into()),
         None,
         100,
     ));

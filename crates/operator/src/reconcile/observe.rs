@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::forecast_model::{ForecastModel, ForecastModelStatus, Selector, parse_duration};
+use api::forecast_model::{ForecastModel, ForecastModelStatus, Selector, SpecDuration};
 use api::reasons;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::{Api, ResourceExt};
@@ -39,11 +39,12 @@ pub fn spec(fm: &ForecastModel) -> Result<ValidSpec, String> {
 
 /// A spec duration that must be at least a second (a shorter poll interval or verify
 /// timeout would spin); the error names the field.
-fn at_least_a_second(field: &str, value: &str) -> Result<Duration, String> {
-    let d = parse_duration(value).map_err(|e| format!("{field}: {e}"))?;
+fn at_least_a_second(field: &str, value: &SpecDuration) -> Result<Duration, String> {
+    let d = value.value().map_err(|e| format!("{field}: {e}"))?;
     if d < Duration::from_secs(1) {
         return Err(format!(
-            "{field}: {value:?} is shorter than the minimum of 1s"
+            "{field}: {:?} is shorter than the minimum of 1s",
+            value.as_str()
         ));
     }
     Ok(d)
@@ -240,17 +241,19 @@ mod tests {
 
     #[test]
     fn spec_durations_shorter_than_a_second_are_refused_by_name() {
+        let d = SpecDuration::parse;
         assert_eq!(
-            at_least_a_second("spec.pollInterval", "2m"),
+            at_least_a_second("spec.pollInterval", &d("2m")),
             Ok(Duration::from_secs(120))
         );
-        let e = at_least_a_second("spec.pollInterval", "0s").unwrap_err();
+        let e = at_least_a_second("spec.pollInterval", &d("0s")).unwrap_err();
         assert!(
             e.contains("spec.pollInterval") && e.contains("minimum of 1s"),
             "{e}"
         );
-        assert!(at_least_a_second("spec.rollout.verifyTimeout", "500ms").is_err());
-        assert!(at_least_a_second("spec.pollInterval", "soon").is_err());
+        assert!(at_least_a_second("spec.rollout.verifyTimeout", &d("500ms")).is_err());
+        let e = at_least_a_second("spec.pollInterval", &d("99999999999999999999s")).unwrap_err();
+        assert!(e.starts_with("spec.pollInterval: "), "{e}");
     }
 
     #[test]
