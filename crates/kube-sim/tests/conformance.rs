@@ -818,7 +818,8 @@ async fn the_status_subresource_separates_status_from_the_rest() {
 async fn deleting_an_owner_collects_its_dependents_unless_orphaned() {
     let (sim, client) = sim().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    for policy in ["background", "orphan"] {
+    // Orphan first: the later background collection proves a collection pass ran after it.
+    for policy in ["orphan", "background"] {
         let owner = cms
             .create(&PostParams::default(), &cm(&format!("owner-{policy}"), &[]))
             .await
@@ -847,7 +848,6 @@ async fn deleting_an_owner_collects_its_dependents_unless_orphaned() {
         async move { cms.get("dep-background").await.is_err() }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
     let orphan = cms
         .get("dep-orphan")
         .await
@@ -1235,8 +1235,34 @@ async fn only_a_template_change_rolls_the_pods_and_a_crashing_container_is_resta
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(names().await, before, "a metadata change rolled the pods");
+    // A spec change outside the template, then wait until the controller has seen it:
+    // it has also seen the metadata change before it.
+    let changed = deployments
+        .patch(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"minReadySeconds": 1}})),
+        )
+        .await
+        .unwrap();
+    let d2 = deployments.clone();
+    eventually(
+        "the controller observed the change",
+        Duration::from_secs(10),
+        move || {
+            let (deployments, generation) = (d2.clone(), changed.metadata.generation);
+            async move {
+                let d = deployments.get("s").await.unwrap();
+                d.status.and_then(|s| s.observed_generation) == generation
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        names().await,
+        before,
+        "a change outside the template rolled the pods"
+    );
     deployments
         .patch("s", &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "registry.local/sleeper:2", "args": ["-c", "exit 3"]}]}}}})))
         .await
