@@ -13,6 +13,7 @@ use api::forecast_model::ForecastModel;
 use clap::Parser;
 use futures::StreamExt;
 use kube::Api;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 
 use crate::cache;
@@ -126,6 +127,113 @@ async fn shutdown_signal() {
     }
 }
 
+/// This replica's identity in the Lease: `POD_NAME`, else hostname and pid.
+fn identity(config: &Config) -> String {
+    config.identity.clone().unwrap_or_else(|| {
+        let host =
+            std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "forecast-operator".into());
+        format!("{}-{}", host.trim(), std::process::id())
+    })
+}
+
+/// Waits for the lease (no elector: at once). False when a signal came first.
+async fn become_leader(elector: Option<&LeaderElector>, identity: &str, lease: &str) -> bool {
+    let Some(e) = elector else {
+        return true;
+    };
+    tracing::info!(identity, lease, "waiting to become the leader");
+    tokio::select! {
+        _ = e.acquire() => {}
+        _ = shutdown_signal() => return false,
+    }
+    tracing::info!(identity, "became the leader");
+    true
+}
+
+/// The ForecastModel controller: reconciles on spec changes (not on its own status
+/// writes), on changes of owned objects and pods, and on webhook triggers; forgets what it
+/// remembered of deleted ForecastModels.
+fn controller(
+    config: &Config,
+    client: &kube::Client,
+    memory: Arc<Memory>,
+    subscriptions: cache::Subscriptions,
+    triggers: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<ForecastModel>>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Controller<ForecastModel> {
+    let fms: Api<ForecastModel> = match watched_namespace(config) {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (reader, writer) = reflector::store();
+    let fm_events = watcher(fms, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer);
+    let fm_changes = memory::forget_deleted(fm_events, memory)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let trigger_stream = futures::stream::unfold(triggers, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    });
+    Controller::for_stream(fm_changes, reader)
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(config.max_concurrent_reconciles.max(1)),
+        )
+        .owns_shared_stream(subscriptions.deployments)
+        .owns_shared_stream(subscriptions.services)
+        .owns_shared_stream(subscriptions.config_maps)
+        .watches_shared_stream(subscriptions.pods, cache::pod_owner)
+        .reconcile_on(trigger_stream)
+        .graceful_shutdown_on(async move {
+            let _ = stop.await;
+        })
+}
+
+fn watched_namespace(config: &Config) -> Option<&str> {
+    config
+        .watch_namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty())
+}
+
+/// Why the controller stopped.
+enum Stopped {
+    Signal,
+    LostLease,
+    Ended,
+}
+
+/// Drives `run` until a signal or a lost lease; then lets in-flight reconciles finish
+/// (30 s after a signal, 10 s after losing the lease: the next leader is waiting).
+async fn until_stopped(
+    run: impl std::future::Future<Output = ()>,
+    elector: Option<&LeaderElector>,
+    stop: tokio::sync::oneshot::Sender<()>,
+) -> Stopped {
+    let lost = async {
+        match elector {
+            Some(e) => e.hold().await,
+            None => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(run);
+    let (stopped, grace) = tokio::select! {
+        _ = &mut run => return Stopped::Ended,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down: finishing in-flight reconciles");
+            (Stopped::Signal, Duration::from_secs(30))
+        }
+        _ = lost => {
+            tracing::error!("lost the leader lease; stopping");
+            (Stopped::LostLease, Duration::from_secs(10))
+        }
+    };
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(grace, &mut run).await;
+    stopped
+}
+
 /// Runs the operator until a signal (Ok) or until leadership is lost (an error, so the
 /// process exits and its replacement waits for the lease).
 pub async fn run(config: Config) -> Result<(), RunError> {
@@ -133,11 +241,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Cluster)?;
-    let identity = config.identity.clone().unwrap_or_else(|| {
-        let host =
-            std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "forecast-operator".into());
-        format!("{}-{}", host.trim(), std::process::id())
-    });
+    let identity = identity(&config);
     let metrics = Arc::new(Metrics::default());
     let health = web::Data::new(HealthState {
         metrics: metrics.clone(),
@@ -151,67 +255,36 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     health.ready.store(true, Ordering::Relaxed);
 
     let elector = (!config.disable_leader_election).then(|| {
-        LeaderElector::new(
-            client.clone(),
-            LeaseConfig {
-                name: config.lease_name.clone(),
-                namespace: config.lease_namespace.clone(),
-                identity: identity.clone(),
-                duration: Duration::from_secs(config.lease_seconds.max(2)),
-            },
-        )
+        let lease = LeaseConfig {
+            name: config.lease_name.clone(),
+            namespace: config.lease_namespace.clone(),
+            identity: identity.clone(),
+            duration: Duration::from_secs(config.lease_seconds.max(2)),
+        };
+        LeaderElector::new(client.clone(), lease)
     });
-    if let Some(e) = &elector {
-        tracing::info!(identity = %identity, lease = %config.lease_name, "waiting to become the leader");
-        tokio::select! {
-            _ = e.acquire() => {}
-            _ = shutdown_signal() => { health_handle.stop(true).await; return Ok(()); }
-        }
-        tracing::info!(identity = %identity, "became the leader");
+    if !become_leader(elector.as_ref(), &identity, &config.lease_name).await {
+        health_handle.stop(true).await;
+        return Ok(());
     }
     metrics.leader.set(1);
 
-    let namespace = config
-        .watch_namespace
-        .as_deref()
-        .filter(|ns| !ns.is_empty());
-    let fms: Api<ForecastModel> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    // Owned Deployments, Services and pods: watched once, read by reconciles from the
-    // caches, and changes reconcile their ForecastModel.
+    // Owned Deployments, Services, ConfigMaps and pods: watched once, read by reconciles
+    // from the caches, and changes reconcile their ForecastModel.
     let (caches, subscriptions, watches) =
-        cache::start(&client, namespace).map_err(RunError::Watches)?;
+        cache::start(&client, watched_namespace(&config)).map_err(RunError::Watches)?;
     tokio::spawn(watches);
     let (trigger, triggers) = tokio::sync::mpsc::unbounded_channel();
-    let trigger_stream = futures::stream::unfold(triggers, |mut rx| async move {
-        rx.recv().await.map(|r| (r, rx))
-    });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // Status writes (ours) must not trigger reconciles: only spec changes (generation) do.
-    let (reader, writer) = reflector::store();
-    // What is remembered of a ForecastModel is dropped when the watch sees it go.
     let memory = Arc::new(Memory::default());
-    let fm_events = watcher(fms, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .reflect(writer);
-    let fm_changes = memory::forget_deleted(fm_events, memory.clone())
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
-    let controller = Controller::for_stream(fm_changes, reader)
-        .with_config(
-            kube::runtime::controller::Config::default()
-                .concurrency(config.max_concurrent_reconciles.max(1)),
-        )
-        .owns_shared_stream(subscriptions.deployments)
-        .owns_shared_stream(subscriptions.services)
-        .owns_shared_stream(subscriptions.config_maps)
-        .watches_shared_stream(subscriptions.pods, cache::pod_owner)
-        .reconcile_on(trigger_stream)
-        .graceful_shutdown_on(async move {
-            let _ = stop_rx.await;
-        });
+    let controller = controller(
+        &config,
+        &client,
+        memory.clone(),
+        subscriptions,
+        triggers,
+        stop_rx,
+    );
     let registry = Arc::new(Registry::new(config.registry_answer_ttl, metrics.clone()));
     let webhook_data = web::Data::new(WebhookState {
         registry: registry.clone(),
@@ -228,12 +301,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     })?;
 
     let ctx = Arc::new(Context::new(
-        client.clone(),
+        client,
         metrics.clone(),
         registry,
         caches,
         memory,
-        identity.clone(),
+        identity,
     ));
     let run = controller
         .run(reconcile, error_policy, ctx)
@@ -242,37 +315,15 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 tracing::debug!(error = %e, "reconcile");
             }
         });
-    let mut stop_tx = Some(stop_tx);
-    let lost = async {
-        match &elector {
-            Some(e) => e.hold().await,
-            None => futures::future::pending::<()>().await,
-        }
-    };
-    tokio::pin!(run);
-    let mut lost_leadership = false;
-    tokio::select! {
-        _ = &mut run => {}
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down: finishing in-flight reconciles");
-            if let Some(tx) = stop_tx.take() { let _ = tx.send(()); }
-            let _ = tokio::time::timeout(Duration::from_secs(30), &mut run).await;
-        }
-        _ = lost => {
-            tracing::error!("lost the leader lease; stopping");
-            lost_leadership = true;
-            if let Some(tx) = stop_tx.take() { let _ = tx.send(()); }
-            let _ = tokio::time::timeout(Duration::from_secs(10), &mut run).await;
-        }
-    }
+    let stopped = until_stopped(run, elector.as_ref(), stop_tx).await;
     metrics.leader.set(0);
     if let Some(e) = &elector {
         e.release().await;
     }
     webhook_handle.stop(true).await;
     health_handle.stop(true).await;
-    if lost_leadership {
-        return Err(RunError::LostLeadership);
+    match stopped {
+        Stopped::LostLease => Err(RunError::LostLeadership),
+        Stopped::Signal | Stopped::Ended => Ok(()),
     }
-    Ok(())
 }

@@ -94,17 +94,16 @@ impl Case {
 
 /// `(status, reason)` of a condition in a report.
 fn condition(report: &Report, kind: &str) -> (String, String) {
-    let c = report
-        .status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == kind)
-        .unwrap_or_else(|| panic!("no {kind} condition"));
-    (c.status.clone(), c.reason.clone())
+    let c = report.status.conditions.iter().find(|c| c.type_ == kind);
+    c.map(|c| (c.status.clone(), c.reason.clone()))
+        .unwrap_or_default()
 }
 
-fn is(status: &str, reason: &str) -> (String, String) {
-    (status.into(), reason.into())
+/// Asserts the status and reason of a condition.
+#[track_caller]
+fn has(report: &Report, kind: &str, status: &str, reason: &str) {
+    let want = (status.to_owned(), reason.to_owned());
+    assert_eq!(condition(report, kind), want, "{kind}");
 }
 
 fn reasons_of(report: &Report) -> Vec<&'static str> {
@@ -114,13 +113,10 @@ fn reasons_of(report: &Report) -> Vec<&'static str> {
 #[test]
 fn every_pod_on_the_served_version_is_ready_idle_and_not_degraded() {
     let r = Case::steady().report();
-    assert_eq!(condition(&r, "Ready"), is("True", reasons::SERVING));
-    assert_eq!(condition(&r, "Progressing"), is("False", reasons::IDLE));
-    assert_eq!(condition(&r, "Degraded"), is("False", reasons::AS_EXPECTED));
-    assert_eq!(
-        condition(&r, "RegistryReachable"),
-        is("True", reasons::REACHABLE)
-    );
+    has(&r, "Ready", "True", reasons::SERVING);
+    has(&r, "Progressing", "False", reasons::IDLE);
+    has(&r, "Degraded", "False", reasons::AS_EXPECTED);
+    has(&r, "RegistryReachable", "True", reasons::REACHABLE);
     assert_eq!(r.status.observed_generation, Some(3));
     assert_eq!((r.status.replicas, r.status.updated_replicas), (2, 2));
     assert_eq!(r.status.selector.as_deref(), Some("alias:champion"));
@@ -149,11 +145,8 @@ fn a_pod_not_ready_or_on_another_version_is_converging_and_not_ready() {
         ..Case::steady()
     }
     .report();
-    assert_eq!(condition(&r, "Ready"), is("False", reasons::PODS_NOT_READY));
-    assert_eq!(
-        condition(&r, "Progressing"),
-        is("True", reasons::CONVERGING)
-    );
+    has(&r, "Ready", "False", reasons::PODS_NOT_READY);
+    has(&r, "Progressing", "True", reasons::CONVERGING);
     assert_eq!(r.status.pods.len(), 1, "only pods that answered are listed");
 }
 
@@ -169,15 +162,9 @@ fn no_version_known_yet_is_not_ready_with_no_version() {
         ..Case::steady()
     }
     .report();
-    assert_eq!(condition(&r, "Ready"), is("False", reasons::NO_VERSION));
-    assert_eq!(
-        condition(&r, "Degraded"),
-        is("True", reasons::VERSION_NOT_FOUND)
-    );
-    assert_eq!(
-        condition(&r, "RegistryReachable"),
-        is("True", reasons::REACHABLE)
-    );
+    has(&r, "Ready", "False", reasons::NO_VERSION);
+    has(&r, "Degraded", "True", reasons::VERSION_NOT_FOUND);
+    has(&r, "RegistryReachable", "True", reasons::REACHABLE);
 }
 
 #[test]
@@ -212,13 +199,10 @@ fn registry_refusals_name_their_reason_in_degraded() {
             ..Case::steady()
         }
         .report();
-        assert_eq!(condition(&r, "Degraded"), is("True", degraded));
-        assert_eq!(
-            condition(&r, "RegistryReachable"),
-            is(reachable.0, reachable.1)
-        );
+        has(&r, "Degraded", "True", degraded);
+        has(&r, "RegistryReachable", reachable.0, reachable.1);
         // The pods keep serving what they serve.
-        assert_eq!(condition(&r, "Ready"), is("True", reasons::SERVING));
+        has(&r, "Ready", "True", reasons::SERVING);
     }
 }
 
@@ -233,10 +217,7 @@ fn an_unreachable_registry_is_told_once_and_asked_again_with_backoff() {
         ..Case::steady()
     };
     let first = down.report();
-    assert_eq!(
-        condition(&first, "RegistryReachable"),
-        is("False", reasons::UNREACHABLE)
-    );
+    has(&first, "RegistryReachable", "False", reasons::UNREACHABLE);
     assert_eq!(reasons_of(&first), vec![reasons::REGISTRY_UNREACHABLE]);
     assert_eq!(first.requeue_after, Some(Duration::from_secs(1)));
     let later = Case {
@@ -271,7 +252,7 @@ fn a_successful_rollout_moves_the_served_and_previous_versions() {
     assert_eq!(r.status.served_version.as_deref(), Some("2"));
     assert_eq!(r.status.previous_version.as_deref(), Some("1"));
     assert_eq!(r.status.last_rollout_duration.as_deref(), Some("1.500s"));
-    assert_eq!(condition(&r, "Ready"), is("True", reasons::SERVING));
+    has(&r, "Ready", "True", reasons::SERVING);
     assert_eq!(
         reasons_of(&r),
         vec![
@@ -347,10 +328,7 @@ fn a_pod_that_cannot_be_brought_back_to_the_served_version_is_a_converge_failure
         ..Case::steady()
     }
     .report();
-    assert_eq!(
-        condition(&r, "Degraded"),
-        is("True", reasons::CONVERGE_FAILED)
-    );
+    has(&r, "Degraded", "True", reasons::CONVERGE_FAILED);
     assert_eq!(r.status.failed_versions, vec!["2".to_string()]);
 }
 
@@ -368,10 +346,7 @@ fn a_restart_rollout_says_so_once() {
     .report();
     assert_eq!(reasons_of(&r), vec![reasons::ROLLOUT_STARTED]);
     assert_eq!(r.status.served_version.as_deref(), Some("2"));
-    assert_eq!(
-        condition(&r, "Progressing"),
-        is("True", reasons::CONVERGING)
-    );
+    has(&r, "Progressing", "True", reasons::CONVERGING);
     assert_eq!(r.status.last_rollout_duration, None);
 }
 
@@ -379,8 +354,8 @@ fn a_restart_rollout_says_so_once() {
 fn an_invalid_spec_is_reported_once_per_message() {
     let previous = Case::steady().report().status;
     let r = invalid_spec(&previous, Some(4), "spec.pollInterval: bad", at(200));
-    assert_eq!(condition(&r, "Ready"), is("False", reasons::INVALID_SPEC));
-    assert_eq!(condition(&r, "Degraded"), is("True", reasons::INVALID_SPEC));
+    has(&r, "Ready", "False", reasons::INVALID_SPEC);
+    has(&r, "Degraded", "True", reasons::INVALID_SPEC);
     assert_eq!(reasons_of(&r), vec![reasons::INVALID_SPEC]);
     assert_eq!(
         r.status.served_version, previous.served_version,
