@@ -827,7 +827,7 @@ async fn a_credentials_secret_opens_an_authenticated_registry_to_the_operator_an
         ("wrong-creds", "not-the-password"),
     ] {
         let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": {"forecast.dev/secret-type": "registry-credentials"}},
             "stringData": {"username": user, "password": pass},
         }))
         .unwrap();

@@ -189,7 +189,7 @@ async fn refused_credentials_are_unauthorized() {
     let secrets: Api<Secret> =
         Api::namespaced(tier.cluster.client.clone(), &tier.cluster.namespace);
     let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "wrong-creds"},
+        "metadata": {"name": "wrong-creds", "labels": {"forecast.dev/secret-type": "registry-credentials"}},
         "stringData": {"username": user, "password": "not-the-password"},
     }))
     .expect("secret");
@@ -374,5 +374,127 @@ async fn what_is_remembered_is_dropped_when_the_forecast_model_goes() {
         },
     )
     .await;
+    tier.cluster.stop().await;
+}
+
+/// A registry that records every request it gets and answers each with an endless JSON
+/// body (up to 1 GiB, until the client hangs up).
+struct HostileRegistry {
+    uri: String,
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HostileRegistry {
+    async fn start() -> HostileRegistry {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let uri = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = vec![0u8; 16 * 1024];
+                    let n = socket.read(&mut head).await.unwrap_or(0);
+                    if let Ok(mut s) = seen.lock() {
+                        s.push(String::from_utf8_lossy(&head[..n]).into_owned());
+                    }
+                    let header = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{\"model_version\": \"";
+                    if socket.write_all(header.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b'9'; 64 * 1024];
+                    for _ in 0..(1024 * 1024 * 1024 / chunk.len()) {
+                        if socket.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        HostileRegistry { uri, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn a_registry_answering_a_gigabyte_is_cut_off_and_reported() {
+    let tier = Tier::start().await;
+    let registry = HostileRegistry::start().await;
+    tier.apply_and_reconcile(
+        "huge",
+        spec(&registry.uri, json!({"name": "m", "alias": "champion"})),
+    )
+    .await
+    .expect("reconcile");
+    assert_eq!(
+        tier.condition("huge", "Degraded").await,
+        is("True", reasons::REGISTRY_ERROR)
+    );
+    let status = tier.cluster.status("huge").await;
+    let message = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
+        .and_then(|c| c["message"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(message.contains("larger than 4194304 bytes"), "{message}");
+    assert_eq!(registry.requests().len(), 1);
+    tier.cluster.stop().await;
+}
+
+#[tokio::test]
+async fn credentials_from_a_secret_not_labelled_for_the_registry_are_never_sent() {
+    let tier = Tier::start().await;
+    let registry = HostileRegistry::start().await;
+    let secrets: Api<Secret> =
+        Api::namespaced(tier.cluster.client.clone(), &tier.cluster.namespace);
+    // Some other team's Secret in the namespace, named by a ForecastModel author.
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "database-token"},
+        "stringData": {"token": "db-s3cret"},
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+    let mut s = spec(&registry.uri, json!({"name": "m", "alias": "champion"}));
+    s["registry"]["credentialsSecret"] = json!("database-token");
+    tier.apply_and_reconcile("thief", s)
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        tier.condition("thief", "Degraded").await,
+        is("True", reasons::REGISTRY_CREDENTIALS)
+    );
+    let status = tier.cluster.status("thief").await;
+    let message = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
+        .and_then(|c| c["message"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(
+        message.contains("lacks the label forecast.dev/secret-type=registry-credentials"),
+        "{message}"
+    );
+    assert!(
+        registry.requests().is_empty(),
+        "the registry was called: {:?}",
+        registry.requests()
+    );
+    // The pods it deploys get no credentials from that Secret either.
+    let deployment = tier
+        .deployments()
+        .get("thief-predictor")
+        .await
+        .expect("deployment");
+    let env = serde_json::to_string(&deployment.spec.template).expect("template");
+    assert!(!env.contains("database-token"), "{env}");
     tier.cluster.stop().await;
 }

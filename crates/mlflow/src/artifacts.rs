@@ -137,7 +137,10 @@ impl MlflowClient {
             &format!("/api/2.0/mlflow-artifacts/artifacts/{}", encode_path(path)),
             self.transfer_timeout(),
         );
-        Ok(self.send(builder).await?.0)
+        Ok(self
+            .send_capped(builder, self.max_artifact_bytes())
+            .await?
+            .0)
     }
 
     /// Uploads one artifact file.

@@ -39,7 +39,16 @@ pub struct ClientConfig {
     /// Timeout of each artifact download or upload.
     pub transfer_timeout: Duration,
     pub connect_timeout: Duration,
+    /// The largest API answer read (a registry is untrusted input).
+    pub max_answer_bytes: usize,
+    /// The largest artifact file downloaded.
+    pub max_artifact_bytes: usize,
 }
+
+/// Default cap of an API answer: far above any real registry answer.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// Default cap of one downloaded artifact file.
+pub const MAX_ARTIFACT_BYTES: usize = 256 * 1024 * 1024;
 
 impl ClientConfig {
     pub fn new(tracking_uri: impl Into<String>) -> Self {
@@ -49,6 +58,8 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(15),
             transfer_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(3),
+            max_answer_bytes: MAX_ANSWER_BYTES,
+            max_artifact_bytes: MAX_ARTIFACT_BYTES,
         }
     }
 
@@ -86,6 +97,11 @@ pub fn credentials_from(
         )),
         (None, None, None) => Ok(Credentials::None),
     }
+}
+
+/// The path a response answered (for messages; never the query, which may hold names).
+fn response_path(response: &reqwest::Response) -> String {
+    response.url().path().to_owned()
 }
 
 /// Installs rustls' `ring` crypto provider for the process (idempotent). Call once at
@@ -154,22 +170,50 @@ impl MlflowClient {
         self.config.transfer_timeout
     }
 
-    /// Sends a request and returns the body of a success, or the typed error.
+    /// Sends an API request and returns the body of a success, or the typed error.
     pub(crate) async fn send(
         &self,
         builder: RequestBuilder,
     ) -> Result<bytes_body::Body, MlflowError> {
-        let response = builder.send().await.map_err(|e| self.unreachable(&e))?;
+        self.send_capped(builder, self.config.max_answer_bytes)
+            .await
+    }
+
+    /// Sends a request and reads at most `limit` bytes of its answer.
+    pub(crate) async fn send_capped(
+        &self,
+        builder: RequestBuilder,
+        limit: usize,
+    ) -> Result<bytes_body::Body, MlflowError> {
+        let mut response = builder.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let what = response_path(&response);
+        let too_large = || MlflowError::TooLarge {
+            what: what.clone(),
+            limit,
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         if status.is_success() {
-            Ok(bytes_body::Body(body.to_vec()))
+            Ok(bytes_body::Body(body))
         } else {
             Err(MlflowError::from_response(
                 status.as_u16(),
                 &String::from_utf8_lossy(&body),
             ))
         }
+    }
+
+    pub(crate) fn max_artifact_bytes(&self) -> usize {
+        self.config.max_artifact_bytes
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> MlflowError {

@@ -30,6 +30,9 @@ pub enum MlflowError {
     /// A version's artifacts cannot be fetched from where they are stored.
     #[error("unsupported artifact location {uri}: {reason}")]
     UnsupportedLocation { uri: String, reason: String },
+    /// The answer was larger than the client reads (a hostile or broken server).
+    #[error("MLflow's answer to {what} is larger than {limit} bytes; not read further")]
+    TooLarge { what: String, limit: usize },
     /// Configuration is incomplete or contradictory.
     #[error("MLflow client configuration: {0}")]
     Config(String),

@@ -80,6 +80,7 @@ async fn model_secrets(state: &WebhookState, models: &[Arc<ForecastModel>]) -> V
         let secrets: Api<Secret> =
             Api::namespaced(state.client.clone(), &fm.namespace().unwrap_or_default());
         if let Ok(s) = secrets.get(name).await
+            && crate::secrets::check_type(&s, crate::secrets::WEBHOOK).is_ok()
             && let Some(v) = crate::secrets::secret_bytes(&s, "secret")
         {
             out.push(v);

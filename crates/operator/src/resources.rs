@@ -139,7 +139,7 @@ fn secret_key(secret: &str, key: &str, optional: bool) -> EnvVarSource {
 
 /// The predictor's environment: where the registry is, which model, and where the served
 /// version and the admin token come from.
-fn predictor_env(fm: &ForecastModel) -> Vec<EnvVar> {
+fn predictor_env(fm: &ForecastModel, credentials_secret: Option<&str>) -> Vec<EnvVar> {
     let n = names(fm);
     let spec = &fm.spec;
     let mut env = vec![
@@ -179,7 +179,7 @@ fn predictor_env(fm: &ForecastModel) -> Vec<EnvVar> {
         Ok(Selector::Stage(s)) => env.push(env_value("MODEL_STAGE", s)),
         _ => {}
     }
-    if let Some(secret) = &spec.registry.credentials_secret {
+    if let Some(secret) = credentials_secret {
         for (var, key) in [
             ("MLFLOW_TRACKING_TOKEN", "token"),
             ("MLFLOW_TRACKING_USERNAME", "username"),
@@ -217,12 +217,12 @@ fn default_resources() -> ResourceRequirements {
     }
 }
 
-fn predictor_container(fm: &ForecastModel) -> Container {
+fn predictor_container(fm: &ForecastModel, credentials_secret: Option<&str>) -> Container {
     let spec = &fm.spec;
     Container {
         name: "predictor".into(),
         image: Some(spec.predictor.image.clone()),
-        env: Some(predictor_env(fm)),
+        env: Some(predictor_env(fm, credentials_secret)),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
             container_port: spec.predictor.port,
@@ -260,8 +260,13 @@ fn predictor_container(fm: &ForecastModel) -> Container {
 
 /// The predictor Deployment. The served version is not in the template (pods read it
 /// from the ConfigMap at start), so changing it never restarts a pod; `restart_marker`
-/// is set only by the `Restart` strategy.
-pub fn deployment(fm: &ForecastModel, restart_marker: Option<&str>) -> Deployment {
+/// is set only by the `Restart` strategy. `credentials_secret` is the `credentialsSecret`
+/// once it was checked to be labelled for registry credentials.
+pub fn deployment(
+    fm: &ForecastModel,
+    restart_marker: Option<&str>,
+    credentials_secret: Option<&str>,
+) -> Deployment {
     let template_metadata = ObjectMeta {
         labels: Some(labels(fm)),
         annotations: restart_marker
@@ -289,7 +294,7 @@ pub fn deployment(fm: &ForecastModel, restart_marker: Option<&str>) -> Deploymen
                         }),
                         ..PodSecurityContext::default()
                     }),
-                    containers: vec![predictor_container(fm)],
+                    containers: vec![predictor_container(fm, credentials_secret)],
                     volumes: Some(vec![Volume {
                         name: "model-cache".into(),
                         empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -324,7 +329,7 @@ mod tests {
 
     #[test]
     fn the_deployment_reads_the_version_from_the_config_map_and_binds_the_pod_ip() {
-        let d = serde_json::to_value(deployment(&fm(), None)).unwrap();
+        let d = serde_json::to_value(deployment(&fm(), None, Some("creds"))).unwrap();
         let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
             .as_array()
             .unwrap()
@@ -348,7 +353,7 @@ mod tests {
         assert_eq!(d["spec"]["replicas"], 2);
         // The template is the same whatever version is served: no restarts on a rollout.
         // Only the Restart strategy's marker changes the template (and restarts pods).
-        let template = |marker| deployment(&fm(), marker).spec.template;
+        let template = |marker| deployment(&fm(), marker, None).spec.template;
         assert_ne!(template(Some("7")), template(None));
         assert_eq!(
             template(Some("7")).metadata.unwrap().annotations.unwrap()[RESTART_ANNOTATION],

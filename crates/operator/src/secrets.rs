@@ -5,6 +5,36 @@
 
 use k8s_openapi::api::core::v1::Secret;
 
+/// The label a Secret must carry before the operator uses it for a ForecastModel: a
+/// ForecastModel author may name any Secret of the namespace, and the operator sends what
+/// it reads to a URL that author chose.
+pub const SECRET_TYPE_LABEL: &str = "forecast.dev/secret-type";
+/// `forecast.dev/secret-type` of a `credentialsSecret`.
+pub const REGISTRY_CREDENTIALS: &str = "registry-credentials";
+/// `forecast.dev/secret-type` of a `webhookSecret`.
+pub const WEBHOOK: &str = "webhook";
+
+/// Whether the Secret was marked for this use by whoever owns it; the error says how to.
+pub fn check_type(secret: &Secret, wanted: &str) -> Result<(), String> {
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    let label = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SECRET_TYPE_LABEL));
+    match label {
+        Some(v) if v == wanted => Ok(()),
+        Some(v) => Err(format!(
+            "Secret {name} is labelled {SECRET_TYPE_LABEL}={v}, not {wanted}: not used"
+        )),
+        None => Err(format!(
+            "Secret {name} lacks the label {SECRET_TYPE_LABEL}={wanted}; the operator uses \
+             only Secrets labelled for it (kubectl label secret {name} \
+             {SECRET_TYPE_LABEL}={wanted})"
+        )),
+    }
+}
+
 /// The raw bytes under `key`.
 pub fn secret_bytes(secret: &Secret, key: &str) -> Option<Vec<u8>> {
     if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
@@ -21,6 +51,20 @@ pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_secret_labelled_for_the_use_is_used() {
+        let mut s = Secret::default();
+        s.metadata.name = Some("db-token".into());
+        let e = check_type(&s, REGISTRY_CREDENTIALS).unwrap_err();
+        assert!(
+            e.contains("lacks the label forecast.dev/secret-type=registry-credentials"),
+            "{e}"
+        );
+        s.metadata.labels = Some([(SECRET_TYPE_LABEL.to_string(), WEBHOOK.to_string())].into());
+        assert!(check_type(&s, REGISTRY_CREDENTIALS).is_err());
+        assert!(check_type(&s, WEBHOOK).is_ok());
+    }
+
     use std::collections::BTreeMap;
 
     use k8s_openapi::ByteString;

@@ -116,6 +116,9 @@ pub struct Observation {
     pub registry: RegistryAnswer,
     /// The owned ConfigMap's served version.
     pub served: Option<String>,
+    /// The `credentialsSecret`, when it exists and is labelled for registry credentials
+    /// (only then do the pods get its keys).
+    pub credentials_secret: Option<String>,
     /// The predictor pods from the pod cache.
     pub listed: Vec<Arc<Pod>>,
     /// The same pods, each ready one asked which version it serves.
@@ -127,11 +130,17 @@ pub async fn observe(ctx: &Context, fm: &ForecastModel, spec: &ValidSpec) -> Res
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let listed = ctx.caches.pods_of(fm).await?;
+    let creds = credentials(ctx, fm).await;
+    let credentials_secret = match &creds {
+        Ok(_) => fm.spec.registry.credentials_secret.clone(),
+        Err(_) => None,
+    };
     let (answer, pods) = futures::join!(
-        ask_registry(ctx, fm, &spec.selector),
+        ask_registry(ctx, fm, creds, &spec.selector),
         pods(ctx, fm, &listed)
     );
     Ok(Observation {
+        credentials_secret,
         previous: ctx.memory.previous_status(fm),
         registry: registry_answer(&spec.selector, &answer),
         served: served_version(ctx, fm, &namespace).await?,
@@ -141,8 +150,13 @@ pub async fn observe(ctx: &Context, fm: &ForecastModel, spec: &ValidSpec) -> Res
     })
 }
 
-async fn ask_registry(ctx: &Context, fm: &ForecastModel, selector: &Selector) -> Answer {
-    let creds = credentials(ctx, fm).await.map_err(Arc::new)?;
+async fn ask_registry(
+    ctx: &Context,
+    fm: &ForecastModel,
+    creds: Result<Credentials, MlflowError>,
+    selector: &Selector,
+) -> Answer {
+    let creds = creds.map_err(Arc::new)?;
     let registry = &fm.spec.registry;
     ctx.registry
         .resolve(&registry.tracking_uri, creds, &fm.spec.model.name, selector)
@@ -163,6 +177,8 @@ async fn credentials(ctx: &Context, fm: &ForecastModel) -> Result<Credentials, M
     let secret = secrets
         .get(name)
         .await
+        .map_err(|e| MlflowError::Config(format!("credentialsSecret {name}: {e}")))?;
+    crate::secrets::check_type(&secret, crate::secrets::REGISTRY_CREDENTIALS)
         .map_err(|e| MlflowError::Config(format!("credentialsSecret {name}: {e}")))?;
     let value = |key: &str| crate::secrets::secret_value(&secret, key);
     let creds = mlflow::credentials_from(value("token"), value("username"), value("password"))?;

@@ -74,6 +74,7 @@ impl Case {
             previous: self.previous.clone(),
             registry: registry_answer(&spec.selector, &self.answer),
             served: self.served.map(Into::into),
+            credentials_secret: None,
             listed: vec![],
             pods: self.pods.clone(),
         };

@@ -66,7 +66,8 @@ pub async fn roll_out(
         if owned.served.as_deref() != Some(target.as_str()) {
             owned::write_served_version(ctx, fm, &target).await?;
         }
-        owned::apply_workload(ctx, fm, Some(&target)).await?;
+        let credentials = observed.credentials_secret.as_deref();
+        owned::apply_workload(ctx, fm, Some(&target), credentials).await?;
         return Ok(RolloutOutcome::Restarting { target, from });
     }
     let targets: Vec<PodTarget> = observed

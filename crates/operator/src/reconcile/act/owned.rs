@@ -56,7 +56,13 @@ pub async fn ensure(
         RolloutStrategy::Restart => served.as_deref(),
         RolloutStrategy::Reload => None,
     };
-    apply_workload(ctx, fm, restart_marker).await?;
+    apply_workload(
+        ctx,
+        fm,
+        restart_marker,
+        observed.credentials_secret.as_deref(),
+    )
+    .await?;
     Ok(Owned {
         admin_token,
         served,
@@ -135,13 +141,14 @@ pub async fn apply_workload(
     ctx: &Context,
     fm: &ForecastModel,
     restart_marker: Option<&str>,
+    credentials_secret: Option<&str>,
 ) -> Result<()> {
     // What changes when someone else changes the object: a Deployment's generation (its
     // status moves on without it), a Service's resourceVersion.
     apply_unless_unchanged(
         ctx,
         fm,
-        resources::deployment(fm, restart_marker),
+        resources::deployment(fm, restart_marker, credentials_secret),
         &ctx.caches.deployments,
         |d: &Deployment| d.metadata.generation.map(|g| g.to_string()),
     )
