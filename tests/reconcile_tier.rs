@@ -498,3 +498,59 @@ async fn credentials_from_a_secret_not_labelled_for_the_registry_are_never_sent(
     assert!(!env.contains("database-token"), "{env}");
     tier.cluster.stop().await;
 }
+
+#[tokio::test]
+async fn an_existing_deployment_it_does_not_own_is_left_untouched() {
+    let tier = Tier::start().await;
+    let name = unique_name("tier-conflict");
+    train_and_register(&name, 1, &["--alias", "champion"]).expect("v1");
+    // Another team's Deployment that happens to have the name the operator would use.
+    let theirs: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "conflict-predictor"},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "theirs"}},
+                 "template": {"metadata": {"labels": {"app": "theirs"}},
+                              "spec": {"containers": [{"name": "web", "image": "nginx"}]}}},
+    }))
+    .expect("deployment");
+    let created = tier
+        .deployments()
+        .create(&PostParams::default(), &theirs)
+        .await
+        .expect("create theirs");
+    tier.apply_and_reconcile(
+        "conflict",
+        spec(&tracking_uri(), json!({"name": name, "alias": "champion"})),
+    )
+    .await
+    .expect("reconcile");
+    assert_eq!(
+        tier.condition("conflict", "Degraded").await,
+        is("True", reasons::OWNERSHIP_CONFLICT)
+    );
+    assert_eq!(
+        tier.condition("conflict", "Ready").await,
+        is("False", reasons::OWNERSHIP_CONFLICT)
+    );
+    assert_eq!(tier.cluster.events(reasons::OWNERSHIP_CONFLICT).await, 1);
+    let after = tier
+        .deployments()
+        .get("conflict-predictor")
+        .await
+        .expect("still there");
+    // Its spec is as its owners left it (its status moves on: the cluster runs it).
+    assert_eq!(after.metadata.generation, created.metadata.generation);
+    assert_eq!(after.spec, created.spec);
+    let managers: Vec<String> = after
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        !managers.iter().any(|m| m == "forecast-operator"),
+        "{managers:?}"
+    );
+    assert!(after.metadata.owner_references.is_none());
+    tier.cluster.stop().await;
+}

@@ -27,6 +27,9 @@ pub const REGISTRY_UNAUTHORIZED: &str = "RegistryUnauthorized";
 pub const REGISTRY_CREDENTIALS: &str = "RegistryCredentials";
 /// `Degraded=True`: the registry answered another error.
 pub const REGISTRY_ERROR: &str = "RegistryError";
+/// `Ready`/`Degraded` and an Event: an object the operator would own (Deployment, Service,
+/// ConfigMap, Secret) exists and is not controlled by this ForecastModel; it is left as is.
+pub const OWNERSHIP_CONFLICT: &str = "OwnershipConflict";
 /// `Degraded=False`.
 pub const AS_EXPECTED: &str = "AsExpected";
 /// `RegistryReachable=True`.
@@ -62,6 +65,7 @@ pub const ALL: &[&str] = &[
     REGISTRY_UNAUTHORIZED,
     REGISTRY_CREDENTIALS,
     REGISTRY_ERROR,
+    OWNERSHIP_CONFLICT,
     AS_EXPECTED,
     REACHABLE,
     UNREACHABLE,

@@ -8,6 +8,10 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("serialisation: {0}")]
     Serialization(#[from] serde_json::Error),
+    #[error(
+        "{kind} {name} exists and is not controlled by this ForecastModel; it is left as it is (delete it, or rename the ForecastModel)"
+    )]
+    OwnershipConflict { kind: &'static str, name: String },
     #[error("the {0} cache is not filled yet (is list/watch allowed?)")]
     CacheNotReady(&'static str),
     #[error("ForecastModel has no {0}")]
@@ -20,6 +24,7 @@ impl Error {
         match self {
             Error::Kube(_) => "Kube",
             Error::Serialization(_) => "Serialization",
+            Error::OwnershipConflict { .. } => "OwnershipConflict",
             Error::CacheNotReady(_) => "CacheNotReady",
             Error::MissingField(_) => "MissingField",
         }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::forecast_model::ForecastModel;
+use api::reasons;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -48,14 +49,19 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         Ok(spec) => spec,
         Err(message) => {
             // Reported, not retried: only a change of the spec helps.
-            let previous = ctx.memory.previous_status(fm);
-            let report = status::invalid_spec(&previous, generation, &message, Timestamp::now());
-            report::write(ctx, fm, &report).await?;
+            refuse(ctx, fm, reasons::INVALID_SPEC, &message).await?;
             return Ok(Action::await_change());
         }
     };
     let observed = observe::observe(ctx, fm, &spec).await?;
-    let owned = act::owned::ensure(ctx, fm, &spec, &observed).await?;
+    let owned = match act::owned::ensure(ctx, fm, &spec, &observed).await {
+        Err(conflict @ Error::OwnershipConflict { .. }) => {
+            // Someone else's object is never taken over; looked at again every poll.
+            refuse(ctx, fm, reasons::OWNERSHIP_CONFLICT, &conflict.to_string()).await?;
+            return Ok(Action::requeue(spec.poll));
+        }
+        owned => owned?,
+    };
     let failed_versions = plan::failed_versions_after(
         &observed.previous.failed_versions,
         observed.previous.desired_version.as_deref(),
@@ -90,6 +96,19 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
     Ok(report
         .requeue_after
         .map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Reports why the reconcile cannot act (`status::refused`).
+async fn refuse(
+    ctx: &Context,
+    fm: &ForecastModel,
+    reason: &'static str,
+    message: &str,
+) -> Result<()> {
+    let previous = ctx.memory.previous_status(fm);
+    let now = Timestamp::now();
+    let report = status::refused(&previous, fm.metadata.generation, reason, message, now);
+    report::write(ctx, fm, &report).await
 }
 
 pub fn error_policy(fm: Arc<ForecastModel>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -46,22 +46,24 @@ pub struct Report {
     pub requeue_after: Option<Duration>,
 }
 
-/// The status of a spec the schema could not refuse: the last status with `Ready=False`
-/// and `Degraded=True` saying which field; reported once per change of the spec or message.
-pub fn invalid_spec(
+/// The status when the reconcile cannot act (`reason`: an invalid spec the schema could
+/// not refuse, an object it would own held by someone else): the last status with
+/// `Ready=False` and `Degraded=True` saying why; told once per change of the spec or message.
+pub fn refused(
     previous: &ForecastModelStatus,
     generation: Option<i64>,
+    reason: &'static str,
     message: &str,
     now: Timestamp,
 ) -> Report {
     let mut desired = Desired::new();
     desired.insert(
         condition::READY,
-        ConditionState::new(false, reasons::INVALID_SPEC, message),
+        ConditionState::new(false, reason, message),
     );
     desired.insert(
         condition::DEGRADED,
-        ConditionState::new(true, reasons::INVALID_SPEC, message),
+        ConditionState::new(true, reason, message),
     );
     let status = ForecastModelStatus {
         observed_generation: generation,
@@ -71,7 +73,7 @@ pub fn invalid_spec(
     let changed = *previous != status;
     Report {
         notes: changed
-            .then(|| Note::warning(reasons::INVALID_SPEC, message))
+            .then(|| Note::warning(reason, message))
             .into_iter()
             .collect(),
         status,

@@ -354,7 +354,13 @@ fn a_restart_rollout_says_so_once() {
 #[test]
 fn an_invalid_spec_is_reported_once_per_message() {
     let previous = Case::steady().report().status;
-    let r = invalid_spec(&previous, Some(4), "spec.pollInterval: bad", at(200));
+    let r = refused(
+        &previous,
+        Some(4),
+        reasons::INVALID_SPEC,
+        "spec.pollInterval: bad",
+        at(200),
+    );
     has(&r, "Ready", "False", reasons::INVALID_SPEC);
     has(&r, "Degraded", "True", reasons::INVALID_SPEC);
     assert_eq!(reasons_of(&r), vec![reasons::INVALID_SPEC]);
@@ -363,7 +369,13 @@ fn an_invalid_spec_is_reported_once_per_message() {
         "nothing else is lost"
     );
     assert_eq!(r.requeue_after, None);
-    let again = invalid_spec(&r.status, Some(4), "spec.pollInterval: bad", at(300));
+    let again = refused(
+        &r.status,
+        Some(4),
+        reasons::INVALID_SPEC,
+        "spec.pollInterval: bad",
+        at(300),
+    );
     assert!(!again.changed && again.notes.is_empty());
 }
 

@@ -7,6 +7,7 @@ use api::forecast_model::{ForecastModel, RolloutStrategy, Selector};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource};
@@ -14,7 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memory::digest;
 use crate::reconcile::observe::{Observation, ValidSpec, pod_ready};
 use crate::resources::{self, FIELD_MANAGER};
@@ -86,6 +87,12 @@ async fn admin_token(
     let names = resources::names(fm);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     if let Some(existing) = secrets.get_opt(&names.secret).await? {
+        if !controlled_by(&existing.metadata, fm) {
+            return Err(Error::OwnershipConflict {
+                kind: "Secret",
+                name: names.secret,
+            });
+        }
         let token = crate::secrets::secret_value(&existing, resources::ADMIN_TOKEN_KEY);
         if let Some(t) = token.filter(|t| !t.is_empty()) {
             ctx.memory.record_admin_token(fm, &t);
@@ -104,6 +111,49 @@ async fn admin_token(
     Ok(token)
 }
 
+/// Whether `meta` is controlled by `fm` (its controller ownerReference has fm's uid).
+fn controlled_by(meta: &ObjectMeta, fm: &ForecastModel) -> bool {
+    let uid = fm.metadata.uid.as_deref();
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
+}
+
+/// Refuses to write over an object of that name that this ForecastModel does not control
+/// (someone else's Deployment that happens to be called `<name>-predictor`). `cached` is
+/// the watched copy when there is one; otherwise the API is asked.
+async fn ensure_ours<K>(
+    ctx: &Context,
+    fm: &ForecastModel,
+    ns: &str,
+    name: &str,
+    cached: Option<Arc<K>>,
+) -> Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + k8s_openapi::Resource
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    if let Some(c) = &cached
+        && controlled_by(c.meta(), fm)
+    {
+        return Ok(());
+    }
+    let existing = Api::<K>::namespaced(ctx.client.clone(), ns)
+        .get_opt(name)
+        .await?;
+    match existing {
+        Some(o) if !controlled_by(o.meta(), fm) => Err(Error::OwnershipConflict {
+            kind: <K as k8s_openapi::Resource>::KIND,
+            name: name.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn random_token() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -116,10 +166,14 @@ fn random_token() -> String {
 /// Records `version` as the served one in the owned ConfigMap (what pods start on).
 pub async fn write_served_version(ctx: &Context, fm: &ForecastModel, version: &str) -> Result<()> {
     let config_map = resources::config_map(fm, version);
-    let config_maps: Api<ConfigMap> = Api::namespaced(
-        ctx.client.clone(),
-        config_map.metadata.namespace.as_deref().unwrap_or_default(),
-    );
+    let ns = config_map.metadata.namespace.clone().unwrap_or_default();
+    let name = resources::names(fm).config_map;
+    let cached = ctx
+        .caches
+        .config_maps
+        .get(&ObjectRef::new(&name).within(&ns));
+    ensure_ours::<ConfigMap>(ctx, fm, &ns, &name, cached).await?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
     let written = config_maps
         .patch(
             &resources::names(fm).config_map,
@@ -183,9 +237,8 @@ where
     let name = object.meta().name.clone().unwrap_or_default();
     let ns = object.meta().namespace.clone().unwrap_or_default();
     let digest = digest(&serde_json::to_value(&object)?);
-    let observed = cache
-        .get(&ObjectRef::new(&name).within(&ns))
-        .and_then(|o| version(&o));
+    let cached = cache.get(&ObjectRef::new(&name).within(&ns));
+    let observed = cached.as_ref().and_then(|o| version(o));
     if ctx.memory.applied_unchanged(
         fm,
         <K as k8s_openapi::Resource>::KIND,
@@ -194,6 +247,7 @@ where
     ) {
         return Ok(());
     }
+    ensure_ours(ctx, fm, &ns, &name, cached).await?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let applied = api
         .patch(&name, &apply_params(), &Patch::Apply(&object))
