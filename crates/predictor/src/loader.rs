@@ -70,6 +70,13 @@ pub enum LoadError {
         new: String,
         served: String,
     },
+    /// A version that is not a version number (asked for, or answered by the registry);
+    /// it never reaches the registry or a cache path.
+    #[error("{origin} version {version:?} is not a version number (digits only)")]
+    InvalidVersion {
+        origin: &'static str,
+        version: String,
+    },
     #[error("no usable model in the fallback directory {dir}: {reason}")]
     NoFallback { dir: String, reason: String },
     #[error("{0}")]
@@ -86,6 +93,7 @@ impl LoadError {
             LoadError::Model { .. } => "invalid_model",
             LoadError::Verification { .. } => "verification_failed",
             LoadError::SchemaChange { .. } => "schema_mismatch",
+            LoadError::InvalidVersion { .. } => "invalid_version",
             LoadError::NoFallback { .. } => "no_fallback",
             LoadError::Internal(_) => "internal",
         }
@@ -100,10 +108,31 @@ impl LoadError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             LoadError::SchemaChange { .. } => StatusCode::CONFLICT,
+            LoadError::InvalidVersion {
+                origin: "requested",
+                ..
+            } => StatusCode::BAD_REQUEST,
+            LoadError::InvalidVersion { .. } => StatusCode::BAD_GATEWAY,
             LoadError::NoFallback { .. } | LoadError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
+    }
+}
+
+/// MLflow model versions are positive integers; anything else is refused before it is
+/// sent anywhere or joined into a path (a registry answering `..` would point at the
+/// cache root).
+pub fn check_version(origin: &'static str, version: &str) -> Result<(), LoadError> {
+    let digits =
+        !version.is_empty() && version.len() <= 18 && version.bytes().all(|b| b.is_ascii_digit());
+    if digits {
+        Ok(())
+    } else {
+        Err(LoadError::InvalidVersion {
+            origin,
+            version: version.chars().take(64).collect(),
+        })
     }
 }
 
@@ -132,6 +161,9 @@ impl Loader {
 
     /// Resolves `selector`, downloads that version, loads and verifies it, and caches it.
     pub async fn from_registry(&self, selector: &Selector) -> Result<ServedModel, LoadError> {
+        if let Selector::Version(v) = selector {
+            check_version("requested", v)?;
+        }
         let client = self.registry.as_ref().ok_or(LoadError::NoRegistry)?;
         let name = &self.model_name;
         let version = match selector {
@@ -139,6 +171,7 @@ impl Loader {
             Selector::Stage(stage) => client.get_latest_version_in_stage(name, stage).await?,
             Selector::Version(version) => client.get_model_version(name, version).await?,
         };
+        check_version("the registry's", &version.version)?;
         // Stage in the cache (so caching is a rename); without a usable cache, in /tmp.
         let staging_parent = match self.cache_dir() {
             Some(d) if std::fs::create_dir_all(&d).is_ok() => d,

@@ -122,10 +122,40 @@ async fn reload_needs_the_bearer_token_and_without_a_registry_keeps_the_model() 
     let resp = test::call_service(&app, req).await;
     assert_eq!(resp.status(), 400);
 
+    // The scheme in any case; a version that is not a number never goes further.
+    let req = test::TestRequest::post()
+        .uri("/reload-model")
+        .insert_header(("authorization", "bearer s3cret"))
+        .set_payload("{\"version\": \"../../etc\"}")
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = test::read_body_json(resp).await;
+    assert_eq!(body["error"], "invalid_version", "{body}");
+
     let req = test::TestRequest::get().uri("/model/info").to_request();
     let info: Value = test::call_and_read_body_json(&app, req).await;
     assert_eq!(info["model_version"], "bundled");
     assert_eq!(info["origin"], "fallback");
+}
+
+#[actix_web::test]
+async fn without_an_admin_token_only_local_clients_may_reload() {
+    let dir = bundled_model_dir();
+    let state = state_with_bundled_model(dir.path(), None).await;
+    let app = app!(state);
+    let from = |peer: &str| {
+        test::TestRequest::post()
+            .uri("/reload-model")
+            .peer_addr(peer.parse().unwrap())
+            .set_payload("{\"version\": 3}")
+            .to_request()
+    };
+    let resp = test::call_service(&app, from("10.1.2.3:40000")).await;
+    assert_eq!(resp.status(), 401);
+    // A local client passes (and then meets the missing registry).
+    let resp = test::call_service(&app, from("127.0.0.1:40000")).await;
+    assert_eq!(resp.status(), 409);
 }
 
 #[actix_web::test]
@@ -218,4 +248,26 @@ async fn python_nan_tokens_are_missing_values_refused_by_a_model_without_missing
         .to_request();
     let body: Value = test::call_and_read_body_json(&app, req).await;
     assert_eq!(body["predictions"], json!([101.0]));
+}
+
+#[actix_web::test]
+async fn invented_methods_and_paths_share_one_metrics_label() {
+    let dir = bundled_model_dir();
+    let state = state_with_bundled_model(dir.path(), None).await;
+    let app = app!(state);
+    for i in 0..20 {
+        let method = actix_web::http::Method::from_bytes(format!("BREW{i}").as_bytes()).unwrap();
+        let req = test::TestRequest::default()
+            .method(method)
+            .uri(&format!("/random/{i}"))
+            .to_request();
+        let _ = test::call_service(&app, req).await;
+    }
+    let req = test::TestRequest::get().uri("/metrics").to_request();
+    let text = String::from_utf8(test::call_and_read_body(&app, req).await.to_vec()).unwrap();
+    assert!(
+        !text.contains("BREW") && !text.contains("/random/"),
+        "{text}"
+    );
+    assert!(text.contains("method=\"other\""), "{text}");
 }
