@@ -1193,6 +1193,31 @@ async fn the_schema_rejects_a_model_with_none_or_two_selectors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_webhook_deliveries_are_refused_unless_allowed() {
+    let cluster = TestCluster::start_without_pods().await;
+    let delivery = json!({"entity": "model_version_alias", "action": "created",
+        "data": {"name": "m", "alias": "champion", "version": "1"}});
+    for (env, expected) in [
+        (vec![], 401),
+        (vec![("WEBHOOK_ALLOW_UNSIGNED", "true")], 200),
+    ] {
+        let operator = Operator::start(&cluster, &env);
+        let url = format!("{}/webhooks/mlflow", operator.webhook_url);
+        // Answered once the operator leads and serves its webhook port.
+        let mut status = 0;
+        for _ in 0..200 {
+            if let Ok(r) = http().post(&url).json(&delivery).send().await {
+                status = r.status().as_u16();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, expected, "with {env:?}");
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_refuses_unknown_forecast_model_fields_by_path() {
     // What a user with a typo (or a field from a newer version) sees: kubectl validates
     // strictly by default, so nothing is silently dropped.

@@ -56,6 +56,10 @@ pub struct WebhookState {
     pub trigger: UnboundedSender<ObjectRef<ForecastModel>>,
     /// The operator-wide secret (`WEBHOOK_SECRET`).
     pub secret: Option<String>,
+    /// Accept deliveries when no secret is configured (`WEBHOOK_ALLOW_UNSIGNED`).
+    pub allow_unsigned: bool,
+    /// Delivery ids seen recently.
+    pub deliveries: crate::webhook::Deliveries,
     pub metrics: Arc<Metrics>,
     /// Answers about the delivery's model are forgotten before reconciling.
     pub registry: Arc<Registry>,
@@ -115,6 +119,14 @@ async fn mlflow_webhook(
         .collect();
     let mut secrets: Vec<Vec<u8>> = state.secret.iter().map(|s| s.as_bytes().to_vec()).collect();
     secrets.extend(model_secrets(&state, &matching).await);
+    if secrets.is_empty() && !state.allow_unsigned {
+        return reject(
+            &state,
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            "unsigned deliveries are refused: configure WEBHOOK_SECRET or the ForecastModel's \
+             webhookSecret (or set WEBHOOK_ALLOW_UNSIGNED=true)",
+        );
+    }
     if !secrets.is_empty() {
         let header = |n: &str| {
             req.headers()
@@ -144,6 +156,11 @@ async fn mlflow_webhook(
                 actix_web::http::StatusCode::UNAUTHORIZED,
                 "invalid X-MLflow-Signature",
             );
+        }
+        if !delivery.is_empty() && !state.deliveries.first_time(delivery) {
+            Metrics::count(&state.metrics.webhooks, "duplicate");
+            return HttpResponse::Ok()
+                .json(json!({"triggered": 0, "reason": "duplicate delivery"}));
         }
     }
     state.registry.forget_model(&model);

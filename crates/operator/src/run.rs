@@ -36,10 +36,13 @@ pub struct Config {
     /// Address of POST /webhooks/mlflow.
     #[arg(long, env = "OPERATOR_WEBHOOK_ADDR", default_value = "0.0.0.0:8082")]
     pub webhook_addr: SocketAddr,
-    /// Secret that signs MLflow webhook deliveries (unset: ForecastModels' own secrets,
-    /// or unsigned deliveries are accepted when no secret is configured at all).
+    /// Secret that signs MLflow webhook deliveries (unset: ForecastModels' own secrets;
+    /// with no secret at all deliveries are refused unless WEBHOOK_ALLOW_UNSIGNED).
     #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// Accept unsigned webhook deliveries when no secret is configured (refused by default).
+    #[arg(long, env = "WEBHOOK_ALLOW_UNSIGNED")]
+    pub webhook_allow_unsigned: bool,
     /// Only watch this namespace (default: all).
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
@@ -292,6 +295,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         store: controller.store(),
         trigger,
         secret: config.webhook_secret.clone().filter(|s| !s.is_empty()),
+        allow_unsigned: config.webhook_allow_unsigned,
+        deliveries: Default::default(),
         metrics: metrics.clone(),
     });
     let webhook_handle = serve_in_background("webhook", config.webhook_addr, move |cfg| {

@@ -41,7 +41,39 @@ pub fn fresh(timestamp: &str, now_seconds: i64) -> bool {
     timestamp
         .trim()
         .parse::<i64>()
-        .is_ok_and(|t| (now_seconds - t).abs() <= MAX_AGE_SECONDS)
+        .ok()
+        .and_then(|t| now_seconds.checked_sub(t))
+        .and_then(i64::checked_abs)
+        .is_some_and(|age| age <= MAX_AGE_SECONDS)
+}
+
+/// Delivery ids seen in the last [`MAX_AGE_SECONDS`]: a replayed delivery (MLflow retries,
+/// or someone resending a captured one) is answered without waking anything.
+#[derive(Default)]
+pub struct Deliveries {
+    seen: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// At most this many ids are remembered (older ones go first).
+const MAX_REMEMBERED: usize = 10_000;
+
+impl Deliveries {
+    /// Records `id`; false when it was seen less than five minutes ago.
+    pub fn first_time(&self, id: &str) -> bool {
+        let window = std::time::Duration::from_secs(MAX_AGE_SECONDS as u64);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.get(id).is_some_and(|at| at.elapsed() < window) {
+            return false;
+        }
+        if seen.len() >= MAX_REMEMBERED {
+            seen.retain(|_, at| at.elapsed() < window);
+            if seen.len() >= MAX_REMEMBERED {
+                seen.clear();
+            }
+        }
+        seen.insert(id.to_owned(), std::time::Instant::now());
+        true
+    }
 }
 
 /// The registered-model name a delivery is about (`data.name`), for the events this
@@ -92,6 +124,22 @@ mod tests {
         ));
         assert!(fresh("1700000000", 1_700_000_100));
         assert!(!fresh("1700000000", 1_700_001_000));
+        // Absurd timestamps are stale, never an overflow.
+        assert!(!fresh(&i64::MIN.to_string(), i64::MAX));
+        assert!(!fresh(&i64::MAX.to_string(), i64::MIN));
+    }
+
+    #[test]
+    fn a_delivery_id_is_accepted_once() {
+        let d = Deliveries::default();
+        assert!(d.first_time("a"));
+        assert!(!d.first_time("a"));
+        assert!(d.first_time("b"));
+    }
+
+    #[test]
+    fn the_model_is_read_from_registry_events_only() {
+        let body = br#"{"entity":"model_version_alias","action":"created","data":{"name":"m","alias":"champion","version":"2"}}"#;
         let payload: serde_json::Value = serde_json::from_slice(body).unwrap();
         assert_eq!(model_name(&payload).as_deref(), Some("m"));
         assert_eq!(
