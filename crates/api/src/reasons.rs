@@ -17,6 +17,9 @@ pub const CONVERGING: &str = "Converging";
 pub const IDLE: &str = "Idle";
 /// `Degraded=True` and an Event: the last rollout failed and was reverted.
 pub const ROLLOUT_FAILED: &str = "RolloutFailed";
+/// `Degraded=True`: a rollout stopped on a transient fault (a pod or its registry did not
+/// answer, a 5xx); switched pods were reverted and the version is tried again.
+pub const ROLLOUT_INTERRUPTED: &str = "RolloutInterrupted";
 /// `Degraded=True`: pods could not be brought back onto the served version.
 pub const CONVERGE_FAILED: &str = "ConvergeFailed";
 /// `Degraded=True`: the selector resolves to no version.
@@ -60,6 +63,7 @@ pub const ALL: &[&str] = &[
     CONVERGING,
     IDLE,
     ROLLOUT_FAILED,
+    ROLLOUT_INTERRUPTED,
     CONVERGE_FAILED,
     VERSION_NOT_FOUND,
     REGISTRY_UNAUTHORIZED,

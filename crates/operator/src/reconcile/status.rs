@@ -260,6 +260,15 @@ fn outcome_effects(
                     failure.to_string(),
                 ));
             }
+            if !failure.is_model_failure() {
+                // Not the version's fault: tried again on the next reconcile.
+                let message = format!("{failure} (transient; version {target} is tried again)");
+                return Some(ConditionState::new(
+                    true,
+                    reasons::ROLLOUT_INTERRUPTED,
+                    message,
+                ));
+            }
             if !status.failed_versions.contains(target) {
                 status.failed_versions.push(target.clone());
             }
@@ -345,6 +354,9 @@ fn requeue_after(status: &ForecastModelStatus, poll: Duration, now: Timestamp) -
     }
 }
 
+#[cfg(test)]
+#[path = "status_failure_tests.rs"]
+mod failure_tests;
 #[cfg(test)]
 #[path = "status_tests.rs"]
 mod tests;

@@ -7,8 +7,6 @@ use api::forecast_model::{ForecastModel, Selector};
 use mlflow::{MlflowError, ModelVersion};
 
 use super::*;
-use crate::predictor_client::{Call, PredictorError};
-use crate::reconcile::act::rollout::{PodFailure, VerifyError};
 use crate::reconcile::observe::registry_answer;
 use crate::registry::Answer;
 
@@ -18,7 +16,7 @@ fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + secs).unwrap()
 }
 
-fn pod(name: &str, version: Option<&str>, ready: bool) -> PodObservation {
+pub(super) fn pod(name: &str, version: Option<&str>, ready: bool) -> PodObservation {
     PodObservation {
         name: name.into(),
         base_url: Some(format!("http://{name}:8080")),
@@ -27,7 +25,7 @@ fn pod(name: &str, version: Option<&str>, ready: bool) -> PodObservation {
     }
 }
 
-fn found(version: &str) -> Answer {
+pub(super) fn found(version: &str) -> Answer {
     Ok(ModelVersion {
         version: version.into(),
         ..Default::default()
@@ -35,20 +33,20 @@ fn found(version: &str) -> Answer {
 }
 
 /// One reconcile's inputs, changed by each test.
-struct Case {
-    previous: ForecastModelStatus,
-    answer: Answer,
-    served: Option<&'static str>,
-    failed: Vec<String>,
-    plan: Plan,
-    outcome: RolloutOutcome,
-    pods: Vec<PodObservation>,
-    now: Timestamp,
+pub(super) struct Case {
+    pub(super) previous: ForecastModelStatus,
+    pub(super) answer: Answer,
+    pub(super) served: Option<&'static str>,
+    pub(super) failed: Vec<String>,
+    pub(super) plan: Plan,
+    pub(super) outcome: RolloutOutcome,
+    pub(super) pods: Vec<PodObservation>,
+    pub(super) now: Timestamp,
 }
 
 impl Case {
     /// Two pods serving version 1, which the alias still points at.
-    fn steady() -> Self {
+    pub(super) fn steady() -> Self {
         Case {
             previous: ForecastModelStatus::default(),
             answer: found("1"),
@@ -63,7 +61,7 @@ impl Case {
         }
     }
 
-    fn report(&self) -> Report {
+    pub(super) fn report(&self) -> Report {
         let spec = ValidSpec {
             poll: POLL,
             verify_timeout: Duration::from_secs(10),
@@ -94,7 +92,7 @@ impl Case {
 }
 
 /// `(status, reason)` of a condition in a report.
-fn condition(report: &Report, kind: &str) -> (String, String) {
+pub(super) fn condition(report: &Report, kind: &str) -> (String, String) {
     let c = report.status.conditions.iter().find(|c| c.type_ == kind);
     c.map(|c| (c.status.clone(), c.reason.clone()))
         .unwrap_or_default()
@@ -102,12 +100,12 @@ fn condition(report: &Report, kind: &str) -> (String, String) {
 
 /// Asserts the status and reason of a condition.
 #[track_caller]
-fn has(report: &Report, kind: &str, status: &str, reason: &str) {
+pub(super) fn has(report: &Report, kind: &str, status: &str, reason: &str) {
     let want = (status.to_owned(), reason.to_owned());
     assert_eq!(condition(report, kind), want, "{kind}");
 }
 
-fn reasons_of(report: &Report) -> Vec<&'static str> {
+pub(super) fn reasons_of(report: &Report) -> Vec<&'static str> {
     report.notes.iter().map(|n| n.reason).collect()
 }
 
@@ -263,74 +261,6 @@ fn a_successful_rollout_moves_the_served_and_previous_versions() {
         ]
     );
     assert_eq!(r.notes[0].pod.as_deref(), Some("a"));
-}
-
-fn failure() -> PodFailure {
-    PodFailure::MayHaveSwitched {
-        pod: "a".into(),
-        error: VerifyError::Smoke(PredictorError::NotFinite(f64::NAN)),
-    }
-}
-
-#[test]
-fn a_failed_rollout_is_degraded_and_its_version_is_not_retried() {
-    let r = Case {
-        answer: found("2"),
-        outcome: RolloutOutcome::Failed {
-            target: "2".into(),
-            from: Some("1".into()),
-            reloaded: vec![],
-            failure: failure(),
-            revert: Revert::Done {
-                reverted: vec!["a".into()],
-                failures: vec![],
-            },
-        },
-        ..Case::steady()
-    }
-    .report();
-    let (status, reason) = condition(&r, "Degraded");
-    assert_eq!(
-        (status.as_str(), reason.as_str()),
-        ("True", reasons::ROLLOUT_FAILED)
-    );
-    assert_eq!(r.status.failed_versions, vec!["2".to_string()]);
-    assert_eq!(r.status.served_version.as_deref(), Some("1"));
-    assert_eq!(
-        reasons_of(&r),
-        vec![reasons::ROLLOUT_FAILED, reasons::ROLLED_BACK]
-    );
-    assert!(r.notes[0].note.contains("pod a") && r.notes[0].note.contains("not finite"));
-    assert_eq!(r.notes[1].note, "reverted 1 pods to version 1");
-}
-
-#[test]
-fn a_pod_that_cannot_be_brought_back_to_the_served_version_is_a_converge_failure() {
-    let r = Case {
-        answer: found("2"),
-        failed: vec!["2".into()],
-        outcome: RolloutOutcome::Failed {
-            target: "1".into(),
-            from: Some("1".into()),
-            reloaded: vec![],
-            failure: PodFailure::NotSwitched {
-                pod: "a".into(),
-                error: PredictorError::Refused {
-                    call: Call::Reload,
-                    status: 503,
-                    message: "busy".into(),
-                },
-            },
-            revert: Revert::Done {
-                reverted: vec![],
-                failures: vec![],
-            },
-        },
-        ..Case::steady()
-    }
-    .report();
-    has(&r, "Degraded", "True", reasons::CONVERGE_FAILED);
-    assert_eq!(r.status.failed_versions, vec!["2".to_string()]);
 }
 
 #[test]

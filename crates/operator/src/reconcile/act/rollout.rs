@@ -56,6 +56,25 @@ impl PodFailure {
     pub fn may_have_switched(&self) -> bool {
         matches!(self, PodFailure::MayHaveSwitched { .. })
     }
+
+    /// Whether the pod proved the version bad (refused to load it with a 4xx, reported
+    /// another version, or failed the smoke input). Anything else — no answer, a timeout,
+    /// a 5xx such as the pod's registry being unreachable — is transient: the version is
+    /// tried again, never marked failed.
+    pub fn is_model_failure(&self) -> bool {
+        let refused_4xx = |e: &PredictorError| matches!(e, PredictorError::Refused { status, .. } if (400..500).contains(status));
+        match self {
+            PodFailure::NotSwitched { error, .. } => refused_4xx(error),
+            PodFailure::MayHaveSwitched { error, .. } => match error {
+                VerifyError::Unanswered(_) => false,
+                VerifyError::Mismatch { .. } => true,
+                VerifyError::Smoke(e) => {
+                    !matches!(e, PredictorError::Transport { .. })
+                        && !matches!(e, PredictorError::Refused { status, .. } if *status >= 500)
+                }
+            },
+        }
+    }
 }
 
 /// How the pods that may have switched were brought back.
