@@ -18,8 +18,19 @@ pub enum ApiError {
     NoModel,
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    #[error("the model predicted a non-finite value for row {0}; no prediction is answered")]
+    NonFinitePrediction(usize),
     #[error(transparent)]
     Reload(#[from] LoadError),
+}
+
+/// The predictions, or an error naming the first row whose prediction is NaN or infinite
+/// (JSON has no such number: it would go out as `null`).
+pub fn finite(predictions: Vec<f64>) -> Result<Vec<f64>, ApiError> {
+    match predictions.iter().position(|p| !p.is_finite()) {
+        Some(row) => Err(ApiError::NonFinitePrediction(row)),
+        None => Ok(predictions),
+    }
 }
 
 impl ApiError {
@@ -30,6 +41,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::NoModel => "no_model",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::NonFinitePrediction(_) => "prediction_not_finite",
             ApiError::Reload(e) => e.code(),
         }
     }
@@ -43,6 +55,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NoModel => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NonFinitePrediction(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Reload(e) => e.status_code(),
         }
     }

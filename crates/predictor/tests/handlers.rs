@@ -10,13 +10,18 @@ use predictor::state::AppState;
 use serde_json::{Value, json};
 
 fn bundled_model_dir() -> tempfile::TempDir {
+    model_dir_with_leaves(1.0, 2.0, PostTransform::None)
+}
+
+/// A one-split model: `a <= 0.5` predicts `post(100 + left)`, else `post(100 + right)`.
+fn model_dir_with_leaves(left: f64, right: f64, post: PostTransform) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let ensemble = TreeEnsemble::new(&EnsembleSpec {
         n_features: 2,
         preprocess: Vec::new(),
         aggregate: Aggregate::Sum,
         base_value: 100.0,
-        post_transform: PostTransform::None,
+        post_transform: post,
         input_precision: InputPrecision::F64,
         trees: vec![TreeSpec {
             nodes: vec![
@@ -31,8 +36,8 @@ fn bundled_model_dir() -> tempfile::TempDir {
                     nan_as_zero: false,
                     zero_is_missing: false,
                 },
-                NodeSpec::Leaf { leaf: 1.0 },
-                NodeSpec::Leaf { leaf: 2.0 },
+                NodeSpec::Leaf { leaf: left },
+                NodeSpec::Leaf { leaf: right },
             ],
         }],
     })
@@ -270,4 +275,41 @@ async fn invented_methods_and_paths_share_one_metrics_label() {
         "{text}"
     );
     assert!(text.contains("method=\"other\""), "{text}");
+}
+
+#[actix_web::test]
+async fn a_non_finite_prediction_is_an_error_never_null() {
+    // exp(100 - 100) = 1 on the left; exp(1100) overflows to infinity on the right.
+    let dir = model_dir_with_leaves(-100.0, 1000.0, PostTransform::Exp);
+    let state = state_with_bundled_model(dir.path(), None).await;
+    let app = app!(state);
+    let ok = test::TestRequest::post()
+        .uri("/predict")
+        .set_json(json!({"instances": [[0.0, 0.0]]}))
+        .to_request();
+    let body: Value = test::call_and_read_body_json(&app, ok).await;
+    assert_eq!(body["predictions"], json!([1.0]));
+    for (uri, payload) in [
+        ("/predict", json!({"instances": [[0.0, 0.0], [1.0, 0.0]]})),
+        (
+            "/invocations",
+            json!({"instances": [[0.0, 0.0], [1.0, 0.0]]}),
+        ),
+    ] {
+        let req = test::TestRequest::post()
+            .uri(uri)
+            .set_json(&payload)
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status(), 500, "{uri}");
+        let body: Value = test::read_body_json(resp).await;
+        assert_eq!(body["error"], "prediction_not_finite", "{uri}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("row 1"),
+            "{body}"
+        );
+    }
 }

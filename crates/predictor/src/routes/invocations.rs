@@ -26,10 +26,14 @@ fn is_csv(ctx: &GuardContext) -> bool {
         .is_some_and(|ct| ct.essence_str() == "text/csv")
 }
 
-fn answer(state: &AppState, model: &ServedModel, rows: &[Vec<f64>]) -> HttpResponse {
-    let predictions = model.predict(rows);
+fn answer(
+    state: &AppState,
+    model: &ServedModel,
+    rows: &[Vec<f64>],
+) -> Result<HttpResponse, ApiError> {
+    let predictions = crate::error::finite(model.predict(rows))?;
     state.metrics.count_predictions(predictions.len());
-    HttpResponse::Ok().json(InvocationsResponse { predictions })
+    Ok(HttpResponse::Ok().json(InvocationsResponse { predictions }))
 }
 
 #[post("/invocations", guard = "is_csv")]
@@ -42,7 +46,7 @@ async fn invocations_csv(
     let model = state.current().ok_or(ApiError::NoModel)?;
     let rows =
         rows_from_csv(&body, &model.schema(), state.max_instances).map_err(ApiError::BadRequest)?;
-    Ok(answer(&state, &model, &rows))
+    answer(&state, &model, &rows)
 }
 
 const FORMATS: &str = "dataframe_split, dataframe_records, instances, inputs";
@@ -103,5 +107,5 @@ async fn invocations(
         )),
     }
     .map_err(ApiError::BadRequest)?;
-    Ok(answer(&state, &model, &rows))
+    answer(&state, &model, &rows)
 }

@@ -24,7 +24,7 @@ async fn predict(
     let model = state.current().ok_or(ApiError::NoModel)?;
     let rows = rows_from_instances(&request.instances, &model.schema(), state.max_instances)
         .map_err(ApiError::BadRequest)?;
-    let predictions = model.predict(&rows);
+    let predictions = crate::error::finite(model.predict(&rows))?;
     state.metrics.count_predictions(predictions.len());
     Ok(HttpResponse::Ok().json(PredictResponse {
         predictions,
