@@ -33,17 +33,14 @@ async fn predict(c: &reqwest::Client, p: &Predictor, rows: Value) -> (u16, Value
     .unwrap()
 }
 
-/// Waits until `count` reaches `at_least` (requests counted by a client loop).
+/// Waits until `count` reaches `at_least` (requests counted by a client loop), with the
+/// project's one waiting helper.
 async fn wait_for_count(count: &AtomicUsize, at_least: usize) {
-    let start = std::time::Instant::now();
-    while count.load(Ordering::Relaxed) < at_least {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "only {} of {at_least} requests succeeded",
-            count.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{at_least} successful requests");
+    forecast_e2e::cluster::wait_until(&what, Duration::from_secs(30), || async {
+        count.load(Ordering::Relaxed) >= at_least
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -72,6 +72,16 @@ impl Tier {
         c.unwrap_or_else(|| panic!("{name} has no {kind} condition"))
     }
 
+    /// The message of the `Degraded` condition (empty when there is none).
+    async fn degraded_message(&self, name: &str) -> String {
+        let status = self.cluster.status(name).await;
+        status["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
+            .and_then(|c| c["message"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     async fn config_map_version(&self, name: &str) -> Option<String> {
         let cms: Api<ConfigMap> =
             Api::namespaced(self.cluster.client.clone(), &self.cluster.namespace);
@@ -110,14 +120,11 @@ async fn an_invalid_spec_is_reported_and_creates_nothing() {
         tier.condition("bad", "Ready").await,
         is("False", reasons::INVALID_SPEC)
     );
-    let status = tier.cluster.status("bad").await;
-    let degraded = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(degraded["reason"], reasons::INVALID_SPEC);
-    let message = degraded["message"].as_str().unwrap_or_default();
+    assert_eq!(
+        tier.condition("bad", "Degraded").await,
+        is("True", reasons::INVALID_SPEC)
+    );
+    let message = tier.degraded_message("bad").await;
     assert!(message.contains("spec.pollInterval"), "{message}");
     assert_eq!(tier.cluster.events(reasons::INVALID_SPEC).await, 1);
     assert!(
@@ -437,12 +444,7 @@ async fn a_registry_answering_a_gigabyte_is_cut_off_and_reported() {
         tier.condition("huge", "Degraded").await,
         is("True", reasons::REGISTRY_ERROR)
     );
-    let status = tier.cluster.status("huge").await;
-    let message = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
-        .and_then(|c| c["message"].as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let message = tier.degraded_message("huge").await;
     assert!(message.contains("larger than 4194304 bytes"), "{message}");
     assert_eq!(registry.requests().len(), 1);
     tier.cluster.stop().await;
@@ -473,12 +475,7 @@ async fn credentials_from_a_secret_not_labelled_for_the_registry_are_never_sent(
         tier.condition("thief", "Degraded").await,
         is("True", reasons::REGISTRY_CREDENTIALS)
     );
-    let status = tier.cluster.status("thief").await;
-    let message = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
-        .and_then(|c| c["message"].as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let message = tier.degraded_message("thief").await;
     assert!(
         message.contains("lacks the label forecast.dev/secret-type=registry-credentials"),
         "{message}"
