@@ -80,6 +80,99 @@ fn the_chart_passes_helm_lint() {
     );
 }
 
+/// `helm template` with `args`, as documents.
+fn rendered(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = Command::new(helm_binary())
+        .args(["template", "fo", CHART, "--namespace", "forecast-system"])
+        .args(args)
+        .output()
+        .expect("helm runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .filter(|v: &serde_json::Value| v.is_object())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+#[test]
+fn with_watch_namespace_the_chart_grants_rights_in_that_namespace_only() {
+    let cluster_wide = rendered(&[]);
+    assert_eq!(of_kind(&cluster_wide, "ClusterRole").len(), 1);
+    assert_eq!(of_kind(&cluster_wide, "NetworkPolicy").len(), 0);
+
+    let docs = rendered(&[
+        "--set",
+        "watchNamespace=apps",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "allowedTrackingUris={http://mlflow.mlflow:5000,https://ml.example.com}",
+        "--set",
+        "allowedPredictorImages={ghcr.io/forecast-operator/}",
+    ]);
+    assert!(
+        of_kind(&docs, "ClusterRole").is_empty(),
+        "a ClusterRole with watchNamespace"
+    );
+    assert!(of_kind(&docs, "ClusterRoleBinding").is_empty());
+    let roles = of_kind(&docs, "Role");
+    let workload = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == "apps")
+        .expect("a Role in the watched namespace");
+    let rules = workload["rules"].to_string();
+    assert!(
+        rules.contains("secrets") && rules.contains("deployments"),
+        "{rules}"
+    );
+    let binding = of_kind(&docs, "RoleBinding")
+        .into_iter()
+        .find(|b| b["metadata"]["namespace"] == "apps")
+        .expect("a RoleBinding in the watched namespace");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["subjects"][0]["namespace"], "forecast-system");
+    // Leader election stays in the release namespace.
+    assert!(
+        roles
+            .iter()
+            .any(|r| r["rules"].to_string().contains("leases")
+                && r["metadata"]["namespace"].is_null())
+    );
+
+    let policy = of_kind(&docs, "NetworkPolicy");
+    assert_eq!(policy.len(), 1);
+    assert_eq!(policy[0]["metadata"]["namespace"], "apps");
+    assert_eq!(
+        policy[0]["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "forecast-predictor"
+    );
+    let env =
+        of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    let value = |name: &str| {
+        env.as_array()
+            .and_then(|e| e.iter().find(|v| v["name"] == name))
+            .map(|v| v["value"].clone())
+    };
+    assert_eq!(value("WATCH_NAMESPACE"), Some("apps".into()));
+    assert_eq!(
+        value("ALLOWED_TRACKING_URIS"),
+        Some("http://mlflow.mlflow:5000,https://ml.example.com".into())
+    );
+    assert_eq!(
+        value("ALLOWED_PREDICTOR_IMAGES"),
+        Some("ghcr.io/forecast-operator/".into())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_installs_upgrades_and_uninstalls_the_operator() {
     let cluster = TestCluster::start_bare().await;

@@ -627,6 +627,27 @@ async fn only_the_leader_of_two_replicas_acts_and_the_other_takes_over() {
         0.0,
         "the standby reconciled"
     );
+    // A delivery the Service sends to the standby is relayed to the leader, which answers
+    // (here: it refuses an unsigned delivery, as only the leader would say).
+    let delivery = json!({"entity": "model_version_alias", "action": "created",
+        "data": {"name": model, "alias": "champion", "version": "1"}});
+    let answer = http()
+        .post(format!("{}/webhooks/mlflow", second.webhook_url))
+        .json(&delivery)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    let text = answer.text().await.unwrap();
+    assert!(text.contains("unsigned deliveries are refused"), "{text}");
+    assert_eq!(
+        operator_metric(&second, "forecast_operator_webhooks_total{result=\"relayed\"}").await,
+        1.0
+    );
+    assert_eq!(
+        operator_metric(&first, "forecast_operator_webhooks_total{result=\"rejected\"}").await,
+        1.0
+    );
 
     // The leader dies without releasing; the standby takes over after the lease expires.
     first.kill();
@@ -1092,16 +1113,21 @@ async fn the_deploy_manifests_render_and_a_cluster_accepts_them() {
         return; // would install into the real cluster; run `kubectl apply -k deploy/` yourself
     }
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let rendered = std::process::Command::new("kubectl")
-        .args(["kustomize", &format!("{root}/deploy")])
-        .output()
-        .unwrap();
-    assert!(
-        rendered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    let text = String::from_utf8_lossy(&rendered.stdout).into_owned();
+    let render = |dir: &str| {
+        let rendered = std::process::Command::new("kubectl")
+            .args(["kustomize", &format!("{root}/{dir}")])
+            .output()
+            .unwrap();
+        assert!(
+            rendered.status.success(),
+            "{dir}: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        String::from_utf8_lossy(&rendered.stdout).into_owned()
+    };
+    let has = |text: &str, kind: &str| text.contains(&format!("kind: {kind}\n"));
+    // deploy/ is the operator only: no dev MLflow, no sample.
+    let operator_only = render("deploy");
     for kind in [
         "CustomResourceDefinition",
         "Namespace",
@@ -1112,13 +1138,25 @@ async fn the_deploy_manifests_render_and_a_cluster_accepts_them() {
         "RoleBinding",
         "Deployment",
         "Service",
-        "ForecastModel",
     ] {
-        assert!(
-            text.contains(&format!("kind: {kind}\n")),
-            "{kind} missing from deploy/"
-        );
+        assert!(has(&operator_only, kind), "{kind} missing from deploy/");
     }
+    assert!(!has(&operator_only, "ForecastModel"), "a sample in deploy/");
+    assert!(
+        !operator_only.contains("mlflow server"),
+        "a dev MLflow in deploy/"
+    );
+    // The namespaced overlay: rights in the watched namespace only.
+    let namespaced = render("deploy/overlays/namespaced");
+    assert!(!has(&namespaced, "ClusterRole"), "{namespaced}");
+    assert!(!has(&namespaced, "ClusterRoleBinding"));
+    assert!(
+        namespaced.contains("name: WATCH_NAMESPACE\n          value: forecast-apps"),
+        "{namespaced}"
+    );
+    // The dev overlay adds MLflow and the sample.
+    let text = render("deploy/overlays/dev");
+    assert!(has(&text, "ForecastModel") && text.contains("mlflow"));
     assert!(
         !text.contains("verbs:\n  - '*'") && !text.contains("- '*'"),
         "wildcard RBAC"
@@ -1130,7 +1168,7 @@ async fn the_deploy_manifests_render_and_a_cluster_accepts_them() {
             "--server-side",
             "--force-conflicts",
             "-k",
-            &format!("{root}/deploy"),
+            &format!("{root}/deploy/overlays/dev"),
         ])
         .env("KUBECONFIG", &cluster.kubeconfig)
         .output()

@@ -555,6 +555,12 @@ async fn bad_inputs_get_json_4xx_errors_and_the_server_keeps_serving() {
         ),
         ("not an object", "[1, 2, 3]".into(), 400, "malformed JSON"),
         (
+            "a feature named twice",
+            r#"{"instances": [{"day_of_week": 1, "day_of_month": 2, "month": 3, "is_weekend": 0, "is_month_end": 0, "lag_1": 900, "lag_7": 880, "rolling_mean_7": 870, "lag_1": 1}]}"#.into(),
+            400,
+            "the key \"lag_1\" appears twice",
+        ),
+        (
             "wrong feature count",
             json!({"instances": [[1, 2, 3]]}).to_string(),
             400,
@@ -662,6 +668,12 @@ async fn bad_inputs_get_json_4xx_errors_and_the_server_keeps_serving() {
             "unknown feature \"colour\"",
         ),
         (
+            "CSV column named twice",
+            format!("{header},lag_1\n1,2,3,0,0,900,880,870,1\n"),
+            400,
+            "the column \"lag_1\" appears twice",
+        ),
+        (
             "oversized CSV",
             format!("{header}\n{}", "1,2,3,0,0,900,880,870\n".repeat(300)),
             413,
@@ -692,6 +704,28 @@ async fn bad_inputs_get_json_4xx_errors_and_the_server_keeps_serving() {
             .unwrap()
             .contains("dataframe_split")
     );
+
+    // A gzip bomb: 2 KiB on the wire, 4 MiB once inflated, against a 4 KiB limit.
+    let bomb = {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(br#"{"instances": ["#).unwrap();
+        gz.write_all(&vec![b' '; 4 * 1024 * 1024]).unwrap();
+        gz.write_all(b"]}").unwrap();
+        gz.finish().unwrap()
+    };
+    assert!(bomb.len() < 8 * 1024, "{} bytes on the wire", bomb.len());
+    let r = c
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["error"], "payload_too_large", "{answer}");
 
     assert!(predictor.is_running(), "the predictor died");
     let (status, ok) = predict(&c, &predictor, json!([archive_row(1), archive_row(2)])).await;
@@ -840,5 +874,66 @@ async fn forecastctl_errors_say_what_failed() {
     assert!(
         !out.status.success(),
         "promote without --alias or --stage must fail"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_answers_while_sixteen_clients_send_ten_thousand_row_requests() {
+    let name = unique_name("heavy");
+    let version = train_and_register(&name, 19, &[]).unwrap();
+    let mut env = registry_env(&name);
+    env.push(("MODEL_VERSION", version));
+    // Requests queue for a core here; their deadline is not what this test is about.
+    env.push(("PREDICTOR_PREDICT_TIMEOUT_MS", "300000".into()));
+    let predictor = Predictor::start(&env).unwrap();
+    let rows: Vec<Value> = (0..10_000).map(archive_row).collect();
+    let body = Arc::new(json!({ "instances": rows }).to_string());
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let (body, stop, served) = (body.clone(), stop.clone(), served.clone());
+        let url = format!("{}/predict", predictor.url);
+        clients.push(tokio::spawn(async move {
+            let c = http();
+            while !stop.load(Ordering::Relaxed) {
+                let r = c
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.as_str().to_owned())
+                    .send()
+                    .await;
+                if let Ok(r) = r {
+                    assert_eq!(r.status(), 200, "a heavy request failed");
+                    let _ = r.bytes().await;
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    // Every core is busy predicting before /health is timed.
+    wait_for_count(&served, 16).await;
+    let c = http();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let r = c
+            .get(format!("{}/health", predictor.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    // A generous bound: it guards starvation (a /health queued behind predictions takes
+    // seconds), not speed.
+    assert!(
+        slowest < Duration::from_secs(1),
+        "/health took {slowest:?} while predictions ran"
     );
 }

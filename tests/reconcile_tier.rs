@@ -31,6 +31,11 @@ struct Tier {
 
 impl Tier {
     async fn start() -> Tier {
+        Tier::start_with(operator::policy::SpecPolicy::default()).await
+    }
+
+    /// With the operator-wide allow-lists of `policy`.
+    async fn start_with(policy: operator::policy::SpecPolicy) -> Tier {
         let cluster = TestCluster::start_without_pods().await;
         let metrics = Arc::new(Metrics::default());
         let registry = Arc::new(Registry::new(Duration::ZERO, metrics.clone()));
@@ -42,15 +47,19 @@ impl Tier {
         tokio::spawn(subscriptions.services.for_each(|_| async {}));
         tokio::spawn(subscriptions.config_maps.for_each(|_| async {}));
         tokio::spawn(subscriptions.pods.for_each(|_| async {}));
-        let ctx = Arc::new(Context::new(
+        let mut ctx = Context::new(
             cluster.client.clone(),
             metrics,
             registry,
             caches,
             Arc::new(Memory::default()),
             "reconcile-tier".into(),
-        ));
-        Tier { cluster, ctx }
+        );
+        ctx.policy = policy;
+        Tier {
+            cluster,
+            ctx: Arc::new(ctx),
+        }
     }
 
     /// Applies a ForecastModel as a user would and reconciles it once.
@@ -549,5 +558,153 @@ async fn an_existing_deployment_it_does_not_own_is_left_untouched() {
         "{managers:?}"
     );
     assert!(after.metadata.owner_references.is_none());
+    tier.cluster.stop().await;
+}
+
+#[tokio::test]
+async fn tracking_uris_and_images_outside_the_operator_policy_are_invalid_and_never_called() {
+    let registry = HostileRegistry::start().await;
+    let policy = operator::policy::SpecPolicy::new(
+        &[tracking_uri()],
+        &["ghcr.io/forecast-operator/".to_owned()],
+    )
+    .expect("policy");
+    let tier = Tier::start_with(policy).await;
+    let with_user_info = registry.uri.replace("http://", "http://user:pw@");
+    let cases = [
+        (
+            "elsewhere",
+            registry.uri.clone(),
+            None,
+            "ALLOWED_TRACKING_URIS",
+        ),
+        ("userinfo", with_user_info, None, "must not carry user-info"),
+        (
+            "query",
+            format!("{}/?token=x", tracking_uri()),
+            None,
+            "must not have a query",
+        ),
+        (
+            "image",
+            tracking_uri(),
+            Some("docker.io/someone/miner:1"),
+            "ALLOWED_PREDICTOR_IMAGES",
+        ),
+        (
+            "override",
+            tracking_uri(),
+            None,
+            "MLFLOW_TRACKING_URI is set by the operator",
+        ),
+    ];
+    for (name, uri, image, says) in cases {
+        let mut s = spec(&uri, json!({"name": "m", "alias": "champion"}));
+        if let Some(image) = image {
+            s["predictor"]["image"] = json!(image);
+        }
+        if name == "override" {
+            s["predictor"]["env"] = json!([{"name": "MLFLOW_TRACKING_URI", "value": registry.uri}]);
+        }
+        let action = tier.apply_and_reconcile(name, s).await.expect("reconcile");
+        assert_eq!(action, Action::await_change(), "{name}");
+        assert_eq!(
+            tier.condition(name, "Degraded").await,
+            is("True", reasons::INVALID_SPEC),
+            "{name}"
+        );
+        let message = tier.degraded_message(name).await;
+        assert!(message.contains(says), "{name}: {message}");
+        assert!(
+            tier.deployments()
+                .get_opt(&format!("{name}-predictor"))
+                .await
+                .expect("get")
+                .is_none(),
+            "{name}: a Deployment was created"
+        );
+    }
+    assert!(
+        registry.requests().is_empty(),
+        "a registry outside the policy was called: {:?}",
+        registry.requests()
+    );
+    // Inside the policy the same spec is served as usual.
+    let model = unique_name("policy");
+    train_and_register(&model, 1, &["--alias", "champion"]).expect("register");
+    tier.apply_and_reconcile(
+        "inside",
+        spec(&tracking_uri(), json!({"name": model, "alias": "champion"})),
+    )
+    .await
+    .expect("reconcile");
+    assert_eq!(
+        tier.condition("inside", "RegistryReachable").await,
+        is("True", reasons::REACHABLE)
+    );
+    tier.cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_pod_that_copies_the_predictor_labels_is_never_called() {
+    use k8s_openapi::api::core::v1::Pod;
+    let tier = Tier::start().await;
+    // The impostor's server: records whatever the operator would send it.
+    let impostor = HostileRegistry::start().await;
+    let port: i32 = impostor
+        .uri
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let model = unique_name("impostor");
+    train_and_register(&model, 1, &["--alias", "champion"]).expect("register");
+    let mut s = spec(&tracking_uri(), json!({"name": model, "alias": "champion"}));
+    s["predictor"]["port"] = json!(port);
+    tier.apply_and_reconcile("victim", s)
+        .await
+        .expect("reconcile");
+    let pods: Api<Pod> = Api::namespaced(tier.cluster.client.clone(), &tier.cluster.namespace);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "impostor", "labels": {
+            "app.kubernetes.io/name": "forecast-predictor",
+            "app.kubernetes.io/instance": "victim",
+            "app.kubernetes.io/managed-by": "forecast-operator",
+        }},
+        "spec": {"containers": [{"name": "predictor", "image": "evil"}]},
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    let status = json!({"status": {"phase": "Running", "podIP": "127.0.0.1",
+        "conditions": [{"type": "Ready", "status": "True"}]}});
+    pods.patch_status("impostor", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("pod status");
+    let fm = tier.cluster.fms().get("victim").await.expect("fm");
+    wait_until(
+        "the operator's pod cache shows the ready impostor",
+        Duration::from_secs(30),
+        || async {
+            let listed = tier.ctx.caches.pods_of(&fm).await.expect("pods");
+            listed
+                .iter()
+                .any(|p| p.name_any() == "impostor" && operator::reconcile::observe::pod_ready(p))
+        },
+    )
+    .await;
+    tier.reconcile("victim").await.expect("reconcile");
+    tier.reconcile("victim").await.expect("reconcile");
+    assert!(
+        impostor.requests().is_empty(),
+        "the impostor was called: {:?}",
+        impostor.requests()
+    );
+    let status = tier.cluster.status("victim").await;
+    assert!(
+        !status.to_string().contains("impostor"),
+        "the impostor shows in the status: {status}"
+    );
     tier.cluster.stop().await;
 }

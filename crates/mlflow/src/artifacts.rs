@@ -12,6 +12,8 @@ use crate::types::FileInfo;
 
 /// Refuse to download more than this many files for one model.
 const MAX_FILES: usize = 10_000;
+/// Deepest directory nesting walked in one model version.
+const MAX_DEPTH: usize = 16;
 /// Nesting limit when resolving `models:/` and `runs:/` indirections.
 const MAX_INDIRECTIONS: usize = 4;
 
@@ -130,17 +132,40 @@ impl MlflowClient {
         Ok(r.files)
     }
 
-    /// Downloads one artifact file.
-    pub async fn download_artifact(&self, path: &str) -> Result<Vec<u8>, MlflowError> {
+    /// Streams one artifact file to `target`, writing at most `budget` bytes; returns the
+    /// bytes written, or `None` when the file holds more than the budget (the partial
+    /// file is left for the caller to remove with its directory).
+    async fn download_artifact_to(
+        &self,
+        path: &str,
+        target: &Path,
+        budget: u64,
+    ) -> Result<Option<u64>, MlflowError> {
+        use tokio::io::AsyncWriteExt;
         let builder = self.request(
             Method::GET,
-            &format!("/api/2.0/mlflow-artifacts/artifacts/{}", encode_path(path)),
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{path}"),
             self.transfer_timeout(),
         );
-        Ok(self
-            .send_capped(builder, self.max_artifact_bytes())
-            .await?
-            .0)
+        let mut response = self.send_streaming(builder).await?;
+        if response.content_length().is_some_and(|n| n > budget) {
+            return Ok(None);
+        }
+        let mut file = tokio::fs::File::create(target)
+            .await
+            .map_err(|e| MlflowError::io(target, e))?;
+        let mut written = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+            written += chunk.len() as u64;
+            if written > budget {
+                return Ok(None);
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| MlflowError::io(target, e))?;
+        }
+        file.flush().await.map_err(|e| MlflowError::io(target, e))?;
+        Ok(Some(written))
     }
 
     /// Uploads one artifact file.
@@ -148,7 +173,7 @@ impl MlflowClient {
         let builder = self
             .request(
                 Method::PUT,
-                &format!("/api/2.0/mlflow-artifacts/artifacts/{}", encode_path(path)),
+                &format!("/api/2.0/mlflow-artifacts/artifacts/{path}"),
                 self.transfer_timeout(),
             )
             .body(bytes);
@@ -194,6 +219,12 @@ impl MlflowClient {
                 check_relative(name)?;
                 let rel = join_rel(&rel_dir, name);
                 if entry.is_dir {
+                    if rel.split('/').count() > MAX_DEPTH {
+                        return Err(MlflowError::UnsupportedLocation {
+                            uri,
+                            reason: format!("directories nested deeper than {MAX_DEPTH}"),
+                        });
+                    }
                     pending.push(rel);
                     continue;
                 }
@@ -204,17 +235,25 @@ impl MlflowClient {
                         reason: format!("more than {MAX_FILES} files"),
                     });
                 }
-                let content = self.download_artifact(&join_rel(&root, &rel)).await?;
-                bytes += content.len() as u64;
                 let target = dest.join(&rel);
                 if let Some(parent) = target.parent() {
                     tokio::fs::create_dir_all(parent)
                         .await
                         .map_err(|e| MlflowError::io(parent, e))?;
                 }
-                tokio::fs::write(&target, content)
-                    .await
-                    .map_err(|e| MlflowError::io(&target, e))?;
+                let budget = (self.max_artifact_bytes() as u64).saturating_sub(bytes);
+                match self
+                    .download_artifact_to(&join_rel(&root, &rel), &target, budget)
+                    .await?
+                {
+                    Some(written) => bytes += written,
+                    None => {
+                        return Err(MlflowError::TooLarge {
+                            what: format!("the files of version {version} of {name}"),
+                            limit: self.max_artifact_bytes(),
+                        });
+                    }
+                }
             }
         }
         if files == 0 {
@@ -267,23 +306,6 @@ fn check_relative(name: &str) -> Result<(), MlflowError> {
     }
 }
 
-/// Percent-encodes each path segment, keeping the slashes.
-fn encode_path(path: &str) -> String {
-    path.split('/')
-        .map(|seg| {
-            seg.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 fn collect_local_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), MlflowError> {
     let entries = std::fs::read_dir(dir).map_err(|e| MlflowError::io(dir, e))?;
     for entry in entries {
@@ -310,7 +332,6 @@ mod tests {
         assert!(check_relative("../etc").is_err());
         assert!(check_relative("/abs").is_err());
         assert!(check_relative("").is_err());
-        assert_eq!(encode_path("1/a b/MLmodel"), "1/a%20b/MLmodel");
         assert_eq!(
             join_uri("mlflow-artifacts:/1/r/artifacts/", "/model"),
             "mlflow-artifacts:/1/r/artifacts/model"

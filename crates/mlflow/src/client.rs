@@ -41,13 +41,14 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// The largest API answer read (a registry is untrusted input).
     pub max_answer_bytes: usize,
-    /// The largest artifact file downloaded.
+    /// The most bytes one model version's files may hold together (`MODEL_MAX_BYTES`);
+    /// files are streamed to disk and the download stops at this cap.
     pub max_artifact_bytes: usize,
 }
 
 /// Default cap of an API answer: far above any real registry answer.
 pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
-/// Default cap of one downloaded artifact file.
+/// Default cap of one model version's files.
 pub const MAX_ARTIFACT_BYTES: usize = 256 * 1024 * 1024;
 
 impl ClientConfig {
@@ -99,6 +100,32 @@ pub fn credentials_from(
     }
 }
 
+/// Checks a tracking URI as the operator and the predictor accept it: `http` or `https`,
+/// a host, and no user-info, query or fragment (credentials come from a Secret, and paths
+/// are joined as URL segments, never by concatenation).
+pub fn parse_tracking_uri(uri: &str) -> Result<url::Url, MlflowError> {
+    let bad = |why: &str| MlflowError::Config(format!("tracking URI {uri:?} {why}"));
+    let parsed = url::Url::parse(uri.trim()).map_err(|e| bad(&format!("is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad("must be http:// or https://"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("has no host"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad(
+            "must not carry user-info (put credentials in a Secret)",
+        ));
+    }
+    if parsed.query().is_some() {
+        return Err(bad("must not have a query"));
+    }
+    if parsed.fragment().is_some() {
+        return Err(bad("must not have a fragment"));
+    }
+    Ok(parsed)
+}
+
 /// The path a response answered (for messages; never the query, which may hold names).
 fn response_path(response: &reqwest::Response) -> String {
     response.url().path().to_owned()
@@ -115,21 +142,18 @@ pub fn install_crypto_provider() {
 #[derive(Debug, Clone)]
 pub struct MlflowClient {
     http: reqwest::Client,
-    base: String,
+    /// The tracking URI, checked; API paths are appended to its path as segments.
+    base: url::Url,
+    /// The same, as given (no trailing slash), for messages.
+    display: String,
     config: ClientConfig,
 }
 
 impl MlflowClient {
     pub fn new(config: ClientConfig) -> Result<Self, MlflowError> {
         install_crypto_provider();
-        let base = config.tracking_uri.trim_end_matches('/').to_owned();
-        let parsed = url::Url::parse(&base)
-            .map_err(|e| MlflowError::Config(format!("tracking URI {base:?}: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(MlflowError::Config(format!(
-                "tracking URI {base:?} must be http:// or https://"
-            )));
-        }
+        let display = config.tracking_uri.trim().trim_end_matches('/').to_owned();
+        let base = parse_tracking_uri(&display)?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             // MLflow's server (uvicorn/gunicorn) drops idle connections after ~5 s: never
@@ -138,7 +162,12 @@ impl MlflowClient {
             .user_agent(concat!("forecast-operator/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| MlflowError::Config(format!("HTTP client: {e}")))?;
-        Ok(MlflowClient { http, base, config })
+        Ok(MlflowClient {
+            http,
+            base,
+            display,
+            config,
+        })
     }
 
     /// A client for `MLFLOW_TRACKING_URI` with credentials from the environment.
@@ -149,13 +178,25 @@ impl MlflowClient {
     }
 
     pub fn tracking_uri(&self) -> &str {
-        &self.base
+        &self.display
+    }
+
+    /// The tracking URI with `path` (`/`-separated, unencoded) appended as path segments:
+    /// each segment is percent-encoded, `.` and `..` are dropped.
+    pub(crate) fn endpoint(&self, path: &str) -> url::Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop_if_empty()
+                .extend(path.split('/').filter(|s| !s.is_empty()));
+        }
+        url
     }
 
     pub(crate) fn request(&self, method: Method, path: &str, timeout: Duration) -> RequestBuilder {
         let builder = self
             .http
-            .request(method, format!("{}{}", self.base, path))
+            .request(method, self.endpoint(path))
             .timeout(timeout);
         match &self.config.credentials {
             Credentials::None => builder,
@@ -212,11 +253,37 @@ impl MlflowClient {
         }
     }
 
+    /// Sends a request and returns a successful response unread (for streaming), or the
+    /// typed error read from a capped error body.
+    pub(crate) async fn send_streaming(
+        &self,
+        builder: RequestBuilder,
+    ) -> Result<reqwest::Response, MlflowError> {
+        let response = builder.send().await.map_err(|e| self.unreachable(&e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+            let room = self.config.max_answer_bytes.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if room <= chunk.len() {
+                break;
+            }
+        }
+        Err(MlflowError::from_response(
+            status,
+            &String::from_utf8_lossy(&body),
+        ))
+    }
+
     pub(crate) fn max_artifact_bytes(&self) -> usize {
         self.config.max_artifact_bytes
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> MlflowError {
+    pub(crate) fn unreachable(&self, e: &reqwest::Error) -> MlflowError {
         let mut message = e.to_string();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
@@ -224,7 +291,7 @@ impl MlflowClient {
             source = s.source();
         }
         MlflowError::Unreachable {
-            url: self.base.clone(),
+            url: self.display.clone(),
             message,
         }
     }
@@ -346,5 +413,36 @@ mod tests {
         assert!(MlflowClient::new(ClientConfig::new("not a uri")).is_err());
         let c = MlflowClient::new(ClientConfig::new("http://127.0.0.1:5000/")).unwrap();
         assert_eq!(c.tracking_uri(), "http://127.0.0.1:5000");
+    }
+
+    #[test]
+    fn tracking_uris_with_user_info_a_query_or_a_fragment_are_refused() {
+        for bad in [
+            "http://user:pw@mlflow:5000",
+            "http://token@mlflow:5000",
+            "http://mlflow:5000/?x=1",
+            "http://mlflow:5000/#top",
+            "ftp://mlflow",
+            "http://",
+            "mlflow:5000",
+        ] {
+            let err = parse_tracking_uri(bad).unwrap_err().to_string();
+            assert!(err.contains(bad.trim()), "{bad}: {err}");
+        }
+        assert!(parse_tracking_uri("https://mlflow.example.com/mlflow").is_ok());
+    }
+
+    #[test]
+    fn paths_are_joined_as_segments_under_the_tracking_uri_path() {
+        let c = MlflowClient::new(ClientConfig::new("http://mlflow:5000/prefix/")).unwrap();
+        assert_eq!(
+            c.endpoint("/api/2.0/mlflow/registered-models/get").as_str(),
+            "http://mlflow:5000/prefix/api/2.0/mlflow/registered-models/get"
+        );
+        assert_eq!(
+            c.endpoint("/api/2.0/mlflow-artifacts/artifacts/1/a b/../x?y#z")
+                .as_str(),
+            "http://mlflow:5000/prefix/api/2.0/mlflow-artifacts/artifacts/1/a%20b/x%3Fy%23z"
+        );
     }
 }

@@ -10,7 +10,8 @@ pub mod types;
 
 pub use artifacts::DownloadedArtifacts;
 pub use client::{
-    ClientConfig, Credentials, MlflowClient, credentials_from, install_crypto_provider,
+    ClientConfig, Credentials, MAX_ANSWER_BYTES, MAX_ARTIFACT_BYTES, MlflowClient,
+    credentials_from, install_crypto_provider, parse_tracking_uri,
 };
 pub use error::MlflowError;
 pub use types::{ModelVersion, RegisteredModel};

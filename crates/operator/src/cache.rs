@@ -170,6 +170,12 @@ impl Caches {
         Ok(self.config_maps.get(&ObjectRef::new(name).within(ns)))
     }
 
+    /// The Deployment `name` in `ns`, once the Deployment cache is filled.
+    pub async fn deployment(&self, ns: &str, name: &str) -> Result<Option<Arc<Deployment>>> {
+        filled(&self.deployments, "deployments").await?;
+        Ok(self.deployments.get(&ObjectRef::new(name).within(ns)))
+    }
+
     /// The predictor pods of `fm` (by its selector labels), once the pod cache is filled.
     pub async fn pods_of(&self, fm: &ForecastModel) -> Result<Vec<Arc<Pod>>> {
         filled(&self.pods, "pods").await?;

@@ -8,6 +8,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use crate::cache::Caches;
 use crate::memory::Memory;
 use crate::metrics::Metrics;
+use crate::policy::SpecPolicy;
 use crate::predictor_client::PredictorClient;
 
 /// Shared by every reconcile.
@@ -23,6 +24,13 @@ pub struct Context {
     pub caches: Caches,
     /// What this process remembers, one record per ForecastModel.
     pub memory: Arc<Memory>,
+    /// What a ForecastModel may point at (`ALLOWED_TRACKING_URIS`,
+    /// `ALLOWED_PREDICTOR_IMAGES`); allows any valid tracking URI unless set.
+    pub policy: SpecPolicy,
+    /// ReplicaSets already checked on the way from a pod to its Deployment.
+    pub replica_set_owners: crate::pod_ownership::ReplicaSetOwners,
+    /// Cleared when leadership is lost: nothing new is started after that.
+    pub acting: crate::leader::Acting,
 }
 
 impl Context {
@@ -52,6 +60,9 @@ impl Context {
             registry,
             caches,
             memory,
+            policy: SpecPolicy::default(),
+            replica_set_owners: Default::default(),
+            acting: Default::default(),
         }
     }
 }

@@ -16,6 +16,8 @@ pub enum Error {
     CacheNotReady(&'static str),
     #[error("ForecastModel has no {0}")]
     MissingField(&'static str),
+    #[error("this replica no longer leads; the next leader takes over")]
+    NotLeader,
 }
 
 impl Error {
@@ -27,6 +29,7 @@ impl Error {
             Error::OwnershipConflict { .. } => "OwnershipConflict",
             Error::CacheNotReady(_) => "CacheNotReady",
             Error::MissingField(_) => "MissingField",
+            Error::NotLeader => "NotLeader",
         }
     }
 }

@@ -93,15 +93,97 @@ async fn model_secrets(state: &WebhookState, models: &[Arc<ForecastModel>]) -> V
     out
 }
 
+/// The webhook listener of every replica. The leader handles deliveries itself; a standby
+/// relays each to the leader the Lease names, so a delivery the Service happens to send to
+/// a standby is never refused.
+pub struct WebhookEndpoint {
+    /// Set once this replica leads.
+    pub local: std::sync::OnceLock<WebhookState>,
+    pub elector: Option<Arc<crate::leader::LeaderElector>>,
+    /// For relaying (short deadlines).
+    pub http: reqwest::Client,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Marks a relayed delivery: it is never relayed again.
+const RELAYED_HEADER: &str = "x-forecast-relayed";
+/// The headers a delivery's signature check needs, passed on when relaying.
+const DELIVERY_HEADERS: [&str; 4] = [
+    "content-type",
+    "x-mlflow-signature",
+    "x-mlflow-delivery-id",
+    "x-mlflow-timestamp",
+];
+/// The most of the leader's answer a relay passes back.
+const RELAY_ANSWER_LIMIT: usize = 64 * 1024;
+
 #[post("/webhooks/mlflow")]
 async fn mlflow_webhook(
-    state: web::Data<WebhookState>,
+    endpoint: web::Data<WebhookEndpoint>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
+    match endpoint.local.get() {
+        Some(state) => handle(state, &req, body).await,
+        None => relay(&endpoint, &req, body).await,
+    }
+}
+
+/// A standby's answer: the leader's, or 503 (MLflow retries) when no leader can be reached.
+async fn relay(endpoint: &WebhookEndpoint, req: &HttpRequest, body: web::Bytes) -> HttpResponse {
+    let unavailable = |message: &str| {
+        Metrics::count(&endpoint.metrics.webhooks, "unrelayed");
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "5"))
+            .json(json!({"error": message}))
+    };
+    if req.headers().contains_key(RELAYED_HEADER) {
+        return unavailable("relayed to a replica that does not lead; retry");
+    }
+    let address = match &endpoint.elector {
+        Some(e) => e.leader_webhook_address().await,
+        None => None,
+    };
+    let Some(address) = address else {
+        return unavailable("no leader is known yet; retry");
+    };
+    let mut request = endpoint
+        .http
+        .post(format!("http://{address}/webhooks/mlflow"))
+        .header(RELAYED_HEADER, "1")
+        .body(body);
+    for name in DELIVERY_HEADERS {
+        if let Some(v) = req.headers().get(name).and_then(|v| v.to_str().ok()) {
+            request = request.header(name, v);
+        }
+    }
+    let mut response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(leader = %address, error = %e, "cannot relay a webhook delivery");
+            return unavailable("the leader cannot be reached; retry");
+        }
+    };
+    let status = actix_web::http::StatusCode::from_u16(response.status().as_u16())
+        .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+    let mut answer = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        if answer.len() + chunk.len() > RELAY_ANSWER_LIMIT {
+            break;
+        }
+        answer.extend_from_slice(&chunk);
+    }
+    Metrics::count(&endpoint.metrics.webhooks, "relayed");
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(answer)
+}
+
+/// The leader's handling of a delivery: verify, de-duplicate, wake the ForecastModels.
+async fn handle(state: &WebhookState, req: &HttpRequest, body: web::Bytes) -> HttpResponse {
     let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return reject(
-            &state,
+            state,
             actix_web::http::StatusCode::BAD_REQUEST,
             "the body is not JSON",
         );
@@ -118,10 +200,10 @@ async fn mlflow_webhook(
         .filter(|fm| fm.spec.model.name == model)
         .collect();
     let mut secrets: Vec<Vec<u8>> = state.secret.iter().map(|s| s.as_bytes().to_vec()).collect();
-    secrets.extend(model_secrets(&state, &matching).await);
+    secrets.extend(model_secrets(state, &matching).await);
     if secrets.is_empty() && !state.allow_unsigned {
         return reject(
-            &state,
+            state,
             actix_web::http::StatusCode::UNAUTHORIZED,
             "unsigned deliveries are refused: configure WEBHOOK_SECRET or the ForecastModel's \
              webhookSecret (or set WEBHOOK_ALLOW_UNSIGNED=true)",
@@ -142,7 +224,7 @@ async fn mlflow_webhook(
         let now = chrono::Utc::now().timestamp();
         if !webhook::fresh(timestamp, now) {
             return reject(
-                &state,
+                state,
                 actix_web::http::StatusCode::UNAUTHORIZED,
                 "missing or stale X-MLflow-Timestamp",
             );
@@ -152,7 +234,7 @@ async fn mlflow_webhook(
             .any(|s| webhook::signature_valid(s, delivery, timestamp, &body, signature))
         {
             return reject(
-                &state,
+                state,
                 actix_web::http::StatusCode::UNAUTHORIZED,
                 "invalid X-MLflow-Signature",
             );

@@ -1,6 +1,9 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: only the holder reconciles, so
 //! two replicas never roll at once. Writes carry the Lease's resourceVersion, so two
-//! candidates cannot both win; a holder that cannot renew in time steps down.
+//! candidates cannot both win. A holder steps down at its first renewal that fails or does
+//! not finish within the renew deadline (shorter than the lease), so it has stopped acting
+//! before any other replica may take the lease. The holder advertises its webhook address
+//! on the Lease, so a standby can relay webhook deliveries to it.
 
 use std::time::Duration;
 
@@ -15,6 +18,43 @@ pub struct LeaseConfig {
     pub namespace: String,
     pub identity: String,
     pub duration: Duration,
+    /// A renewal not done this long after the last one ends leadership (< `duration`).
+    pub renew_deadline: Duration,
+    /// `host:port` of this replica's webhook listener, written on the Lease while it leads.
+    pub webhook_address: Option<String>,
+}
+
+/// Whether this replica may act: set while it leads, cleared at the first failed renewal.
+/// Reconciles check it before they start and a rollout before each batch of pods.
+#[derive(Debug, Clone)]
+pub struct Acting(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Default for Acting {
+    fn default() -> Self {
+        Acting(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+            true,
+        )))
+    }
+}
+
+impl Acting {
+    pub fn allowed(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn stop(&self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The Lease annotation that carries the leader's webhook address.
+pub const WEBHOOK_ADDRESS_ANNOTATION: &str = "forecast.dev/webhook-address";
+
+impl LeaseConfig {
+    /// The renew deadline by default: two thirds of the lease (10 s of 15 s).
+    pub fn default_renew_deadline(duration: Duration) -> Duration {
+        duration * 2 / 3
+    }
 }
 
 pub struct LeaderElector {
@@ -59,6 +99,37 @@ impl LeaderElector {
         })
     }
 
+    fn annotations(&self) -> serde_json::Value {
+        match &self.config.webhook_address {
+            Some(a) => json!({ WEBHOOK_ADDRESS_ANNOTATION: a }),
+            None => json!({}),
+        }
+    }
+
+    /// The webhook address the current leader advertises, when another replica holds an
+    /// unexpired lease.
+    pub async fn leader_webhook_address(&self) -> Option<String> {
+        let lease = self.api.get_opt(&self.config.name).await.ok()??;
+        let spec = lease.spec.as_ref()?;
+        let holder = spec.holder_identity.as_deref().unwrap_or_default();
+        if holder.is_empty()
+            || holder == self.config.identity
+            || expired(
+                spec.renew_time.as_ref(),
+                spec.lease_duration_seconds,
+                &now(),
+            )
+        {
+            return None;
+        }
+        lease
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(WEBHOOK_ADDRESS_ANNOTATION)
+            .cloned()
+    }
+
     /// One attempt to take or keep the lease; Ok(true) when this replica holds it.
     pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
         let me = &self.config.identity;
@@ -66,7 +137,8 @@ impl LeaderElector {
             None => {
                 let lease: Lease = serde_json::from_value(json!({
                     "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.config.name, "namespace": self.config.namespace},
+                    "metadata": {"name": self.config.name, "namespace": self.config.namespace,
+                                 "annotations": self.annotations()},
                     "spec": self.spec(0, now()),
                 }))
                 .map_err(kube::Error::SerdeError)?;
@@ -99,6 +171,14 @@ impl LeaderElector {
                     serde_json::from_value(self.spec(transitions, acquire))
                         .map_err(kube::Error::SerdeError)?,
                 );
+                let annotations = lease
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(Default::default);
+                match &self.config.webhook_address {
+                    Some(a) => annotations.insert(WEBHOOK_ADDRESS_ANNOTATION.into(), a.clone()),
+                    None => annotations.remove(WEBHOOK_ADDRESS_ANNOTATION),
+                };
                 // replace carries metadata.resourceVersion: a concurrent winner makes this 409.
                 match self
                     .api
@@ -128,20 +208,32 @@ impl LeaderElector {
         }
     }
 
-    /// Renews until renewal fails for longer than the lease duration; returns then.
+    /// Renews every third of the renew deadline; returns at the first renewal that fails,
+    /// finds another holder, or does not complete before the renew deadline (counted from
+    /// the last success). Another replica may take the lease only a full lease duration
+    /// after that last success, so the caller has `duration - renew_deadline` to stop.
     pub async fn hold(&self) {
-        let every = (self.config.duration / 3).max(Duration::from_millis(200));
+        let every = (self.config.renew_deadline / 3).max(Duration::from_millis(200));
         let mut last_ok = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(every).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_ok = tokio::time::Instant::now(),
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "leader election: renewal failed");
-                    if last_ok.elapsed() > self.config.duration {
-                        return;
-                    }
+            let left = self.config.renew_deadline.saturating_sub(last_ok.elapsed());
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => last_ok = tokio::time::Instant::now(),
+                Ok(Ok(false)) => {
+                    tracing::error!("leader election: another replica holds the lease");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "leader election: renewal failed; stepping down");
+                    return;
+                }
+                Err(_) => {
+                    tracing::error!(
+                        deadline = ?self.config.renew_deadline,
+                        "leader election: no renewal within the renew deadline; stepping down"
+                    );
+                    return;
                 }
             }
         }

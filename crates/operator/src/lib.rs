@@ -8,6 +8,8 @@ pub mod http;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
+pub mod pod_ownership;
+pub mod policy;
 pub mod predictor_client;
 pub mod reconcile;
 pub mod registry;

@@ -43,6 +43,21 @@ pub fn names(fm: &ForecastModel) -> Names {
     }
 }
 
+/// The uid of the controller ownerReference of `meta`, with its kind.
+pub fn controller_of(meta: &ObjectMeta) -> Option<(&str, &str)> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| (o.kind.as_str(), o.uid.as_str()))
+}
+
+/// Whether `meta` is controlled by `fm` (its controller ownerReference has fm's uid).
+pub fn controlled_by(meta: &ObjectMeta, fm: &ForecastModel) -> bool {
+    let uid = fm.metadata.uid.as_deref();
+    controller_of(meta).is_some_and(|(_, owner)| Some(owner) == uid)
+}
+
 /// Labels on everything owned, and the pod selector.
 pub fn selector_labels(fm: &ForecastModel) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -258,6 +273,27 @@ fn predictor_container(fm: &ForecastModel, credentials_secret: Option<&str>) -> 
     }
 }
 
+/// Size limit of a predictor pod's model cache volume.
+pub const CACHE_SIZE_LIMIT: &str = "1Gi";
+
+/// Environment variables the operator sets on the predictor and `spec.predictor.env` may
+/// not override: they carry the checked tracking URI, the credentials, the admin token and
+/// the served version.
+pub const RESERVED_ENV: &[&str] = &[
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MODEL_NAME",
+    "MODEL_VERSION",
+    "MODEL_ALIAS",
+    "MODEL_STAGE",
+    "MODEL_FALLBACK_DIR",
+    "PREDICTOR_ADMIN_TOKEN",
+    "BIND_ADDR",
+    "PORT",
+];
+
 /// The predictor Deployment. The served version is not in the template (pods read it
 /// from the ConfigMap at start), so changing it never restarts a pod; `restart_marker`
 /// is set only by the `Restart` strategy. `credentials_secret` is the `credentialsSecret`
@@ -297,9 +333,16 @@ pub fn deployment(
                     containers: vec![predictor_container(fm, credentials_secret)],
                     volumes: Some(vec![Volume {
                         name: "model-cache".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        // MODEL_CACHE_VERSIONS (3) versions of at most MODEL_MAX_BYTES
+                        // (256 MiB) each, and one being downloaded.
+                        empty_dir: Some(EmptyDirVolumeSource {
+                            size_limit: Some(Quantity(CACHE_SIZE_LIMIT.into())),
+                            ..EmptyDirVolumeSource::default()
+                        }),
                         ..Volume::default()
                     }]),
+                    // The predictor never talks to the Kubernetes API.
+                    automount_service_account_token: Some(false),
                     ..PodSpec::default()
                 }),
             },
@@ -358,6 +401,18 @@ mod tests {
         assert_eq!(
             template(Some("7")).metadata.unwrap().annotations.unwrap()[RESTART_ANNOTATION],
             "7"
+        );
+    }
+
+    #[test]
+    fn predictor_pods_get_no_api_token_and_a_bounded_cache() {
+        let d = serde_json::to_value(deployment(&fm(), None, None)).unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["volumes"][0]["emptyDir"]["sizeLimit"], CACHE_SIZE_LIMIT);
+        assert_eq!(
+            pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+            true
         );
     }
 }

@@ -18,7 +18,7 @@ use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 
 use crate::cache;
 use crate::context::Context;
-use crate::http::{HealthState, WebhookState, health_routes, webhook_routes};
+use crate::http::{HealthState, WebhookEndpoint, WebhookState, health_routes, webhook_routes};
 use crate::leader::{LeaderElector, LeaseConfig};
 use crate::memory::{self, Memory};
 use crate::metrics::Metrics;
@@ -62,6 +62,17 @@ pub struct Config {
     /// Seconds a leader may go without renewing before another replica takes over.
     #[arg(long, env = "LEADER_ELECTION_LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
+    /// Seconds after the last renewal by which the leader must have renewed, else it
+    /// stops acting (default: two thirds of the lease, 10 of 15).
+    #[arg(long, env = "LEADER_ELECTION_RENEW_DEADLINE_SECONDS")]
+    pub renew_deadline_seconds: Option<u64>,
+    /// `host:port` where the other replicas reach this one's webhook listener (default:
+    /// `POD_IP` and the webhook port; else the webhook address when it is not 0.0.0.0).
+    #[arg(long, env = "WEBHOOK_ADVERTISE_ADDR")]
+    pub webhook_advertise_addr: Option<String>,
+    /// This pod's IP (from the downward API).
+    #[arg(long, env = "POD_IP")]
+    pub pod_ip: Option<String>,
     /// Run without leader election (a single replica).
     #[arg(long, env = "DISABLE_LEADER_ELECTION")]
     pub disable_leader_election: bool,
@@ -73,6 +84,13 @@ pub struct Config {
     /// early. `0s` still shares answers in flight.
     #[arg(long, env = "REGISTRY_ANSWER_TTL", default_value = "1s", value_parser = api::forecast_model::parse_duration)]
     pub registry_answer_ttl: Duration,
+    /// Tracking-URI prefixes a ForecastModel may name, comma-separated (default: any
+    /// http(s) URI without user-info, query or fragment).
+    #[arg(long, env = "ALLOWED_TRACKING_URIS", value_delimiter = ',')]
+    pub allowed_tracking_uris: Vec<String>,
+    /// Predictor image prefixes a ForecastModel may name, comma-separated (default: any).
+    #[arg(long, env = "ALLOWED_PREDICTOR_IMAGES", value_delimiter = ',')]
+    pub allowed_predictor_images: Vec<String>,
     /// `json` or `text`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,
@@ -91,6 +109,14 @@ pub enum RunError {
     },
     #[error("cannot watch the owned objects: {0}")]
     Watches(#[source] crate::error::Error),
+    #[error("{0}")]
+    Policy(String),
+    #[error("cannot find the cluster (in-cluster config or KUBECONFIG): {0}")]
+    ClusterConfig(String),
+    #[error(
+        "LEADER_ELECTION_RENEW_DEADLINE_SECONDS ({renew}) must be shorter than the lease ({lease})"
+    )]
+    RenewDeadline { renew: u64, lease: u64 },
     #[error("lost the leader lease")]
     LostLeadership,
 }
@@ -140,6 +166,62 @@ fn identity(config: &Config) -> String {
 }
 
 /// Waits for the lease (no elector: at once). False when a signal came first.
+/// Two clients to the same cluster: one for request/response calls, with short read and
+/// write timeouts (a hung call cannot stall a reconcile or the lease), and one for watches,
+/// whose reads last as long as the watch (kube-rs' default, above the server's watch
+/// timeout).
+async fn clients() -> Result<(kube::Client, kube::Client), RunError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| RunError::ClusterConfig(e.to_string()))?;
+    let mut calls = config.clone();
+    calls.connect_timeout = Some(Duration::from_secs(5));
+    calls.read_timeout = Some(Duration::from_secs(15));
+    calls.write_timeout = Some(Duration::from_secs(15));
+    let mut watches = config;
+    watches.connect_timeout = Some(Duration::from_secs(5));
+    let calls = kube::Client::try_from(calls).map_err(RunError::Cluster)?;
+    let watches = kube::Client::try_from(watches).map_err(RunError::Cluster)?;
+    Ok((calls, watches))
+}
+
+/// Where the other replicas reach this one's webhook listener.
+fn webhook_advertise_address(config: &Config) -> Option<String> {
+    if let Some(a) = config
+        .webhook_advertise_addr
+        .as_ref()
+        .filter(|a| !a.is_empty())
+    {
+        return Some(a.clone());
+    }
+    let port = config.webhook_addr.port();
+    if let Some(ip) = config.pod_ip.as_ref().filter(|ip| !ip.is_empty()) {
+        return Some(if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        });
+    }
+    (!config.webhook_addr.ip().is_unspecified()).then(|| config.webhook_addr.to_string())
+}
+
+/// The lease timing, checked: the renew deadline must leave time to stop before another
+/// replica may take the lease.
+fn lease_timing(config: &Config) -> Result<(Duration, Duration), RunError> {
+    let lease = Duration::from_secs(config.lease_seconds.max(2));
+    let renew = config
+        .renew_deadline_seconds
+        .map(Duration::from_secs)
+        .unwrap_or_else(|| LeaseConfig::default_renew_deadline(lease));
+    if renew >= lease || renew.is_zero() {
+        return Err(RunError::RenewDeadline {
+            renew: renew.as_secs(),
+            lease: lease.as_secs(),
+        });
+    }
+    Ok((lease, renew))
+}
+
 async fn become_leader(elector: Option<&LeaderElector>, identity: &str, lease: &str) -> bool {
     let Some(e) = elector else {
         return true;
@@ -207,12 +289,15 @@ enum Stopped {
     Ended,
 }
 
-/// Drives `run` until a signal or a lost lease; then lets in-flight reconciles finish
-/// (30 s after a signal, 10 s after losing the lease: the next leader is waiting).
+/// Drives `run` until a signal or a lost lease; then lets in-flight reconciles finish:
+/// 30 s after a signal; after losing the lease nothing new starts (`acting`) and in-flight
+/// work gets `after_loss` (what is left before another replica may take the lease).
 async fn until_stopped(
     run: impl std::future::Future<Output = ()>,
     elector: Option<&LeaderElector>,
     stop: tokio::sync::oneshot::Sender<()>,
+    acting: &crate::leader::Acting,
+    after_loss: Duration,
 ) -> Stopped {
     let lost = async {
         match elector {
@@ -228,8 +313,9 @@ async fn until_stopped(
             (Stopped::Signal, Duration::from_secs(30))
         }
         _ = lost => {
+            acting.stop();
             tracing::error!("lost the leader lease; stopping");
-            (Stopped::LostLease, Duration::from_secs(10))
+            (Stopped::LostLease, after_loss)
         }
     };
     let _ = stop.send(());
@@ -241,9 +327,13 @@ async fn until_stopped(
 /// process exits and its replacement waits for the lease).
 pub async fn run(config: Config) -> Result<(), RunError> {
     mlflow::install_crypto_provider();
-    let client = kube::Client::try_default()
-        .await
-        .map_err(RunError::Cluster)?;
+    let policy = crate::policy::SpecPolicy::new(
+        &config.allowed_tracking_uris,
+        &config.allowed_predictor_images,
+    )
+    .map_err(RunError::Policy)?;
+    let (lease_duration, renew_deadline) = lease_timing(&config)?;
+    let (client, watch_client) = clients().await?;
     let identity = identity(&config);
     let metrics = Arc::new(Metrics::default());
     let health = web::Data::new(HealthState {
@@ -262,11 +352,31 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             name: config.lease_name.clone(),
             namespace: config.lease_namespace.clone(),
             identity: identity.clone(),
-            duration: Duration::from_secs(config.lease_seconds.max(2)),
+            duration: lease_duration,
+            renew_deadline,
+            webhook_address: webhook_advertise_address(&config),
         };
-        LeaderElector::new(client.clone(), lease)
+        Arc::new(LeaderElector::new(client.clone(), lease))
     });
-    if !become_leader(elector.as_ref(), &identity, &config.lease_name).await {
+    // Every replica takes webhook deliveries: a standby relays them to the leader.
+    let webhook = web::Data::new(WebhookEndpoint {
+        local: Default::default(),
+        elector: elector.clone(),
+        http: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default(),
+        metrics: metrics.clone(),
+    });
+    let webhook_data = webhook.clone();
+    let webhook_handle = serve_in_background("webhook", config.webhook_addr, move |cfg| {
+        cfg.app_data(webhook_data.clone())
+            .app_data(web::PayloadConfig::default().limit(1024 * 1024))
+            .configure(webhook_routes);
+    })?;
+    if !become_leader(elector.as_deref(), &identity, &config.lease_name).await {
+        webhook_handle.stop(true).await;
         health_handle.stop(true).await;
         return Ok(());
     }
@@ -275,21 +385,21 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // Owned Deployments, Services, ConfigMaps and pods: watched once, read by reconciles
     // from the caches, and changes reconcile their ForecastModel.
     let (caches, subscriptions, watches) =
-        cache::start(&client, watched_namespace(&config)).map_err(RunError::Watches)?;
+        cache::start(&watch_client, watched_namespace(&config)).map_err(RunError::Watches)?;
     tokio::spawn(watches);
     let (trigger, triggers) = tokio::sync::mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let memory = Arc::new(Memory::default());
     let controller = controller(
         &config,
-        &client,
+        &watch_client,
         memory.clone(),
         subscriptions,
         triggers,
         stop_rx,
     );
     let registry = Arc::new(Registry::new(config.registry_answer_ttl, metrics.clone()));
-    let webhook_data = web::Data::new(WebhookState {
+    let local = webhook.local.set(WebhookState {
         registry: registry.clone(),
         client: client.clone(),
         store: controller.store(),
@@ -299,20 +409,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         deliveries: Default::default(),
         metrics: metrics.clone(),
     });
-    let webhook_handle = serve_in_background("webhook", config.webhook_addr, move |cfg| {
-        cfg.app_data(webhook_data.clone())
-            .app_data(web::PayloadConfig::default().limit(1024 * 1024))
-            .configure(webhook_routes);
-    })?;
+    debug_assert!(local.is_ok(), "the webhook state is set once");
 
-    let ctx = Arc::new(Context::new(
-        client,
-        metrics.clone(),
-        registry,
-        caches,
-        memory,
-        identity,
-    ));
+    let mut ctx = Context::new(client, metrics.clone(), registry, caches, memory, identity);
+    ctx.policy = policy;
+    let acting = ctx.acting.clone();
+    let ctx = Arc::new(ctx);
     let run = controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -320,7 +422,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 tracing::debug!(error = %e, "reconcile");
             }
         });
-    let stopped = until_stopped(run, elector.as_ref(), stop_tx).await;
+    // After a lost lease: what is left before another replica may take it, less a second.
+    let after_loss = lease_duration.saturating_sub(renew_deadline + Duration::from_secs(1));
+    let stopped = until_stopped(run, elector.as_deref(), stop_tx, &acting, after_loss).await;
     metrics.leader.set(0);
     if let Some(e) = &elector {
         e.release().await;

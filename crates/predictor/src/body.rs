@@ -28,10 +28,79 @@ pub async fn read_limited(
 }
 
 /// Parses a JSON body, accepting Python's `NaN`, `Infinity` and `-Infinity` tokens.
+/// An object naming a key twice is refused (a duplicate feature would otherwise let one
+/// of its values win silently).
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     let rewritten = rewrite_python_tokens(body);
-    serde_json::from_slice(rewritten.as_deref().unwrap_or(body))
+    serde_json::from_slice::<UniqueKeys>(rewritten.as_deref().unwrap_or(body))
+        .map(|UniqueKeys(v)| v)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
+}
+
+/// A JSON value whose objects name each key once.
+struct UniqueKeys(Value);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor).map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(UniqueKeys(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice in one object"
+                )));
+            }
+            let UniqueKeys(value) = map.next_value()?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// `Some(rewritten)` when the body has Python's non-finite tokens outside strings.
@@ -87,5 +156,17 @@ mod tests {
         );
         assert_eq!(rewrite_python_tokens(br#"{"a": [1, 2]}"#), None);
         assert!(parse_json(b"{nope").is_err());
+    }
+
+    #[test]
+    fn an_object_naming_a_key_twice_is_refused() {
+        let err = parse_json(br#"{"instances": [{"a": 1, "b": 2, "a": 3}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(r#"the key "a" appears twice"#), "{err}");
+        assert_eq!(
+            parse_json(br#"{"x": [{"a": 1}, {"a": 2}], "y": null}"#).unwrap(),
+            serde_json::json!({"x": [{"a": 1}, {"a": 2}], "y": null})
+        );
     }
 }

@@ -60,6 +60,15 @@ pub struct Config {
     /// Seconds between registry retries while no model is loaded or the fallback serves.
     #[arg(long, env = "PREDICTOR_RETRY_SECONDS", default_value_t = 10)]
     pub retry_seconds: u64,
+    /// The most bytes one model version's files may hold; the download stops there.
+    #[arg(long, env = "MODEL_MAX_BYTES", default_value_t = mlflow::MAX_ARTIFACT_BYTES)]
+    pub model_max_bytes: usize,
+    /// How many registry versions the cache in MODEL_FALLBACK_DIR keeps.
+    #[arg(long, env = "MODEL_CACHE_VERSIONS", default_value_t = 3)]
+    pub cache_versions: usize,
+    /// Deadline of one prediction's computation, milliseconds (503 `predict_timeout` past it).
+    #[arg(long, env = "PREDICTOR_PREDICT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub predict_timeout_ms: u64,
     /// Log format: `json` or `text`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,

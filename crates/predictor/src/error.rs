@@ -20,6 +20,10 @@ pub enum ApiError {
     Unauthorized,
     #[error("the model predicted a non-finite value for row {0}; no prediction is answered")]
     NonFinitePrediction(usize),
+    #[error("the prediction took longer than the deadline of {} ms", .0.as_millis())]
+    PredictTimeout(std::time::Duration),
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Reload(#[from] LoadError),
 }
@@ -42,6 +46,8 @@ impl ApiError {
             ApiError::NoModel => "no_model",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NonFinitePrediction(_) => "prediction_not_finite",
+            ApiError::PredictTimeout(_) => "predict_timeout",
+            ApiError::Internal(_) => "internal",
             ApiError::Reload(e) => e.code(),
         }
     }
@@ -55,7 +61,10 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NoModel => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::NonFinitePrediction(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::NonFinitePrediction(_) | ApiError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::PredictTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Reload(e) => e.status_code(),
         }
     }

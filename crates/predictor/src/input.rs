@@ -54,6 +54,12 @@ pub fn rows_from_split(
             )),
         })
         .collect::<Result<_, _>>()?;
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    if let Some(twice) = names.iter().find(|n| !seen.insert(n.as_str())) {
+        return Err(format!(
+            "the column {twice:?} appears twice; each feature may be sent once"
+        ));
+    }
     check_count(data.len(), max_instances)?;
     data.iter()
         .enumerate()
@@ -318,6 +324,11 @@ mod tests {
         assert_eq!(rows, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
         let bad = json!({"a": [1], "b": [2, 4]});
         assert!(rows_from_columns(bad.as_object().unwrap(), &f, 10).is_err());
+        let twice = [json!("a"), json!("b"), json!("a")];
+        let err = rows_from_split(Some(&twice), &[json!([1, 2, 3])], &f, 10).unwrap_err();
+        assert!(err.contains(r#"the column "a" appears twice"#), "{err}");
+        let csv = rows_from_csv(b"a,b,a\n1,2,3\n", &f, 10).unwrap_err();
+        assert!(csv.contains("appears twice"), "{csv}");
     }
 
     #[test]

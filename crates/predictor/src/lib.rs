@@ -2,6 +2,7 @@
 //! registry (or the fallback directory) and swaps it atomically on reload.
 
 pub mod body;
+pub mod compute;
 pub mod config;
 pub mod error;
 pub mod input;

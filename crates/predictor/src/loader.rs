@@ -150,6 +150,9 @@ pub struct Loader {
     pub registry: Option<MlflowClient>,
     pub model_name: String,
     pub fallback_dir: Option<PathBuf>,
+    /// How many registry versions the cache keeps (`MODEL_CACHE_VERSIONS`): the one just
+    /// stored and the most recently stored others.
+    pub cache_versions: usize,
 }
 
 impl Loader {
@@ -209,6 +212,7 @@ impl Loader {
             if let Err(e) = store_in_cache(&cache, staging, &info) {
                 tracing::warn!(error = %e, "could not cache the model in the fallback directory");
             }
+            prune_cache(&cache, &info.model_version, self.cache_versions);
         }
         Ok(ServedModel {
             model: loaded,
@@ -379,6 +383,31 @@ fn store_in_cache(
     )
 }
 
+/// Removes cached versions beyond the `keep` most recently stored (`just_stored` always
+/// stays). Failures are logged: a full cache must not fail a reload.
+fn prune_cache(cache: &Path, just_stored: &str, keep: usize) {
+    let stored_at = |v: &str| {
+        std::fs::metadata(cache.join(format!("{v}.json")))
+            .or_else(|_| std::fs::metadata(cache.join(v)))
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+    };
+    let mut others: Vec<(std::time::SystemTime, String)> = cached_versions(cache, None)
+        .into_iter()
+        .filter(|v| v != just_stored)
+        .map(|v| (stored_at(&v), v))
+        .collect();
+    others.sort_by(|a, b| b.cmp(a));
+    for (_, version) in others.into_iter().skip(keep.saturating_sub(1)) {
+        let removed = std::fs::remove_dir_all(cache.join(&version))
+            .and_then(|()| std::fs::remove_file(cache.join(format!("{version}.json"))).or(Ok(())));
+        match removed {
+            Ok(()) => tracing::info!(version, "removed from the model cache"),
+            Err(e) => tracing::warn!(version, error = %e, "could not remove from the model cache"),
+        }
+    }
+}
+
 /// Cached version directories, the preferred one first, then newest first.
 fn cached_versions(cache: &Path, preferred: Option<&str>) -> Vec<String> {
     let mut versions: Vec<String> = std::fs::read_dir(cache)
@@ -427,5 +456,28 @@ mod tests {
         assert_eq!(cached_versions(dir.path(), None), vec!["10", "9", "2"]);
         assert_eq!(cached_versions(dir.path(), Some("2")), vec!["2", "10", "9"]);
         assert_eq!(sanitise("../a b"), "_a_b");
+    }
+
+    #[test]
+    fn the_cache_keeps_the_most_recently_stored_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = std::time::SystemTime::UNIX_EPOCH;
+        // Stored in the order 9, 2, 10, 4 (a rollback to 2 happened after 9).
+        for (v, at) in [("9", 100), ("2", 200), ("10", 300), ("4", 400)] {
+            std::fs::create_dir(dir.path().join(v)).unwrap();
+            let record = dir.path().join(format!("{v}.json"));
+            std::fs::write(&record, "{}").unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&record)
+                .unwrap()
+                .set_modified(epoch + std::time::Duration::from_secs(at))
+                .unwrap();
+        }
+        prune_cache(dir.path(), "4", 3);
+        assert_eq!(cached_versions(dir.path(), None), vec!["10", "4", "2"]);
+        assert!(!dir.path().join("9.json").exists());
+        prune_cache(dir.path(), "9", 1);
+        assert!(cached_versions(dir.path(), None).is_empty());
     }
 }

@@ -34,8 +34,11 @@ async fn main() -> anyhow::Result<()> {
                 config.tracking_password.clone(),
             )?;
             Some(
-                MlflowClient::new(ClientConfig::new(uri).with_credentials(credentials))
-                    .context("MLFLOW_TRACKING_URI")?,
+                MlflowClient::new(ClientConfig {
+                    max_artifact_bytes: config.model_max_bytes,
+                    ..ClientConfig::new(uri).with_credentials(credentials)
+                })
+                .context("MLFLOW_TRACKING_URI")?,
             )
         }
         None => None,
@@ -44,13 +47,18 @@ async fn main() -> anyhow::Result<()> {
         registry,
         model_name: config.model_name.clone(),
         fallback_dir: config.fallback_dir.clone(),
+        cache_versions: config.cache_versions,
     };
-    let state = Arc::new(AppState::new(
+    let mut state = AppState::new(
         loader,
         config.selector(),
         config.admin_token.clone(),
         config.max_instances,
+    );
+    state.compute = predictor::compute::Compute::per_core(Duration::from_millis(
+        config.predict_timeout_ms.max(1),
     ));
+    let state = Arc::new(state);
     tracing::info!(
         model = %config.model_name,
         selector = %state.selector,

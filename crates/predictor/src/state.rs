@@ -21,6 +21,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub admin_token: Option<String>,
     pub max_instances: usize,
+    /// Where predictions run, and their deadline.
+    pub compute: crate::compute::Compute,
 }
 
 impl AppState {
@@ -38,6 +40,7 @@ impl AppState {
             metrics: Metrics::new(),
             admin_token: admin_token.filter(|t| !t.is_empty()),
             max_instances,
+            compute: crate::compute::Compute::per_core(Duration::from_secs(10)),
         }
     }
 

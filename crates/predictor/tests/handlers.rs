@@ -52,6 +52,7 @@ async fn state_with_bundled_model(dir: &std::path::Path, token: Option<&str>) ->
         registry: None,
         model_name: "unit".into(),
         fallback_dir: Some(dir.to_owned()),
+        cache_versions: 3,
     };
     let state = Arc::new(AppState::new(
         loader,
@@ -211,6 +212,7 @@ async fn health_ping_and_version_answer_as_the_old_service_and_mlflow_serve_do()
         registry: None,
         model_name: "unit".into(),
         fallback_dir: Some(empty.path().to_owned()),
+        cache_versions: 3,
     };
     let state = Arc::new(AppState::new(
         loader,

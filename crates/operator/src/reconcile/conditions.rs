@@ -43,6 +43,24 @@ impl From<bool> for ConditionStatus {
     }
 }
 
+/// The most bytes of a message copied into a condition or an event: registry answers and
+/// pods' refusals end up in messages, and they are untrusted.
+pub const MESSAGE_LIMIT: usize = 1024;
+
+/// `message` cut to at most [`MESSAGE_LIMIT`] bytes at a character boundary, marked `…`.
+pub fn bounded(mut message: String) -> String {
+    if message.len() <= MESSAGE_LIMIT {
+        return message;
+    }
+    let mut end = MESSAGE_LIMIT - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push('…');
+    message
+}
+
 /// The desired state of one condition; `reason` is one of `api::reasons`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionState {
@@ -60,7 +78,7 @@ impl ConditionState {
         ConditionState {
             status: status.into(),
             reason,
-            message: message.into(),
+            message: bounded(message.into()),
         }
     }
 

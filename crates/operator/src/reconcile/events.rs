@@ -23,7 +23,7 @@ impl Note {
         Note {
             type_: EventType::Normal,
             reason,
-            note: note.into(),
+            note: super::conditions::bounded(note.into()),
             pod: None,
         }
     }

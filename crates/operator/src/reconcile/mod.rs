@@ -44,8 +44,11 @@ pub async fn reconcile(fm: Arc<ForecastModel>, ctx: Arc<Context>) -> Result<Acti
 
 #[tracing::instrument(skip_all, fields(forecastmodel = %format!("{}/{}", fm.namespace().unwrap_or_default(), fm.name_any())))]
 async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
+    if !ctx.acting.allowed() {
+        return Err(Error::NotLeader);
+    }
     let generation = fm.metadata.generation;
-    let spec = match observe::spec(fm) {
+    let spec = match observe::spec(fm, &ctx.policy) {
         Ok(spec) => spec,
         Err(message) => {
             // Reported, not retried: only a change of the spec helps.

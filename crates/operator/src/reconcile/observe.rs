@@ -12,6 +12,7 @@ use mlflow::{Credentials, MlflowError};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::policy::SpecPolicy;
 use crate::reconcile::conditions::{ConditionState, ConditionStatus};
 use crate::reconcile::plan::PodObservation;
 use crate::registry::Answer;
@@ -25,8 +26,23 @@ pub struct ValidSpec {
     pub selector: Selector,
 }
 
-/// Checks what the schema cannot: durations and the selector. The error says which field.
-pub fn spec(fm: &ForecastModel) -> Result<ValidSpec, String> {
+/// Checks what the schema cannot: durations, the selector, the tracking URI and the image
+/// against the operator's policy. The error says which field.
+pub fn spec(fm: &ForecastModel, policy: &SpecPolicy) -> Result<ValidSpec, String> {
+    policy.check_tracking_uri(&fm.spec.registry.tracking_uri)?;
+    policy.check_image(&fm.spec.predictor.image)?;
+    if let Some(env) = fm
+        .spec
+        .predictor
+        .env
+        .iter()
+        .find(|e| resources::RESERVED_ENV.contains(&e.name.as_str()))
+    {
+        return Err(format!(
+            "spec.predictor.env: {} is set by the operator and cannot be overridden",
+            env.name
+        ));
+    }
     Ok(ValidSpec {
         poll: at_least_a_second("spec.pollInterval", &fm.spec.poll_interval)?,
         verify_timeout: at_least_a_second(
@@ -119,7 +135,7 @@ pub struct Observation {
     /// The `credentialsSecret`, when it exists and is labelled for registry credentials
     /// (only then do the pods get its keys).
     pub credentials_secret: Option<String>,
-    /// The predictor pods from the pod cache.
+    /// The predictor pods from the pod cache whose owner chain leads to the Deployment.
     pub listed: Vec<Arc<Pod>>,
     /// The same pods, each ready one asked which version it serves.
     pub pods: Vec<PodObservation>,
@@ -129,7 +145,7 @@ pub async fn observe(ctx: &Context, fm: &ForecastModel, spec: &ValidSpec) -> Res
     let namespace = fm
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let listed = ctx.caches.pods_of(fm).await?;
+    let listed = crate::pod_ownership::ours(ctx, fm, ctx.caches.pods_of(fm).await?).await?;
     let creds = credentials(ctx, fm).await;
     let credentials_secret = match &creds {
         Ok(_) => fm.spec.registry.credentials_secret.clone(),

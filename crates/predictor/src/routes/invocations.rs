@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use crate::body::{parse_json, read_limited};
 use crate::error::ApiError;
-use crate::input::{rows_from_columns, rows_from_csv, rows_from_instances, rows_from_split};
-use crate::loader::ServedModel;
+use crate::input::{
+    Schema, rows_from_columns, rows_from_csv, rows_from_instances, rows_from_split,
+};
 use crate::state::AppState;
 
 /// The largest request body, in bytes (`PREDICTOR_MAX_BODY_BYTES`).
@@ -26,12 +27,22 @@ fn is_csv(ctx: &GuardContext) -> bool {
         .is_some_and(|ct| ct.essence_str() == "text/csv")
 }
 
-fn answer(
+/// Reads the rows with `rows`, predicts with the served model off the HTTP workers, and
+/// answers MLflow's `{"predictions": [...]}`.
+async fn answer(
     state: &AppState,
-    model: &ServedModel,
-    rows: &[Vec<f64>],
+    rows: impl FnOnce(&Schema<'_>, usize) -> Result<Vec<Vec<f64>>, ApiError> + Send + 'static,
 ) -> Result<HttpResponse, ApiError> {
-    let predictions = crate::error::finite(model.predict(rows))?;
+    // Hold this model for the whole request: a concurrent reload cannot change it midway.
+    let model = state.current().ok_or(ApiError::NoModel)?;
+    let max = state.max_instances;
+    let predictions = state
+        .compute
+        .run(move || {
+            let rows = rows(&model.schema(), max)?;
+            crate::error::finite(model.predict(&rows))
+        })
+        .await?;
     state.metrics.count_predictions(predictions.len());
     Ok(HttpResponse::Ok().json(InvocationsResponse { predictions }))
 }
@@ -43,10 +54,10 @@ async fn invocations_csv(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_limited(body, &limit).await?;
-    let model = state.current().ok_or(ApiError::NoModel)?;
-    let rows =
-        rows_from_csv(&body, &model.schema(), state.max_instances).map_err(ApiError::BadRequest)?;
-    answer(&state, &model, &rows)
+    answer(&state, move |schema, max| {
+        rows_from_csv(&body, schema, max).map_err(ApiError::BadRequest)
+    })
+    .await
 }
 
 const FORMATS: &str = "dataframe_split, dataframe_records, instances, inputs";
@@ -57,34 +68,40 @@ async fn invocations(
     limit: web::Data<BodyLimit>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = parse_json(&read_limited(body, &limit).await?)?;
-    let model = state.current().ok_or(ApiError::NoModel)?;
-    let features = &model.schema();
-    let max = state.max_instances;
-    let object = body.as_object().ok_or_else(|| {
-        ApiError::BadRequest(format!("expected a JSON object with one of: {FORMATS}"))
-    })?;
+    let body = read_limited(body, &limit).await?;
+    answer(&state, move |features, max| {
+        rows_from_body(&parse_json(&body)?, features, max).map_err(ApiError::BadRequest)
+    })
+    .await
+}
+
+/// Rows from any of MLflow's JSON formats, or why not.
+fn rows_from_body(
+    body: &Value,
+    features: &Schema<'_>,
+    max: usize,
+) -> Result<Vec<Vec<f64>>, String> {
+    let object = body
+        .as_object()
+        .ok_or_else(|| format!("expected a JSON object with one of: {FORMATS}"))?;
     let keys: Vec<&str> = object
         .keys()
         .map(String::as_str)
         .filter(|k| *k != "params")
         .collect();
-    let rows = match keys.as_slice() {
+    match keys.as_slice() {
         ["dataframe_split"] => {
-            let split = object["dataframe_split"].as_object().ok_or_else(|| {
-                ApiError::BadRequest("dataframe_split must be an object with `data`".into())
-            })?;
-            let data = split.get("data").and_then(Value::as_array).ok_or_else(|| {
-                ApiError::BadRequest("dataframe_split.data must be an array".into())
-            })?;
+            let split = object["dataframe_split"]
+                .as_object()
+                .ok_or("dataframe_split must be an object with `data`")?;
+            let data = split
+                .get("data")
+                .and_then(Value::as_array)
+                .ok_or("dataframe_split.data must be an array")?;
             let columns = match split.get("columns") {
                 None => None,
                 Some(Value::Array(c)) => Some(c.as_slice()),
-                Some(_) => {
-                    return Err(ApiError::BadRequest(
-                        "dataframe_split.columns must be an array".into(),
-                    ));
-                }
+                Some(_) => return Err("dataframe_split.columns must be an array".into()),
             };
             rows_from_split(columns, data, features, max)
         }
@@ -106,6 +123,4 @@ async fn invocations(
             keys.join(", ")
         )),
     }
-    .map_err(ApiError::BadRequest)?;
-    answer(&state, &model, &rows)
 }

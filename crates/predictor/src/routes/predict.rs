@@ -18,13 +18,20 @@ async fn predict(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_limited(body, &limit).await?;
-    let request: PredictRequest = serde_json::from_value(parse_json(&body)?)
-        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     // Hold this model for the whole request: a concurrent reload cannot change it midway.
-    let model = state.current().ok_or(ApiError::NoModel)?;
-    let rows = rows_from_instances(&request.instances, &model.schema(), state.max_instances)
-        .map_err(ApiError::BadRequest)?;
-    let predictions = crate::error::finite(model.predict(&rows))?;
+    let model = state.current();
+    let max_instances = state.max_instances;
+    let (predictions, model) = state
+        .compute
+        .run(move || {
+            let request: PredictRequest = serde_json::from_value(parse_json(&body)?)
+                .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+            let model = model.ok_or(ApiError::NoModel)?;
+            let rows = rows_from_instances(&request.instances, &model.schema(), max_instances)
+                .map_err(ApiError::BadRequest)?;
+            Ok((crate::error::finite(model.predict(&rows))?, model))
+        })
+        .await?;
     state.metrics.count_predictions(predictions.len());
     Ok(HttpResponse::Ok().json(PredictResponse {
         predictions,

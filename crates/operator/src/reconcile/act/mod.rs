@@ -98,6 +98,7 @@ pub async fn roll_out(
         verify_timeout: spec.verify_timeout,
         smoke_input: fm.spec.rollout.smoke_input.clone(),
         admin_token: owned.admin_token.clone(),
+        acting: ctx.acting.clone(),
     };
     let rolled = rollout::roll(
         &ctx.predictors,
@@ -120,6 +121,14 @@ pub async fn roll_out(
                 reloaded,
                 took,
             }
+        }
+        Rolled::Stopped { reloaded } => {
+            warn!(
+                target,
+                ?reloaded,
+                "leadership lost mid-rollout; stopping at a safe point"
+            );
+            return Err(crate::error::Error::NotLeader);
         }
         Rolled::Failed {
             reloaded,

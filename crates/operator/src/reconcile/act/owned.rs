@@ -7,7 +7,6 @@ use api::forecast_model::{ForecastModel, RolloutStrategy, Selector};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource};
@@ -87,7 +86,7 @@ async fn admin_token(
     let names = resources::names(fm);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     if let Some(existing) = secrets.get_opt(&names.secret).await? {
-        if !controlled_by(&existing.metadata, fm) {
+        if !resources::controlled_by(&existing.metadata, fm) {
             return Err(Error::OwnershipConflict {
                 kind: "Secret",
                 name: names.secret,
@@ -111,15 +110,6 @@ async fn admin_token(
     Ok(token)
 }
 
-/// Whether `meta` is controlled by `fm` (its controller ownerReference has fm's uid).
-fn controlled_by(meta: &ObjectMeta, fm: &ForecastModel) -> bool {
-    let uid = fm.metadata.uid.as_deref();
-    meta.owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
-}
-
 /// Refuses to write over an object of that name that this ForecastModel does not control
 /// (someone else's Deployment that happens to be called `<name>-predictor`). `cached` is
 /// the watched copy when there is one; otherwise the API is asked.
@@ -138,7 +128,7 @@ where
         + std::fmt::Debug,
 {
     if let Some(c) = &cached
-        && controlled_by(c.meta(), fm)
+        && resources::controlled_by(c.meta(), fm)
     {
         return Ok(());
     }
@@ -146,7 +136,7 @@ where
         .get_opt(name)
         .await?;
     match existing {
-        Some(o) if !controlled_by(o.meta(), fm) => Err(Error::OwnershipConflict {
+        Some(o) if !resources::controlled_by(o.meta(), fm) => Err(Error::OwnershipConflict {
             kind: <K as k8s_openapi::Resource>::KIND,
             name: name.to_owned(),
         }),

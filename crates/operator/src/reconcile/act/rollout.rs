@@ -21,6 +21,8 @@ pub struct RolloutSettings {
     pub verify_timeout: Duration,
     pub smoke_input: Option<Vec<f64>>,
     pub admin_token: String,
+    /// Checked before each batch: a replica that lost the lease starts no more pods.
+    pub acting: crate::leader::Acting,
 }
 
 /// What went wrong after a pod accepted a reload.
@@ -94,6 +96,8 @@ pub enum Revert {
 pub enum Rolled {
     /// Every pod reloaded and verified.
     All { reloaded: Vec<String> },
+    /// Leadership was lost before the next batch; the next leader converges.
+    Stopped { reloaded: Vec<String> },
     /// `failure` stopped the rollout after `reloaded` were verified; then `revert`.
     Failed {
         reloaded: Vec<String>,
@@ -162,6 +166,9 @@ pub async fn roll(
     let mut switched: Vec<&PodTarget> = Vec::new();
     let mut reloaded = Vec::new();
     for batch in batches(&names, settings.max_concurrent) {
+        if !settings.acting.allowed() {
+            return Rolled::Stopped { reloaded };
+        }
         let batch_pods: Vec<&PodTarget> = pods.iter().filter(|p| batch.contains(&p.name)).collect();
         let results = join_all(
             batch_pods
