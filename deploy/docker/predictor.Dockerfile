@@ -3,8 +3,11 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p forecast-predictor -p forecast-cli \
- && ./target/release/forecastctl train --out /models
+# Two builds: forecastctl (with the training code) trains the bundled model; the
+# predictor is built on its own, so its binary carries no training code (smartcore).
+RUN cargo build --release --locked -p forecast-cli \
+ && ./target/release/forecastctl train --out /models \
+ && cargo build --release --locked -p forecast-predictor
 # The bundled model sits at the top of MODEL_FALLBACK_DIR; registry models are cached in
 # its cache/ subdirectory (an emptyDir the operator mounts, so the root stays read-only).
 RUN mkdir -p /models/cache

@@ -11,7 +11,9 @@ pub mod model_dir;
 pub mod onnx;
 pub mod python;
 pub mod sklearn;
+#[cfg(feature = "training")]
 pub mod smartcore_forest;
+#[cfg(feature = "training")]
 pub mod training;
 pub mod xgboost;
 

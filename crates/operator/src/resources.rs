@@ -288,7 +288,6 @@ pub const RESERVED_ENV: &[&str] = &[
     "MODEL_VERSION",
     "MODEL_ALIAS",
     "MODEL_STAGE",
-    "MODEL_FALLBACK_DIR",
     "PREDICTOR_ADMIN_TOKEN",
     "BIND_ADDR",
     "PORT",
