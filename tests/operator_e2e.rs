@@ -1330,6 +1330,105 @@ async fn the_restart_strategy_replaces_the_pods_onto_the_new_version() {
     cluster.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_onto_a_version_that_does_not_come_up_goes_back_to_the_previous_one() {
+    let Setup {
+        model,
+        v1,
+        cluster,
+        operator: _operator,
+        fallback: _fallback,
+    } = daily_serving_v1(
+        "fm-restart-fail",
+        111,
+        2,
+        json!({"rollout": {"strategy": "Restart", "verifyTimeout": "5s"}}),
+        &[],
+    )
+    .await;
+    // A version whose files do not load: new pods come up on their cached fallback (v1),
+    // never on it.
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt");
+    write_corrupt_model(&corrupt, 112).unwrap();
+    let bad = register_raw(&model, &corrupt).await.unwrap();
+    move_champion(&model, &bad);
+    wait_until(
+        "Degraded=True RolloutFailed after the restart",
+        Duration::from_secs(60),
+        || async {
+            cluster
+                .condition("daily", "Degraded")
+                .await
+                .is_some_and(|(s, r)| s == "True" && r == reasons::ROLLOUT_FAILED)
+        },
+    )
+    .await;
+    let status = cluster.status("daily").await;
+    assert_eq!(status["failedVersions"], json!([bad]), "{status}");
+    assert_eq!(status["servedVersion"], v1.as_str(), "{status}");
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let served = cms.get("daily-served-version").await.unwrap();
+    assert_eq!(served.data.unwrap()["version"], v1);
+    assert!(cluster.events(reasons::ROLLED_BACK).await >= 1);
+    // The pods restart back onto v1 and stay there (the bad version is not retried).
+    ready_on(&cluster, "daily", &v1, 2).await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transient_503_during_a_rollout_is_retried_and_never_marks_the_version_failed() {
+    let Setup {
+        model,
+        v1,
+        cluster,
+        operator: _operator,
+        fallback,
+    } = set_up("fm-transient", 121, &[]).await;
+    let faults = forecast_e2e::ArtifactFaults::start().await;
+    let mut s = spec(
+        &model,
+        json!({"alias": "champion"}),
+        2,
+        fallback.path(),
+        json!({"rollout": {"maxConcurrent": 1}}),
+    );
+    s["registry"]["trackingUri"] = json!(faults.url);
+    cluster.apply_fm("daily", s).await;
+    ready_on(&cluster, "daily", &v1, 2).await;
+
+    // The artifact store answers 503 while v2 is rolled out: the registry API still says
+    // where the alias points, but no pod can download the version.
+    faults.set_failing(true);
+    let v2 = train_and_register(&model, 122, &["--alias", "champion"]).unwrap();
+    wait_until(
+        "Degraded=True RolloutInterrupted",
+        Duration::from_secs(30),
+        || async {
+            cluster
+                .condition("daily", "Degraded")
+                .await
+                .is_some_and(|(s, r)| s == "True" && r == reasons::ROLLOUT_INTERRUPTED)
+        },
+    )
+    .await;
+    let status = cluster.status("daily").await;
+    assert_eq!(status["failedVersions"], json!(null), "{status}");
+    assert_eq!(status["servedVersion"], v1.as_str(), "{status}");
+
+    // The store recovers: the same version is tried again and reaches every pod.
+    faults.set_failing(false);
+    ready_on(&cluster, "daily", &v2, 2).await;
+    let status = cluster.status("daily").await;
+    assert_eq!(status["failedVersions"], json!(null), "{status}");
+    assert_eq!(
+        cluster.condition("daily", "Degraded").await,
+        Some(("False".into(), reasons::AS_EXPECTED.into()))
+    );
+    cluster.stop().await;
+}
+
 #[test]
 fn the_helm_chart_declares_the_documented_values() {
     // What helm would not notice: values a template uses that values.yaml does not declare

@@ -394,6 +394,84 @@ impl RegistrySwitch {
     }
 }
 
+/// An HTTP relay in front of MLflow that can make artifact downloads fail with 503 (as a
+/// storage backend or a proxy in trouble would) while the registry API keeps answering.
+/// Each connection carries one request (`Connection: close` is added upstream), so every
+/// request is looked at.
+pub struct ArtifactFaults {
+    pub url: String,
+    failing: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ArtifactFaults {
+    pub async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream: std::net::SocketAddr = tracking_uri()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (failing, state) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    // The request head.
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match inbound.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                        if head.len() > 64 * 1024 {
+                            return;
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let artifact = text
+                        .split_whitespace()
+                        .nth(1)
+                        .is_some_and(|p| p.starts_with("/api/2.0/mlflow-artifacts/artifacts/"));
+                    if artifact && *state.borrow() {
+                        let _ = inbound
+                            .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                            .await;
+                        return;
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    // One request per connection: ask the server to close after answering.
+                    let end = text.find("\r\n").unwrap_or(0);
+                    let mut forwarded = head[..end].to_vec();
+                    forwarded.extend_from_slice(b"\r\nConnection: close");
+                    forwarded.extend_from_slice(&head[end..]);
+                    if outbound.write_all(&forwarded).await.is_err() {
+                        return;
+                    }
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+        ArtifactFaults { url, failing, task }
+    }
+
+    /// Failing: artifact downloads answer 503; the registry API is unaffected.
+    pub fn set_failing(&self, failing: bool) {
+        let _ = self.failing.send(failing);
+    }
+}
+
+impl Drop for ArtifactFaults {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl Drop for RegistrySwitch {
     fn drop(&mut self) {
         self.task.abort();

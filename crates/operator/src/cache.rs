@@ -83,7 +83,13 @@ where
         .modify(move |o: &mut K| {
             let meta = o.meta_mut();
             meta.managed_fields = None;
-            meta.annotations = None;
+            // Only the restart marker is read (pods of a `Restart` rollout).
+            if let Some(a) = meta.annotations.as_mut() {
+                a.retain(|k, _| k == crate::resources::RESTART_ANNOTATION);
+            }
+            if meta.annotations.as_ref().is_some_and(|a| a.is_empty()) {
+                meta.annotations = None;
+            }
             slim(o);
         })
         .reflect_shared(writer)

@@ -147,7 +147,9 @@ impl Metrics {
                 self.rollout_duration.observe(took.as_secs_f64());
                 Metrics::count(&self.rollouts, "succeeded");
             }
-            RolloutOutcome::Failed { .. } => Metrics::count(&self.rollouts, "failed"),
+            RolloutOutcome::Failed { .. } | RolloutOutcome::RestartFailed { .. } => {
+                Metrics::count(&self.rollouts, "failed")
+            }
             _ => {}
         }
         if let Some(v) = status

@@ -244,6 +244,8 @@ pub async fn pods(ctx: &Context, fm: &ForecastModel, listed: &[Arc<Pod>]) -> Vec
                 base_url,
                 ready,
                 version,
+                restart_marker: p.annotations().get(resources::RESTART_ANNOTATION).cloned(),
+                created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
             }
         });
     let mut out = futures::future::join_all(observations).await;

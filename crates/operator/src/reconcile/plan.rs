@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use k8s_openapi::jiff::Timestamp;
+
 /// A predictor pod as observed this reconcile.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PodObservation {
     pub name: String,
     /// `http://<podIP>:<port>`, when the pod has an IP.
@@ -12,6 +14,10 @@ pub struct PodObservation {
     pub ready: bool,
     /// What the pod's `/model/info` reported (None: not asked or no answer).
     pub version: Option<String>,
+    /// The version whose `Restart` rollout created this pod (its restart annotation).
+    pub restart_marker: Option<String>,
+    /// When the pod was created.
+    pub created: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +99,27 @@ pub fn plan(o: &Observed) -> Plan {
     }
 }
 
+/// `Restart` strategy: the pods created for the `served` version (their restart marker)
+/// that are still not Ready on it `verify_timeout` after they were created. Non-empty means
+/// the version does not come up in new pods: the rollout failed.
+pub fn stuck_after_restart(
+    pods: &[PodObservation],
+    served: &str,
+    verify_timeout: Duration,
+    now: Timestamp,
+) -> Vec<String> {
+    pods.iter()
+        .filter(|p| p.restart_marker.as_deref() == Some(served))
+        .filter(|p| !(p.ready && p.version.as_deref() == Some(served)))
+        .filter(|p| {
+            p.created.is_some_and(|c| {
+                Duration::try_from(now.duration_since(c)).is_ok_and(|age| age > verify_timeout)
+            })
+        })
+        .map(|p| p.name.clone())
+        .collect()
+}
+
 /// The longest wait between registry retries while it is unreachable.
 pub const MAX_REGISTRY_RETRY: Duration = Duration::from_secs(60);
 
@@ -133,7 +160,31 @@ mod tests {
             base_url: Some(format!("http://{name}")),
             ready: true,
             version: Some(version.into()),
+            ..PodObservation::default()
         }
+    }
+
+    #[test]
+    fn restarted_pods_not_ready_on_the_served_version_in_time_are_stuck() {
+        let now = Timestamp::from_second(1_700_000_100).unwrap();
+        let created =
+            |secs_ago: i64| Some(Timestamp::from_second(1_700_000_100 - secs_ago).unwrap());
+        let restarted = |name: &str, version: &str, ready: bool, secs_ago: i64| PodObservation {
+            ready,
+            restart_marker: Some("2".into()),
+            created: created(secs_ago),
+            ..pod(name, version)
+        };
+        let pods = vec![
+            restarted("on-2", "2", true, 90),
+            restarted("fallback-1", "1", true, 90),
+            restarted("crashing", "2", false, 90),
+            restarted("young", "1", false, 5),
+            pod("old-template", "1"),
+        ];
+        let stuck = stuck_after_restart(&pods, "2", Duration::from_secs(60), now);
+        assert_eq!(stuck, vec!["fallback-1", "crashing"]);
+        assert!(stuck_after_restart(&pods, "3", Duration::from_secs(60), now).is_empty());
     }
 
     fn observed(

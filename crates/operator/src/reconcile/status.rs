@@ -144,6 +144,7 @@ pub fn report(i: &Inputs) -> Report {
     }
     let degraded = outcome_effects(i.outcome, &mut status, &mut notes)
         .or_else(|| registry.problem.clone())
+        .or_else(|| held_back(previous, registry.desired.as_deref(), i.failed_versions))
         .unwrap_or_else(|| {
             ConditionState::new(
                 false,
@@ -165,6 +166,30 @@ pub fn report(i: &Inputs) -> Report {
         status,
         notes,
     }
+}
+
+/// While the registry points at a version whose rollout failed, `Degraded` stays True
+/// (`RolloutFailed`, with the failure's own message when it was the last one reported).
+fn held_back(
+    previous: &ForecastModelStatus,
+    desired: Option<&str>,
+    failed_versions: &[String],
+) -> Option<ConditionState> {
+    let desired = desired.filter(|d| failed_versions.iter().any(|f| f == d))?;
+    let earlier = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::DEGRADED)
+        .filter(|c| {
+            c.status == ConditionStatus::True.as_str() && c.reason == reasons::ROLLOUT_FAILED
+        });
+    let message = match earlier {
+        Some(c) => c.message.clone(),
+        None => format!(
+            "version {desired} failed its rollout; it is not tried again until the registry points elsewhere and back"
+        ),
+    };
+    Some(ConditionState::new(true, reasons::ROLLOUT_FAILED, message))
 }
 
 /// What the rollout's outcome changes in the status, its events, and the `Degraded`
@@ -219,6 +244,32 @@ fn outcome_effects(
             }
             status.served_version = Some(target.clone());
             None
+        }
+        RolloutOutcome::RestartFailed {
+            target,
+            back,
+            stuck,
+            verify_timeout,
+        } => {
+            let failure = format!(
+                "pods {} were not Ready on version {target} within the verify timeout ({}s)",
+                stuck.join(", "),
+                verify_timeout.as_secs()
+            );
+            notes.push(Note::warning(
+                reasons::ROLLOUT_FAILED,
+                format!("version {target}: {failure}"),
+            ));
+            notes.push(Note::warning(
+                reasons::ROLLED_BACK,
+                format!("restarting pods onto version {back}"),
+            ));
+            status.served_version = Some(back.clone());
+            status.previous_version = Some(target.clone());
+            if !status.failed_versions.contains(target) {
+                status.failed_versions.push(target.clone());
+            }
+            Some(ConditionState::new(true, reasons::ROLLOUT_FAILED, failure))
         }
         RolloutOutcome::Failed {
             target,

@@ -44,6 +44,79 @@ fn a_failed_rollout_is_degraded_and_its_version_is_not_retried() {
 }
 
 #[test]
+fn degraded_stays_true_while_the_registry_points_at_the_failed_version() {
+    let failed = Case {
+        answer: found("2"),
+        outcome: RolloutOutcome::Failed {
+            target: "2".into(),
+            from: Some("1".into()),
+            reloaded: vec![],
+            failure: failure(),
+            revert: Revert::Done {
+                reverted: vec!["a".into()],
+                failures: vec![],
+            },
+        },
+        ..Case::steady()
+    }
+    .report();
+    // The next reconcile moves nothing: the failure is still what the status says.
+    let next = Case {
+        previous: failed.status.clone(),
+        answer: found("2"),
+        failed: vec!["2".into()],
+        ..Case::steady()
+    }
+    .report();
+    has(&next, "Degraded", "True", reasons::ROLLOUT_FAILED);
+    let message = |r: &Report| {
+        r.status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .map(|c| c.message.clone())
+    };
+    assert_eq!(message(&next), message(&failed));
+    // Once the registry points elsewhere, it clears.
+    let moved = Case {
+        previous: next.status.clone(),
+        answer: found("3"),
+        failed: vec![],
+        ..Case::steady()
+    }
+    .report();
+    has(&moved, "Degraded", "False", reasons::AS_EXPECTED);
+}
+
+#[test]
+fn a_restart_that_does_not_come_up_goes_back_and_marks_the_version_failed() {
+    let r = Case {
+        answer: found("2"),
+        served: Some("2"),
+        outcome: RolloutOutcome::RestartFailed {
+            target: "2".into(),
+            back: "1".into(),
+            stuck: vec!["a".into(), "b".into()],
+            verify_timeout: std::time::Duration::from_secs(60),
+        },
+        ..Case::steady()
+    }
+    .report();
+    has(&r, "Degraded", "True", reasons::ROLLOUT_FAILED);
+    assert_eq!(r.status.failed_versions, vec!["2".to_string()]);
+    assert_eq!(r.status.served_version.as_deref(), Some("1"));
+    assert_eq!(
+        reasons_of(&r),
+        vec![reasons::ROLLOUT_FAILED, reasons::ROLLED_BACK]
+    );
+    assert!(
+        r.notes[0]
+            .note
+            .contains("pods a, b were not Ready on version 2")
+    );
+}
+
+#[test]
 fn a_pod_that_cannot_be_brought_back_to_the_served_version_is_a_converge_failure() {
     let r = Case {
         answer: found("2"),

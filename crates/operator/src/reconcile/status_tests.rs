@@ -22,6 +22,7 @@ pub(super) fn pod(name: &str, version: Option<&str>, ready: bool) -> PodObservat
         base_url: Some(format!("http://{name}:8080")),
         ready,
         version: version.map(Into::into),
+        ..PodObservation::default()
     }
 }
 

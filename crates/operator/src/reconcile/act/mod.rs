@@ -37,6 +37,14 @@ pub enum RolloutOutcome {
         target: String,
         from: Option<String>,
     },
+    /// `Restart` strategy: pods created for `target` were not Ready on it within the
+    /// verify timeout; the served version went back to `back` (pods restart onto it).
+    RestartFailed {
+        target: String,
+        back: String,
+        stuck: Vec<String>,
+        verify_timeout: Duration,
+    },
     /// A pod failed after `reloaded` were verified; the pods that may have switched were
     /// reloaded back to `from` as `revert` says.
     Failed {
@@ -48,6 +56,51 @@ pub enum RolloutOutcome {
     },
 }
 
+/// `Restart` strategy: when pods restarted onto the served version are not Ready on it
+/// within the verify timeout, the served version goes back to the previous one (not a
+/// failed one) and the pods restart onto that. `None` when nothing is stuck or there is
+/// nothing to go back to.
+async fn restart_failure(
+    ctx: &Context,
+    fm: &ForecastModel,
+    spec: &ValidSpec,
+    observed: &Observation,
+    owned: &Owned,
+) -> Result<Option<RolloutOutcome>> {
+    let Some(target) = owned.served.clone() else {
+        return Ok(None);
+    };
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let stuck = crate::reconcile::plan::stuck_after_restart(
+        &observed.pods,
+        &target,
+        spec.verify_timeout,
+        now,
+    );
+    let previous = &observed.previous;
+    let back = previous
+        .previous_version
+        .clone()
+        .filter(|p| *p != target && !previous.failed_versions.contains(p));
+    let Some(back) = back.filter(|_| !stuck.is_empty()) else {
+        return Ok(None);
+    };
+    warn!(
+        target,
+        back,
+        ?stuck,
+        "restarted pods are not Ready on the new version; going back"
+    );
+    owned::write_served_version(ctx, fm, &back).await?;
+    owned::apply_workload(ctx, fm, Some(&back), observed.credentials_secret.as_deref()).await?;
+    Ok(Some(RolloutOutcome::RestartFailed {
+        target,
+        back,
+        stuck,
+        verify_timeout: spec.verify_timeout,
+    }))
+}
+
 /// Carries out `plan` (a rollout, or nothing).
 pub async fn roll_out(
     ctx: &Context,
@@ -57,6 +110,11 @@ pub async fn roll_out(
     owned: &Owned,
     plan: &Plan,
 ) -> Result<RolloutOutcome> {
+    if fm.spec.rollout.strategy == RolloutStrategy::Restart
+        && let Some(failed) = restart_failure(ctx, fm, spec, observed, owned).await?
+    {
+        return Ok(failed);
+    }
     let Plan::Rollout { target, from, pods } = plan else {
         return Ok(RolloutOutcome::Nothing);
     };
