@@ -30,12 +30,12 @@ pub struct OperatorBenchArgs {
     settle_seconds: u64,
 }
 
-struct Cluster {
+pub struct Cluster {
     _sim: Server,
-    kubeconfig: std::path::PathBuf,
+    pub kubeconfig: std::path::PathBuf,
 }
 
-fn start_cluster(work: &Path, name: &str, run_predictor: bool) -> anyhow::Result<Cluster> {
+pub fn start_cluster(work: &Path, name: &str, run_predictor: bool) -> anyhow::Result<Cluster> {
     let bin = root().join("target/release");
     let kubeconfig = work.join(format!("{name}.kubeconfig"));
     let mut cmd = Command::new(bin.join("kube-sim"));
@@ -61,7 +61,7 @@ fn start_cluster(work: &Path, name: &str, run_predictor: bool) -> anyhow::Result
     })
 }
 
-fn start_operator(
+pub fn start_operator(
     work: &Path,
     name: &str,
     cluster: &Cluster,

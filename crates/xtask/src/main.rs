@@ -8,6 +8,7 @@ mod bench_operator;
 mod demo;
 mod helm;
 mod mlflow_server;
+mod soak;
 mod venv;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,9 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Benchmark the operator: rollout latency (polling, webhook) and 1,000 ForecastModels.
     BenchOperator(bench_operator::OperatorBenchArgs),
+    /// The whole system under random faults for `--minutes` (default 10): rollouts, failed
+    /// predictions and time to converge after each fault (see the README).
+    Soak(soak::SoakArgs),
     /// Only prepare the virtualenv (for CI caching and manual runs).
     Venv,
 }
@@ -208,6 +212,7 @@ fn main() -> ExitCode {
         Task::Serve { port } => serve(port),
         Task::Bench(args) => bench::run(&args),
         Task::BenchOperator(args) => bench_operator::run(&args),
+        Task::Soak(args) => soak::run(&args),
         Task::Venv => venv::ensure().map(|p| eprintln!("xtask: python at {}", p.display())),
     };
     match result {

@@ -57,6 +57,8 @@ pub struct MlflowServer {
     child: Child,
     port: u16,
     dir: PathBuf,
+    python: PathBuf,
+    admin_password: Option<String>,
 }
 
 /// A port that was free a moment ago.
@@ -86,6 +88,59 @@ impl MlflowServer {
             .join("xtask")
             .join(format!("mlflow-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
+        let child = spawn_server(python, port, &dir, admin_password)?;
+        let mut server = MlflowServer {
+            child,
+            port,
+            dir,
+            python: python.to_owned(),
+            admin_password: admin_password.map(str::to_owned),
+        };
+        server.wait_healthy(Duration::from_secs(120))?;
+        Ok(server)
+    }
+
+    /// Stops the server and starts it again on the same port with the same store (the
+    /// soak's "MLflow restarted" fault).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.child = spawn_server(
+            &self.python,
+            self.port,
+            &self.dir,
+            self.admin_password.as_deref(),
+        )?;
+        self.wait_healthy(Duration::from_secs(120))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn stop(&mut self) {
+        // The server forks workers: signal the whole group.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `mlflow server` on `port` with its store in `dir`.
+fn spawn_server(
+    python: &Path,
+    port: u16,
+    dir: &Path,
+    admin_password: Option<&str>,
+) -> anyhow::Result<Child> {
+    {
         let mlflow = python
             .parent()
             .map(|bin| bin.join("mlflow"))
@@ -127,7 +182,7 @@ impl MlflowServer {
                 "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY",
                 "ZmVhdHVyZS1mb3JlY2FzdC1vcGVyYXRvci10ZXN0cy0=",
             )
-            .current_dir(&dir)
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -136,11 +191,11 @@ impl MlflowServer {
             .context("cannot start mlflow server")?;
         stop_groups_on_signal();
         register_group(child.id());
-        let mut server = MlflowServer { child, port, dir };
-        server.wait_healthy(Duration::from_secs(120))?;
-        Ok(server)
+        Ok(child)
     }
+}
 
+impl MlflowServer {
     pub fn uri(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -185,17 +240,6 @@ fn health_ok(port: u16) -> bool {
 
 impl Drop for MlflowServer {
     fn drop(&mut self) {
-        // The server forks workers: signal the whole group.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
