@@ -1115,6 +1115,19 @@ async fn an_mlflow_webhook_starts_the_rollout_without_waiting_for_the_poll() {
     cluster.stop().await;
 }
 
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deploy_manifests_render_and_a_cluster_accepts_them() {
     if forecast_e2e::cluster::real_cluster() {
@@ -1162,6 +1175,42 @@ async fn the_deploy_manifests_render_and_a_cluster_accepts_them() {
     assert!(
         namespaced.contains("name: WATCH_NAMESPACE\n          value: forecast-apps"),
         "{namespaced}"
+    );
+    // The optional NetworkPolicy component, added to the namespaced overlay as a user
+    // would (in a copy of deploy/).
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(
+        &std::path::Path::new(root).join("deploy"),
+        &copy.path().join("deploy"),
+    );
+    copy_dir(
+        &std::path::Path::new(root).join("crds"),
+        &copy.path().join("crds"),
+    );
+    let overlay = copy.path().join("deploy/overlays/locked-down");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../namespaced\ncomponents:\n- ../../components/predictor-network-policy\n",
+    )
+    .unwrap();
+    let locked = std::process::Command::new("kubectl")
+        .args(["kustomize", &overlay.to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(
+        locked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&locked.stderr)
+    );
+    let locked = String::from_utf8_lossy(&locked.stdout).into_owned();
+    assert!(
+        has(&locked, "NetworkPolicy") && !has(&locked, "ClusterRole"),
+        "{locked}"
+    );
+    assert!(
+        locked.contains("app.kubernetes.io/name: forecast-predictor"),
+        "{locked}"
     );
     // The dev overlay adds MLflow and the sample.
     let text = render("deploy/overlays/dev");

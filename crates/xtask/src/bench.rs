@@ -59,6 +59,17 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// SIGKILL to the whole group: no graceful shutdown (a leader keeps its lease until it
+    /// expires).
+    pub fn kill_hard(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+
     /// Resident memory of every process in the server's group, KiB.
     pub fn rss_kib(&self) -> u64 {
         let group = self.child.id() as i64;

@@ -95,7 +95,7 @@ impl Traffic {
 
 /// One operator replica.
 struct Replica {
-    _server: Server,
+    server: Server,
     metrics: u16,
     name: String,
 }
@@ -186,7 +186,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         env.push(("POD_NAME", name.as_str()));
         let (server, metrics, _) = start_operator(&work, &name, &cluster, &env)?;
         replicas.push(Replica {
-            _server: server,
+            server,
             metrics,
             name,
         });
@@ -223,6 +223,10 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_secs(args.fault_every));
         let fault = FAULTS[rng.below(FAULTS.len())];
+        // A corrupt version has converged once it is marked failed as well.
+        let mut marked_failed: Option<String> = None;
+        // When the fault was done (the leader: when it was killed, so the takeover counts).
+        let mut fault_at: Option<Instant> = None;
         eprintln!("xtask: soak: fault {fault}");
         match fault {
             "new-version" => {
@@ -243,7 +247,17 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
                         String::from_utf8_lossy(&out.stderr)
                     );
                 }
-                corrupt.insert(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+                // MLflow's client prints run links first; the version is the last line.
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                let version = stdout
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                marked_failed = Some(version.clone());
+                corrupt.insert(version);
             }
             "pod-killed" => {
                 let names = kubectl(
@@ -267,13 +281,20 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
                 }
             }
             "leader-killed" => {
-                let leader = runtime.block_on(leader_index(&replicas));
-                if let Some(i) = leader {
-                    let killed = replicas.remove(i);
+                // SIGKILL: the lease is not released; the standby takes over when it lapses.
+                if let Some(i) = runtime.block_on(leader_index(&replicas)) {
+                    let mut killed = replicas.remove(i);
+                    killed.server.kill_hard();
+                    fault_at = Some(Instant::now());
                     eprintln!("xtask: soak: killed the leader {}", killed.name);
-                    drop(killed);
+                    start_replica(&mut replicas)?;
                 }
-                start_replica(&mut replicas)?;
+                // Converged includes a leader again.
+                let limit = Instant::now() + CONVERGE_LIMIT;
+                while runtime.block_on(leader_index(&replicas)).is_none() && Instant::now() < limit
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
             "mlflow-restarted" => mlflow.restart()?,
             "mlflow-503" => {
@@ -283,7 +304,13 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
             }
             _ => unreachable!("every fault is handled"),
         }
-        let took = wait_converged(&cluster, &expected, CONVERGE_LIMIT);
+        let fault_at = fault_at.unwrap_or_else(Instant::now);
+        let took = wait_converged(&cluster, &expected, CONVERGE_LIMIT).and_then(|_| {
+            if let Some(v) = &marked_failed {
+                wait_marked_failed(&cluster, v, CONVERGE_LIMIT)?;
+            }
+            Ok(fault_at.elapsed())
+        });
         if let Ok(status) = fm_status(&cluster) {
             for v in status["failedVersions"].as_array().into_iter().flatten() {
                 if let Some(v) = v.as_str() {
@@ -380,6 +407,22 @@ fn wait_converged(cluster: &Cluster, version: &str, limit: Duration) -> anyhow::
         std::thread::sleep(Duration::from_millis(250));
     }
     bail!("not converged on version {version} after {limit:?}; status: {last}")
+}
+
+/// Waits until `version` is in `status.failedVersions`.
+fn wait_marked_failed(cluster: &Cluster, version: &str, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(status) = fm_status(cluster)
+            && status["failedVersions"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|v| v == version))
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!("version {version} was never marked failed")
 }
 
 /// The kube-sim address from the kubeconfig (`server: http://127.0.0.1:PORT`).
