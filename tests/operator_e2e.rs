@@ -1479,6 +1479,30 @@ async fn a_transient_503_during_a_rollout_is_retried_and_never_marks_the_version
 }
 
 #[test]
+fn images_build_from_pinned_bases_and_a_small_context() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for image in ["operator", "predictor"] {
+        let path = format!("{root}/deploy/docker/{image}.Dockerfile");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let froms: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
+        assert!(!froms.is_empty(), "{path}");
+        for from in froms {
+            assert!(
+                from.contains("@sha256:"),
+                "{path}: not pinned by digest: {from}"
+            );
+        }
+    }
+    let ignored = std::fs::read_to_string(format!("{root}/.dockerignore")).unwrap();
+    for dir in ["target/", ".venv/", ".git/"] {
+        assert!(
+            ignored.lines().any(|l| l.trim() == dir),
+            ".dockerignore lacks {dir}"
+        );
+    }
+}
+
+#[test]
 fn the_helm_chart_declares_the_documented_values() {
     // What helm would not notice: values a template uses that values.yaml does not declare
     // (tests/helm.rs installs the chart with the real helm).

@@ -456,6 +456,15 @@ async fn a_registry_answering_a_gigabyte_is_cut_off_and_reported() {
     let message = tier.degraded_message("huge").await;
     assert!(message.contains("larger than 4194304 bytes"), "{message}");
     assert_eq!(registry.requests().len(), 1);
+    // The reconcile ran in this process: its peak memory shows the body was never held
+    // (the operator's limit is 128 MiB; this process also holds the other tests).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(peak_kib < 512 * 1024, "peak RSS {peak_kib} KiB");
     tier.cluster.stop().await;
 }
 
