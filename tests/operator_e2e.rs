@@ -108,6 +108,21 @@ async fn operator_metric(operator: &Operator, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits until `fm` reports `Degraded=True` with `reason`.
+async fn degraded_with(cluster: &TestCluster, fm: &str, reason: &str, timeout: Duration) {
+    wait_until(
+        &format!("{fm}: Degraded=True with reason {reason}"),
+        timeout,
+        || async {
+            cluster
+                .condition(fm, "Degraded")
+                .await
+                .is_some_and(|(s, r)| s == "True" && r == reason)
+        },
+    )
+    .await;
+}
+
 /// Waits until the operator has finished `n` more reconciles than it had when called: the
 /// observable event after which "nothing happened" can be asserted.
 async fn after_reconciles(operator: &Operator, n: u32) {
@@ -325,15 +340,11 @@ async fn a_failed_rollout_reverts_switched_pods_marks_the_version_failed_and_rec
     ready_on(&cluster, "daily", &v1, 3).await;
 
     let v2 = train_and_register(&model, 32, &["--alias", "champion"]).unwrap();
-    wait_until(
-        "Degraded=True after the failed rollout",
+    degraded_with(
+        &cluster,
+        "daily",
+        reasons::ROLLOUT_FAILED,
         Duration::from_secs(30),
-        || async {
-            cluster
-                .condition("daily", "Degraded")
-                .await
-                .is_some_and(|(s, r)| s == "True" && r == reasons::ROLLOUT_FAILED)
-        },
     )
     .await;
     let status = cluster.status("daily").await;
@@ -418,15 +429,11 @@ async fn a_spec_the_schema_lets_through_is_reported_and_fixing_it_recovers() {
     );
     s["pollInterval"] = json!("0s");
     cluster.apply_fm("daily", s.clone()).await;
-    wait_until(
-        "Degraded=True with reason InvalidSpec",
+    degraded_with(
+        &cluster,
+        "daily",
+        reasons::INVALID_SPEC,
         Duration::from_secs(20),
-        || async {
-            cluster
-                .condition("daily", "Degraded")
-                .await
-                .is_some_and(|(s, r)| s == "True" && r == reasons::INVALID_SPEC)
-        },
     )
     .await;
     let status = cluster.status("daily").await;
@@ -911,15 +918,11 @@ async fn a_credentials_secret_opens_an_authenticated_registry_to_the_operator_an
     cluster
         .apply_fm("nightly", with_credentials("wrong-creds"))
         .await;
-    wait_until(
-        "Degraded=True with reason RegistryUnauthorized",
+    degraded_with(
+        &cluster,
+        "nightly",
+        reasons::REGISTRY_UNAUTHORIZED,
         Duration::from_secs(20),
-        || async {
-            cluster
-                .condition("nightly", "Degraded")
-                .await
-                .is_some_and(|(s, r)| s == "True" && r == reasons::REGISTRY_UNAUTHORIZED)
-        },
     )
     .await;
     let status = cluster.status("nightly").await;
@@ -1402,15 +1405,11 @@ async fn a_restart_onto_a_version_that_does_not_come_up_goes_back_to_the_previou
     write_corrupt_model(&corrupt, 112).unwrap();
     let bad = register_raw(&model, &corrupt).await.unwrap();
     move_champion(&model, &bad);
-    wait_until(
-        "Degraded=True RolloutFailed after the restart",
+    degraded_with(
+        &cluster,
+        "daily",
+        reasons::ROLLOUT_FAILED,
         Duration::from_secs(60),
-        || async {
-            cluster
-                .condition("daily", "Degraded")
-                .await
-                .is_some_and(|(s, r)| s == "True" && r == reasons::ROLLOUT_FAILED)
-        },
     )
     .await;
     let status = cluster.status("daily").await;
@@ -1451,15 +1450,11 @@ async fn a_transient_503_during_a_rollout_is_retried_and_never_marks_the_version
     // where the alias points, but no pod can download the version.
     faults.set_failing(true);
     let v2 = train_and_register(&model, 122, &["--alias", "champion"]).unwrap();
-    wait_until(
-        "Degraded=True RolloutInterrupted",
+    degraded_with(
+        &cluster,
+        "daily",
+        reasons::ROLLOUT_INTERRUPTED,
         Duration::from_secs(30),
-        || async {
-            cluster
-                .condition("daily", "Degraded")
-                .await
-                .is_some_and(|(s, r)| s == "True" && r == reasons::ROLLOUT_INTERRUPTED)
-        },
     )
     .await;
     let status = cluster.status("daily").await;

@@ -349,6 +349,15 @@ pub fn archive_row(day: u32) -> Value {
     ])
 }
 
+/// The test MLflow's `host:port` (relays in front of it connect there).
+fn mlflow_address() -> std::net::SocketAddr {
+    tracking_uri()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("MLFLOW_TRACKING_URI is http://host:port")
+}
+
 /// A TCP relay in front of MLflow that can be switched off: the registry "stops" for
 /// the operator and the pods (new connections refused, open ones cut) while the real
 /// server keeps running for other tests.
@@ -360,11 +369,7 @@ pub struct RegistrySwitch {
 
 impl RegistrySwitch {
     pub async fn start() -> Self {
-        let upstream: std::net::SocketAddr = tracking_uri()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .unwrap();
+        let upstream = mlflow_address();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (up, state) = tokio::sync::watch::channel(true);
@@ -407,11 +412,7 @@ pub struct ArtifactFaults {
 impl ArtifactFaults {
     pub async fn start() -> Self {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let upstream: std::net::SocketAddr = tracking_uri()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .unwrap();
+        let upstream = mlflow_address();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (failing, state) = tokio::sync::watch::channel(false);

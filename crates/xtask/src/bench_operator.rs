@@ -30,6 +30,18 @@ pub struct OperatorBenchArgs {
     settle_seconds: u64,
 }
 
+/// Release builds of everything a whole-system run needs: operator, kube-sim, predictor
+/// and forecastctl.
+pub fn build_system() -> anyhow::Result<()> {
+    crate::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root())
+            .args(["build", "--release"])
+            .args(["-p", "forecast-operator", "-p", "kube-sim"])
+            .args(["-p", "forecast-predictor", "-p", "forecast-cli"]),
+    )
+}
+
 pub struct Cluster {
     _sim: Server,
     pub kubeconfig: std::path::PathBuf,
@@ -143,22 +155,7 @@ fn fm_yaml(
 
 pub fn run(args: &OperatorBenchArgs) -> anyhow::Result<()> {
     let python = venv::ensure()?;
-    crate::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(root())
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "forecast-operator",
-                "-p",
-                "kube-sim",
-                "-p",
-                "forecast-predictor",
-                "-p",
-                "forecast-cli",
-            ]),
-    )?;
+    build_system()?;
     let work = root().join("target/bench/operator");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;

@@ -79,7 +79,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
     });
     let outcome = act::roll_out(ctx, fm, &spec, &observed, &owned, &plan).await?;
     let pods = match outcome.touched_pods() {
-        true => observe::pods(ctx, fm, &ctx.caches.pods_of(fm).await?).await,
+        true => observe::pods(ctx, fm, &observe::own_pods(ctx, fm).await?).await,
         false => observed.pods.clone(),
     };
     let report = status::report(&status::Inputs {

@@ -145,7 +145,7 @@ pub async fn observe(ctx: &Context, fm: &ForecastModel, spec: &ValidSpec) -> Res
     let namespace = fm
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let listed = crate::pod_ownership::ours(ctx, fm, ctx.caches.pods_of(fm).await?).await?;
+    let listed = own_pods(ctx, fm).await?;
     let creds = credentials(ctx, fm).await;
     let credentials_secret = match &creds {
         Ok(_) => fm.spec.registry.credentials_secret.clone(),
@@ -200,6 +200,12 @@ async fn credentials(ctx: &Context, fm: &ForecastModel) -> Result<Credentials, M
     let creds = mlflow::credentials_from(value("token"), value("username"), value("password"))?;
     ctx.memory.record_credentials(fm, name, &creds);
     Ok(creds)
+}
+
+/// The ForecastModel's predictor pods from the pod cache: those with its labels whose
+/// owner chain leads to its Deployment (the only pods ever called).
+pub async fn own_pods(ctx: &Context, fm: &ForecastModel) -> Result<Vec<Arc<Pod>>> {
+    crate::pod_ownership::ours(ctx, fm, ctx.caches.pods_of(fm).await?).await
 }
 
 pub fn pod_ready(pod: &Pod) -> bool {

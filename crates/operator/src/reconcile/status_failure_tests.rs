@@ -15,20 +15,25 @@ fn failure() -> PodFailure {
     }
 }
 
+/// Version 2 failed on pod a, which was reverted to 1.
+fn failed_rollout_of_2() -> RolloutOutcome {
+    RolloutOutcome::Failed {
+        target: "2".into(),
+        from: Some("1".into()),
+        reloaded: vec![],
+        failure: failure(),
+        revert: Revert::Done {
+            reverted: vec!["a".into()],
+            failures: vec![],
+        },
+    }
+}
+
 #[test]
 fn a_failed_rollout_is_degraded_and_its_version_is_not_retried() {
     let r = Case {
         answer: found("2"),
-        outcome: RolloutOutcome::Failed {
-            target: "2".into(),
-            from: Some("1".into()),
-            reloaded: vec![],
-            failure: failure(),
-            revert: Revert::Done {
-                reverted: vec!["a".into()],
-                failures: vec![],
-            },
-        },
+        outcome: failed_rollout_of_2(),
         ..Case::steady()
     }
     .report();
@@ -47,16 +52,7 @@ fn a_failed_rollout_is_degraded_and_its_version_is_not_retried() {
 fn degraded_stays_true_while_the_registry_points_at_the_failed_version() {
     let failed = Case {
         answer: found("2"),
-        outcome: RolloutOutcome::Failed {
-            target: "2".into(),
-            from: Some("1".into()),
-            reloaded: vec![],
-            failure: failure(),
-            revert: Revert::Done {
-                reverted: vec!["a".into()],
-                failures: vec![],
-            },
-        },
+        outcome: failed_rollout_of_2(),
         ..Case::steady()
     }
     .report();
