@@ -43,6 +43,33 @@ pub struct ModelInfo {
     /// Whether a missing value (`null`, `NaN`) may be sent for a feature.
     #[serde(default)]
     pub accepts_missing: bool,
+    /// The shadow challenger scored beside this model, when one is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowInfo>,
+}
+
+/// `GET /model/info` → `shadow`: the challenger and how its predictions compare with the
+/// served model's on the same requests since it was loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowInfo {
+    pub version: String,
+    /// `sha256:<hex>` over the shadow model's files.
+    #[serde(default)]
+    pub digest: String,
+    /// RFC 3339 time the shadow was loaded.
+    #[serde(default)]
+    pub loaded_at: String,
+    /// Requests scored by both models.
+    pub compared: u64,
+    /// Requests not scored by the shadow because its queue was full.
+    pub dropped: u64,
+    /// Requests the shadow could not score (a non-finite value, another feature schema).
+    #[serde(default)]
+    pub errors: u64,
+    /// Mean over compared rows of |shadow − served| (0 before any).
+    pub mean_abs_diff: f64,
+    /// Largest |shadow − served| of a compared row.
+    pub max_abs_diff: f64,
 }
 
 /// `POST /predict` body: `{"instances": [[...], ...]}` or `{"instances": [{"feature": v}, ...]}`.
@@ -117,6 +144,34 @@ fn success() -> String {
     "success".into()
 }
 
+/// `POST /shadow-model` body: the version to load as the shadow challenger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowRequest {
+    /// A JSON number is accepted too.
+    #[serde(deserialize_with = "required_string_or_number")]
+    pub version: String,
+}
+
+fn required_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    string_or_number(d)?.ok_or_else(|| serde::de::Error::custom("version must not be null"))
+}
+
+/// `POST /shadow-model` and `DELETE /shadow-model` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowResponse {
+    /// `"success"`.
+    pub status: String,
+    pub message: String,
+    /// The shadow version now loaded (none after `DELETE`).
+    pub version: Option<String>,
+    /// The shadow version before this call.
+    pub old_version: Option<String>,
+    /// False when nothing changed (the same version was already the shadow, or none was
+    /// loaded to delete).
+    pub changed: bool,
+}
+
 /// Every error answer: a stable machine-readable `error` code and a human `message`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorResponse {
@@ -149,5 +204,13 @@ mod tests {
         let r: ReloadRequest = serde_json::from_str("{}").unwrap();
         assert_eq!(r.version, None);
         assert!(serde_json::from_str::<ReloadRequest>(r#"{"versoin": 7}"#).is_err());
+    }
+
+    #[test]
+    fn a_shadow_request_needs_a_version() {
+        let r: ShadowRequest = serde_json::from_str(r#"{"version": 4}"#).unwrap();
+        assert_eq!(r.version, "4");
+        assert!(serde_json::from_str::<ShadowRequest>("{}").is_err());
+        assert!(serde_json::from_str::<ShadowRequest>(r#"{"version": null}"#).is_err());
     }
 }

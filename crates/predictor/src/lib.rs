@@ -9,6 +9,8 @@ pub mod input;
 pub mod loader;
 pub mod metrics;
 pub mod routes;
+pub mod scoring;
+pub mod shadow;
 pub mod state;
 
 use actix_web::web;

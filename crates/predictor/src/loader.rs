@@ -17,9 +17,10 @@ use model::{LoadedModel, ModelError};
 use serde::{Deserialize, Serialize};
 
 /// A model ready to serve, with what `/model/info` says about it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ServedModel {
-    pub model: LoadedModel,
+    /// Shared: the shadow challenger promoted to served is the same model, not a copy.
+    pub model: Arc<LoadedModel>,
     pub info: ModelInfo,
 }
 
@@ -206,6 +207,7 @@ impl Loader {
             n_trees: loaded.ensemble.n_trees(),
             estimator: loaded.estimator.clone(),
             accepts_missing: loaded.accepts_missing,
+            shadow: None,
         };
         if let Some(cache) = self.cache_dir() {
             // A cache failure must not fail the reload: the model is good and in memory.
@@ -215,7 +217,7 @@ impl Loader {
             prune_cache(&cache, &info.model_version, self.cache_versions);
         }
         Ok(ServedModel {
-            model: loaded,
+            model: Arc::new(loaded),
             info,
         })
     }
@@ -310,9 +312,10 @@ impl Loader {
             n_trees: loaded.ensemble.n_trees(),
             estimator: loaded.estimator.clone(),
             accepts_missing: loaded.accepts_missing,
+            shadow: None,
         };
         ServedModel {
-            model: loaded,
+            model: Arc::new(loaded),
             info,
         }
     }

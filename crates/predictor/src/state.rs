@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::predictor::{ModelOrigin, ReloadRequest, ReloadResponse};
+use api::predictor::{ModelOrigin, ReloadRequest, ReloadResponse, ShadowRequest, ShadowResponse};
 use api::selector::Selector;
 use arc_swap::ArcSwapOption;
 
@@ -18,7 +18,9 @@ pub struct AppState {
     pub loader: Loader,
     /// The configured selector (MODEL_VERSION / MODEL_ALIAS / MODEL_STAGE).
     pub selector: Selector,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The shadow challenger scored beside the served model.
+    pub shadow: crate::shadow::Shadow,
     pub admin_token: Option<String>,
     pub max_instances: usize,
     /// Where predictions run, and their deadline.
@@ -32,12 +34,14 @@ impl AppState {
         admin_token: Option<String>,
         max_instances: usize,
     ) -> Self {
+        let metrics = Arc::new(Metrics::new());
         AppState {
             model: ArcSwapOption::empty(),
             reload_lock: tokio::sync::Mutex::new(()),
             loader,
             selector,
-            metrics: Metrics::new(),
+            shadow: crate::shadow::Shadow::new(metrics.clone()),
+            metrics,
             admin_token: admin_token.filter(|t| !t.is_empty()),
             max_instances,
             compute: crate::compute::Compute::per_core(Duration::from_secs(10)),
@@ -51,8 +55,21 @@ impl AppState {
 
     fn serve(&self, model: ServedModel) {
         self.metrics.set_served_model(&model.info);
+        let version = model.info.model_version.clone();
         self.model.store(Some(Arc::new(model)));
+        self.track_version(&version);
         release_freed_memory();
+    }
+
+    /// Keeps the per-version series of what is served and shadowed, and a few more.
+    fn track_version(&self, version: &str) {
+        let served = self.current().map(|m| m.info.model_version.clone());
+        let shadow = self.shadow.current().map(|m| m.info.model_version.clone());
+        let in_use: Vec<&str> = [served.as_deref(), shadow.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        self.metrics.versions.loaded(version, &in_use);
     }
 
     /// Start-up: the registry by the configured selector, else the fallback directory.
@@ -186,7 +203,10 @@ impl AppState {
             None => self.selector.clone(),
         };
         let served = self.current();
-        let new = self.loader.from_registry(&selector).await?;
+        let new = match self.promotable_shadow(&selector) {
+            Some(shadow) => shadow,
+            None => self.loader.from_registry(&selector).await?,
+        };
         if !request.allow_schema_change {
             check_schema(served.as_ref(), &new)?;
         }
@@ -220,6 +240,77 @@ impl AppState {
         };
         self.serve(new);
         Ok(response)
+    }
+}
+
+impl AppState {
+    /// The shadow, when `selector` pins its version: it becomes the served model without a
+    /// download (the same parsed model, shared).
+    fn promotable_shadow(&self, selector: &Selector) -> Option<ServedModel> {
+        let Selector::Version(version) = selector else {
+            return None;
+        };
+        let shadow = self.shadow.current()?;
+        (shadow.info.model_version == *version).then(|| {
+            let mut promoted = ServedModel::clone(&shadow);
+            promoted.info.loaded_at = chrono::Utc::now().to_rfc3339();
+            promoted.info.selector = selector.to_string();
+            promoted
+        })
+    }
+
+    /// `POST /shadow-model`: loads `version` from the registry as the shadow challenger. It
+    /// must take the served model's features (it scores the same rows). On any failure the
+    /// shadow, if any, is untouched.
+    pub async fn load_shadow(&self, request: ShadowRequest) -> Result<ShadowResponse, LoadError> {
+        let _guard = self.reload_lock.lock().await;
+        let version = request.version;
+        let old = self.shadow.current().map(|m| m.info.model_version.clone());
+        if old.as_deref() == Some(version.as_str()) {
+            return Ok(ShadowResponse {
+                status: "success".into(),
+                message: format!("version {version} was already the shadow; nothing changed"),
+                version: Some(version),
+                old_version: old,
+                changed: false,
+            });
+        }
+        let new = self
+            .loader
+            .from_registry(&Selector::Version(version.clone()))
+            .await?;
+        check_schema(self.current().as_ref(), &new)?;
+        self.shadow.set(Arc::new(new));
+        self.track_version(&version);
+        release_freed_memory();
+        tracing::info!(old_shadow = ?old, shadow = %version, "shadow model loaded");
+        Ok(ShadowResponse {
+            status: "success".into(),
+            message: format!("version {version} is scored as the shadow"),
+            version: Some(version),
+            old_version: old,
+            changed: true,
+        })
+    }
+
+    /// `DELETE /shadow-model`: stops scoring the shadow and frees it.
+    pub async fn unload_shadow(&self) -> ShadowResponse {
+        let _guard = self.reload_lock.lock().await;
+        let old = self.shadow.clear();
+        release_freed_memory();
+        if let Some(old) = &old {
+            tracing::info!(old_shadow = %old, "shadow model unloaded");
+        }
+        ShadowResponse {
+            status: "success".into(),
+            message: match &old {
+                Some(v) => format!("shadow version {v} unloaded"),
+                None => "no shadow was loaded; nothing changed".into(),
+            },
+            version: None,
+            changed: old.is_some(),
+            old_version: old,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::input::{
     Schema, rows_from_columns, rows_from_csv, rows_from_instances, rows_from_split,
 };
+use crate::scoring::score;
 use crate::state::AppState;
 
 /// The largest request body, in bytes (`PREDICTOR_MAX_BODY_BYTES`).
@@ -27,23 +28,13 @@ fn is_csv(ctx: &GuardContext) -> bool {
         .is_some_and(|ct| ct.essence_str() == "text/csv")
 }
 
-/// Reads the rows with `rows`, predicts with the served model off the HTTP workers, and
-/// answers MLflow's `{"predictions": [...]}`.
+/// Reads the rows with `rows`, scores them (`scoring::score`), and answers MLflow's
+/// `{"predictions": [...]}`.
 async fn answer(
     state: &AppState,
     rows: impl FnOnce(&Schema<'_>, usize) -> Result<Vec<Vec<f64>>, ApiError> + Send + 'static,
 ) -> Result<HttpResponse, ApiError> {
-    // Hold this model for the whole request: a concurrent reload cannot change it midway.
-    let model = state.current().ok_or(ApiError::NoModel)?;
-    let max = state.max_instances;
-    let predictions = state
-        .compute
-        .run(move || {
-            let rows = rows(&model.schema(), max)?;
-            crate::error::finite(model.predict(&rows))
-        })
-        .await?;
-    state.metrics.count_predictions(predictions.len());
+    let (predictions, _) = score(state, rows).await?;
     Ok(HttpResponse::Ok().json(InvocationsResponse { predictions }))
 }
 

@@ -1,11 +1,13 @@
 //! HTTP routes; each module registers its own.
 
+mod admin;
 mod health;
 mod invocations;
 mod metrics;
 mod model_info;
 mod predict;
 mod reload;
+mod shadow;
 
 use actix_web::web;
 
@@ -17,5 +19,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(predict::configure)
         .configure(invocations::configure)
         .configure(reload::configure)
+        .configure(shadow::configure)
         .configure(metrics::configure);
 }

@@ -10,5 +10,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[get("/model/info")]
 async fn model_info(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let model = state.current().ok_or(ApiError::NoModel)?;
-    Ok(HttpResponse::Ok().json(&model.info))
+    let mut info = model.info.clone();
+    info.shadow = state.shadow.info();
+    Ok(HttpResponse::Ok().json(info))
 }

@@ -1,4 +1,7 @@
-//! Prometheus metrics of the predictor (`GET /metrics`).
+//! Prometheus metrics of the predictor (`GET /metrics`): HTTP, reloads and the served
+//! model here; per-version figures in [`versions`].
+
+pub mod versions;
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -51,6 +54,8 @@ pub struct Metrics {
     model_info: Family<ModelLabels, Gauge>,
     served_version: Gauge,
     current_model: Mutex<Option<ModelLabels>>,
+    /// By version: what canary verdicts and shadow comparisons are computed from.
+    pub versions: versions::VersionMetrics,
 }
 
 impl Default for Metrics {
@@ -88,7 +93,9 @@ impl Metrics {
             "The served registry version number (0 for a non-numeric version)",
             served_version.clone(),
         );
+        let versions = versions::VersionMetrics::register(&mut registry);
         Metrics {
+            versions,
             registry,
             request_duration,
             predictions,

@@ -1,0 +1,55 @@
+//! One prediction request, whatever its format: rows read with the served model's schema,
+//! predicted on the compute pool, recorded under the version that answered, and offered to
+//! the shadow challenger.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::ResponseError;
+
+use crate::error::{ApiError, finite};
+use crate::input::Schema;
+use crate::loader::ServedModel;
+use crate::metrics::versions::Outcome;
+use crate::state::AppState;
+
+/// The predictions and the model that made them (held for the whole request: a concurrent
+/// reload cannot change it midway). `rows` reads the request's rows for a schema and a
+/// maximum row count; it runs off the HTTP workers, as the prediction does.
+pub async fn score<F>(state: &AppState, rows: F) -> Result<(Vec<f64>, Arc<ServedModel>), ApiError>
+where
+    F: FnOnce(&Schema<'_>, usize) -> Result<Vec<Vec<f64>>, ApiError> + Send + 'static,
+{
+    let model = state.current().ok_or(ApiError::NoModel)?;
+    let started = Instant::now();
+    let worker = model.clone();
+    let max = state.max_instances;
+    let answer = state
+        .compute
+        .run(move || {
+            let rows = rows(&worker.schema(), max)?;
+            let predictions = finite(worker.predict(&rows))?;
+            Ok((rows, predictions))
+        })
+        .await;
+    let version = &model.info.model_version;
+    let seconds = started.elapsed().as_secs_f64();
+    let versions = &state.metrics.versions;
+    match answer {
+        Ok((rows, predictions)) => {
+            versions.observe_request(version, Outcome::Ok, seconds, &predictions);
+            state.metrics.count_predictions(predictions.len());
+            state.shadow.offer(&model, rows, &predictions);
+            Ok((predictions, model))
+        }
+        Err(e) => {
+            let outcome = if e.status_code().is_server_error() {
+                Outcome::Error
+            } else {
+                Outcome::Rejected
+            };
+            versions.observe_request(version, outcome, seconds, &[]);
+            Err(e)
+        }
+    }
+}
