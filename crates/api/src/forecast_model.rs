@@ -8,6 +8,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use crate::duration::{SpecDuration, parse_duration};
+pub use crate::rollout::{
+    AnalysisFigures, AnalysisSpec, CanarySpec, HISTORY_LIMIT, LatencyBucket, PodCounters,
+    RolloutPhase, RolloutProgress, RolloutRecord, RolloutResult, RolloutSpec, RolloutStrategy,
+};
 pub use crate::selector::Selector;
 
 /// Condition types the operator maintains.
@@ -31,7 +35,9 @@ pub mod condition {
     printcolumn = r#"{"name":"Selector","type":"string","jsonPath":".status.selector"}"#,
     printcolumn = r#"{"name":"Served","type":"string","jsonPath":".status.servedVersion"}"#,
     printcolumn = r#"{"name":"Desired","type":"string","jsonPath":".status.desiredVersion"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.rollout.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Shadow","type":"string","jsonPath":".status.shadow.version","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -93,20 +99,79 @@ pub struct ModelRef {
     /// Serve exactly this version (a pin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// A challenger loaded in every pod beside the served version and scored on every
+    /// request off the response path (`status.shadow` compares them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowRef>,
+}
+
+/// The shadow challenger's version: exactly one of `alias`, `stage` and `version`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("oneOf" = [
+    {"required": ["alias"]},
+    {"required": ["stage"]},
+    {"required": ["version"]}
+]))]
+pub struct ShadowRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl ShadowRef {
+    /// The selector, or why the combination is invalid.
+    pub fn selector(&self) -> Result<Selector, String> {
+        one_selector(&self.alias, &self.stage, &self.version)
+            .map_err(|e| format!("spec.model.shadow {e}"))
+    }
+}
+
+/// Exactly one of the three, blank values counting as unset.
+fn one_selector(
+    alias: &Option<String>,
+    stage: &Option<String>,
+    version: &Option<String>,
+) -> Result<Selector, String> {
+    let set = |v: &Option<String>| v.as_ref().filter(|s| !s.trim().is_empty()).cloned();
+    match (set(alias), set(stage), set(version)) {
+        (Some(a), None, None) => Ok(Selector::Alias(a)),
+        (None, Some(s), None) => Ok(Selector::Stage(s)),
+        (None, None, Some(v)) => Ok(Selector::Version(v)),
+        (None, None, None) => Err("needs one of alias, stage or version".into()),
+        _ => Err("must set only one of alias, stage or version".into()),
+    }
+}
+
+/// `status.shadow`: the shadow challenger over every pod that scores it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowStatus {
+    pub version: String,
+    /// Pods that hold the shadow version.
+    pub pods: i32,
+    /// Requests scored by both the served and the shadow version.
+    pub compared: u64,
+    /// Mean over compared rows of |shadow − served|.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_abs_diff: Option<f64>,
+    /// 99th percentile of |shadow − served| per row (from the pods' histograms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_abs_diff: Option<f64>,
+    /// Requests the shadow could not score.
+    pub errors: u64,
+    /// Requests not scored because a pod's shadow queue was full.
+    pub dropped: u64,
 }
 
 impl ModelRef {
     /// The selector, or why the combination is invalid (for clusters that do not enforce
     /// the schema's `oneOf`).
     pub fn selector(&self) -> Result<Selector, String> {
-        let set = |v: &Option<String>| v.as_ref().filter(|s| !s.trim().is_empty()).cloned();
-        match (set(&self.alias), set(&self.stage), set(&self.version)) {
-            (Some(a), None, None) => Ok(Selector::Alias(a)),
-            (None, Some(s), None) => Ok(Selector::Stage(s)),
-            (None, None, Some(v)) => Ok(Selector::Version(v)),
-            (None, None, None) => Err("spec.model needs one of alias, stage or version".into()),
-            _ => Err("spec.model must set only one of alias, stage or version".into()),
-        }
+        one_selector(&self.alias, &self.stage, &self.version).map_err(|e| format!("spec.model {e}"))
     }
 }
 
@@ -153,51 +218,6 @@ impl Default for PredictorSpec {
     }
 }
 
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
-pub enum RolloutStrategy {
-    /// Reload each pod in place over HTTP (no restarts).
-    #[default]
-    Reload,
-    /// Restart the pods (for clusters that forbid operator-to-pod calls).
-    Restart,
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RolloutSpec {
-    #[serde(default)]
-    pub strategy: RolloutStrategy,
-    /// Pods reloaded at once.
-    #[serde(default = "default_max_concurrent")]
-    #[schemars(range(min = 1))]
-    pub max_concurrent: i32,
-    /// How long a pod may take to load and report the new version.
-    #[serde(default = "default_verify_timeout")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
-    pub verify_timeout: SpecDuration,
-    /// A feature row every pod must predict a finite value for after reloading.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub smoke_input: Option<Vec<f64>>,
-}
-
-fn default_max_concurrent() -> i32 {
-    1
-}
-fn default_verify_timeout() -> SpecDuration {
-    SpecDuration::parse("60s")
-}
-
-impl Default for RolloutSpec {
-    fn default() -> Self {
-        RolloutSpec {
-            strategy: RolloutStrategy::Reload,
-            max_concurrent: default_max_concurrent(),
-            verify_timeout: default_verify_timeout(),
-            smoke_input: None,
-        }
-    }
-}
-
 /// A pod and the version it serves.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct PodVersion {
@@ -236,6 +256,15 @@ pub struct ForecastModelStatus {
     pub last_rollout_duration: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The rollout in progress, or `phase: Idle`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutProgress>,
+    /// The last rollouts, newest first (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RolloutRecord>,
+    /// The shadow challenger's comparison, while `spec.model.shadow` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStatus>,
 }
 
 #[cfg(test)]
@@ -250,6 +279,7 @@ mod tests {
             alias: a.map(Into::into),
             stage: s.map(Into::into),
             version: v.map(Into::into),
+            shadow: None,
         };
         assert_eq!(
             m(Some("champion"), None, None).selector().unwrap(),
@@ -275,7 +305,9 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["Model", "Selector", "Served", "Desired", "Ready", "Age"]
+            [
+                "Model", "Selector", "Served", "Desired", "Phase", "Ready", "Shadow", "Age"
+            ]
         );
         let model =
             &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["model"];

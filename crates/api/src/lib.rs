@@ -6,4 +6,6 @@ pub mod duration;
 pub mod forecast_model;
 pub mod predictor;
 pub mod reasons;
+#[cfg(feature = "crd")]
+pub mod rollout;
 pub mod selector;
