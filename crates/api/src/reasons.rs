@@ -52,6 +52,29 @@ pub const ROLLOUT_SUCCEEDED: &str = "RolloutSucceeded";
 pub const ROLLED_BACK: &str = "RolledBack";
 /// Event: the registry could not be reached.
 pub const REGISTRY_UNREACHABLE: &str = "RegistryUnreachable";
+/// `Progressing=True`: canary pods serve the new version and bake before the verdict.
+pub const CANARY_BAKING: &str = "CanaryBaking";
+/// `Degraded=True` and an Event: the canary verdict failed (the event names each figure and
+/// its limit); the canary pods were reverted and the version marked failed.
+pub const ANALYSIS_FAILED: &str = "AnalysisFailed";
+/// `Degraded=True` and an Event: the canary pods had too little traffic by `maxBake`; the
+/// canary pods were reverted and the version marked failed.
+pub const ANALYSIS_INCONCLUSIVE: &str = "AnalysisInconclusive";
+/// Event: the canary pods are being switched to a new version.
+pub const CANARY_STARTED: &str = "CanaryStarted";
+/// Event: the canary verdict passed (with the figures); the rest of the pods follow.
+pub const CANARY_PASSED: &str = "CanaryPassed";
+/// Event (Warning): a canary is configured but fewer than two pods are ready; every pod
+/// rolls at once.
+pub const CANARY_SKIPPED: &str = "CanarySkipped";
+/// `status.history`: a rollout stopped because the registry moved on before it finished.
+pub const SUPERSEDED: &str = "Superseded";
+/// Event: pods loaded the shadow version.
+pub const SHADOW_LOADED: &str = "ShadowLoaded";
+/// Event: pods unloaded their shadow (the spec has none any more).
+pub const SHADOW_UNLOADED: &str = "ShadowUnloaded";
+/// Event (Warning): pods could not load the shadow version (serving is unaffected).
+pub const SHADOW_LOAD_FAILED: &str = "ShadowLoadFailed";
 
 /// Every reason above.
 pub const ALL: &[&str] = &[
@@ -79,6 +102,16 @@ pub const ALL: &[&str] = &[
     ROLLOUT_SUCCEEDED,
     ROLLED_BACK,
     REGISTRY_UNREACHABLE,
+    CANARY_BAKING,
+    ANALYSIS_FAILED,
+    ANALYSIS_INCONCLUSIVE,
+    CANARY_STARTED,
+    CANARY_PASSED,
+    CANARY_SKIPPED,
+    SUPERSEDED,
+    SHADOW_LOADED,
+    SHADOW_UNLOADED,
+    SHADOW_LOAD_FAILED,
 ];
 
 #[cfg(test)]

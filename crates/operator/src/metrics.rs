@@ -1,6 +1,8 @@
 //! Prometheus metrics of the operator (`GET /metrics`).
 
-use api::forecast_model::{ForecastModel, ForecastModelStatus};
+use std::sync::atomic::AtomicU64;
+
+use api::forecast_model::{AnalysisFigures, ForecastModel, ForecastModelStatus};
 use kube::ResourceExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -40,6 +42,25 @@ pub struct Metrics {
     pub served_version: Family<ModelLabel, Gauge>,
     pub leader: Gauge,
     pub webhooks: Family<ResultLabel, Counter>,
+    pub canary_verdicts: Family<ResultLabel, Counter>,
+    pub canary: CanaryGauges,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabel {
+    pub namespace: String,
+    pub name: String,
+}
+
+type FloatGauge = Family<ObjectLabel, Gauge<f64, AtomicU64>>;
+
+/// The last canary analysis of each ForecastModel.
+#[derive(Default)]
+pub struct CanaryGauges {
+    pub requests: FloatGauge,
+    pub error_rate: FloatGauge,
+    pub latency_ratio: FloatGauge,
+    pub prediction_shift: FloatGauge,
 }
 
 impl Default for Metrics {
@@ -105,7 +126,36 @@ impl Default for Metrics {
             "MLflow webhook deliveries by result (accepted, rejected, ignored)",
             webhooks.clone(),
         );
+        let canary_verdicts = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "canary_verdicts",
+            "Canary verdicts by result (pass, fail, inconclusive)",
+            canary_verdicts.clone(),
+        );
+        let canary = CanaryGauges::default();
+        registry.register(
+            "canary_requests",
+            "Predictions the canary pods answered in the last analysis's window",
+            canary.requests.clone(),
+        );
+        registry.register(
+            "canary_error_rate",
+            "Share of canary predictions answered with a 5xx, last analysis",
+            canary.error_rate.clone(),
+        );
+        registry.register(
+            "canary_latency_ratio",
+            "Canary p99 / baseline p99 latency, last analysis",
+            canary.latency_ratio.clone(),
+        );
+        registry.register(
+            "canary_prediction_shift",
+            "|mean canary - mean baseline| / |mean baseline| prediction, last analysis",
+            canary.prediction_shift.clone(),
+        );
         Metrics {
+            canary_verdicts,
+            canary,
             registry,
             reconciles,
             errors,
@@ -143,13 +193,14 @@ impl Metrics {
                 from,
                 reloaded,
                 took,
+                ..
             } if !reloaded.is_empty() || from.as_deref() != Some(target.as_str()) => {
                 self.rollout_duration.observe(took.as_secs_f64());
                 Metrics::count(&self.rollouts, "succeeded");
             }
-            RolloutOutcome::Failed { .. } | RolloutOutcome::RestartFailed { .. } => {
-                Metrics::count(&self.rollouts, "failed")
-            }
+            RolloutOutcome::Failed { .. }
+            | RolloutOutcome::RestartFailed { .. }
+            | RolloutOutcome::AnalysisFailed { .. } => Metrics::count(&self.rollouts, "failed"),
             _ => {}
         }
         if let Some(v) = status
@@ -164,6 +215,23 @@ impl Metrics {
                     model: fm.spec.model.name.clone(),
                 })
                 .set(v);
+        }
+    }
+
+    /// The figures of a canary analysis, as the ForecastModel's gauges.
+    pub fn record_analysis(&self, fm: &ForecastModel, f: &AnalysisFigures) {
+        let label = ObjectLabel {
+            namespace: fm.namespace().unwrap_or_default(),
+            name: fm.name_any(),
+        };
+        let g = &self.canary;
+        g.requests.get_or_create(&label).set(f.requests as f64);
+        g.error_rate.get_or_create(&label).set(f.error_rate);
+        if let Some(r) = f.latency_ratio {
+            g.latency_ratio.get_or_create(&label).set(r);
+        }
+        if let Some(s) = f.prediction_shift {
+            g.prediction_shift.get_or_create(&label).set(s);
         }
     }
 

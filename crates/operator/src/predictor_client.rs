@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use api::predictor::{ModelInfo, PredictResponse, ReloadResponse};
+use api::predictor::{ModelInfo, PredictResponse, ReloadResponse, ShadowResponse};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -19,6 +19,9 @@ pub enum Call {
     Info,
     Reload,
     Smoke,
+    Metrics,
+    LoadShadow,
+    UnloadShadow,
 }
 
 impl std::fmt::Display for Call {
@@ -27,6 +30,9 @@ impl std::fmt::Display for Call {
             Call::Info => "GET /model/info",
             Call::Reload => "POST /reload-model",
             Call::Smoke => "smoke prediction",
+            Call::Metrics => "GET /metrics",
+            Call::LoadShadow => "POST /shadow-model",
+            Call::UnloadShadow => "DELETE /shadow-model",
         })
     }
 }
@@ -111,11 +117,64 @@ impl PredictorClient {
     }
 }
 
+impl PredictorClient {
+    /// The pod's metrics page (read for canary verdicts and the shadow's comparison).
+    pub async fn metrics(&self, base: &str, timeout: Duration) -> Result<String, PredictorError> {
+        let request = self.http.get(format!("{base}/metrics")).timeout(timeout);
+        let body = read(Call::Metrics, request).await?;
+        String::from_utf8(body).map_err(|e| PredictorError::BadAnswer {
+            call: Call::Metrics,
+            detail: e.to_string(),
+        })
+    }
+
+    /// Asks the pod to load `version` as its shadow challenger.
+    pub async fn load_shadow(
+        &self,
+        base: &str,
+        token: &str,
+        version: &str,
+        timeout: Duration,
+    ) -> Result<ShadowResponse, PredictorError> {
+        let request = self
+            .http
+            .post(format!("{base}/shadow-model"))
+            .bearer_auth(token)
+            .json(&json!({ "version": version }))
+            .timeout(timeout);
+        call(Call::LoadShadow, request).await
+    }
+
+    /// Asks the pod to unload its shadow.
+    pub async fn unload_shadow(
+        &self,
+        base: &str,
+        token: &str,
+        timeout: Duration,
+    ) -> Result<ShadowResponse, PredictorError> {
+        let request = self
+            .http
+            .delete(format!("{base}/shadow-model"))
+            .bearer_auth(token)
+            .timeout(timeout);
+        call(Call::UnloadShadow, request).await
+    }
+}
+
 /// Sends `request` and reads its JSON answer, at most [`MAX_ANSWER_BYTES`].
 async fn call<T: DeserializeOwned>(
     call: Call,
     request: reqwest::RequestBuilder,
 ) -> Result<T, PredictorError> {
+    let body = read(call, request).await?;
+    serde_json::from_slice(&body).map_err(|e| PredictorError::BadAnswer {
+        call,
+        detail: e.to_string(),
+    })
+}
+
+/// Sends `request` and reads a successful answer's body, at most [`MAX_ANSWER_BYTES`].
+async fn read(call: Call, request: reqwest::RequestBuilder) -> Result<Vec<u8>, PredictorError> {
     let transport = |source| PredictorError::Transport { call, source };
     let mut response = request.send().await.map_err(transport)?;
     let status = response.status();
@@ -136,10 +195,7 @@ async fn call<T: DeserializeOwned>(
             message: refusal_message(&body),
         });
     }
-    serde_json::from_slice(&body).map_err(|e| PredictorError::BadAnswer {
-        call,
-        detail: e.to_string(),
-    })
+    Ok(body)
 }
 
 /// The `message` of a predictor's JSON error, else the body's text, shortened.

@@ -4,16 +4,21 @@
 //! observe  spec checked, registry answer, served version, pods and what each serves
 //! act      owned objects made as the spec says (Secret, ConfigMap, Deployment, Service)
 //! plan     the pure decision: which version, which pods, or hold
-//! act      the rollout, reported as one RolloutOutcome
+//! canary   the pure staging: a canary first, a bake to judge (analysis), or every pod
+//! act      the rollout, reported as one RolloutOutcome; the shadow loaded in the pods
+//! progress the pure status.rollout and status.history
 //! status   a pure function to the whole status, its events and the next wake-up
 //! report   status written (server-side apply, status subresource), events published
 //! ```
 
 pub mod act;
+pub mod analysis;
+pub mod canary;
 pub mod conditions;
 pub mod events;
 pub mod observe;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod status;
 
@@ -77,11 +82,18 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         failed_versions: failed_versions.clone(),
         pods: observed.pods.clone(),
     });
-    let outcome = act::roll_out(ctx, fm, &spec, &observed, &owned, &plan).await?;
+    let stage = canary::stage(
+        &plan,
+        spec.canary.as_ref(),
+        observed.previous.rollout.as_ref(),
+        &observed.pods,
+    );
+    let outcome = act::roll_out(ctx, fm, &spec, &observed, &owned, &plan, &stage).await?;
     let pods = match outcome.touched_pods() {
         true => observe::pods(ctx, fm, &observe::own_pods(ctx, fm).await?).await,
         false => observed.pods.clone(),
     };
+    let shadow = act::shadow::sync(ctx, fm, &spec, &observed, &pods, &owned.admin_token).await;
     let report = status::report(&status::Inputs {
         generation,
         replicas: fm.spec.predictor.replicas,
@@ -92,9 +104,11 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         plan: &plan,
         outcome: &outcome,
         pods: &pods,
+        shadow: shadow.status,
         now: Timestamp::now(),
     });
     report::write(ctx, fm, &report).await?;
+    events::publish(ctx, fm, &shadow.notes).await;
     ctx.metrics.record(fm, &outcome, &report.status);
     Ok(report
         .requeue_after

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::forecast_model::{ForecastModel, ForecastModelStatus, Selector, SpecDuration};
+use api::forecast_model::{
+    ForecastModel, ForecastModelStatus, RolloutStrategy, Selector, SpecDuration,
+};
 use api::reasons;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::{Api, ResourceExt};
@@ -24,6 +26,10 @@ pub struct ValidSpec {
     pub poll: Duration,
     pub verify_timeout: Duration,
     pub selector: Selector,
+    /// `spec.rollout.canary`, read.
+    pub canary: Option<crate::reconcile::canary::Canary>,
+    /// `spec.model.shadow`'s selector.
+    pub shadow: Option<Selector>,
 }
 
 /// Checks what the schema cannot: durations, the selector, the tracking URI and the image
@@ -43,7 +49,23 @@ pub fn spec(fm: &ForecastModel, policy: &SpecPolicy) -> Result<ValidSpec, String
             env.name
         ));
     }
+    let canary = match &fm.spec.rollout.canary {
+        Some(_) if fm.spec.rollout.strategy == RolloutStrategy::Restart => {
+            return Err(
+                "spec.rollout.canary needs strategy Reload (a canary is judged on pods that switch in place)"
+                    .into(),
+            );
+        }
+        Some(c) => Some(crate::reconcile::canary::Canary::read(c)?),
+        None => None,
+    };
+    let shadow = match &fm.spec.model.shadow {
+        Some(s) => Some(s.selector()?),
+        None => None,
+    };
     Ok(ValidSpec {
+        canary,
+        shadow,
         poll: at_least_a_second("spec.pollInterval", &fm.spec.poll_interval)?,
         verify_timeout: at_least_a_second(
             "spec.rollout.verifyTimeout",
@@ -139,6 +161,8 @@ pub struct Observation {
     pub listed: Vec<Arc<Pod>>,
     /// The same pods, each ready one asked which version it serves.
     pub pods: Vec<PodObservation>,
+    /// The shadow selector's version, or the registry's error (None: no shadow in the spec).
+    pub shadow: Option<Result<String, String>>,
 }
 
 pub async fn observe(ctx: &Context, fm: &ForecastModel, spec: &ValidSpec) -> Result<Observation> {
@@ -151,11 +175,29 @@ pub async fn observe(ctx: &Context, fm: &ForecastModel, spec: &ValidSpec) -> Res
         Ok(_) => fm.spec.registry.credentials_secret.clone(),
         Err(_) => None,
     };
-    let (answer, pods) = futures::join!(
+    let shadow_creds = match (&spec.shadow, &creds) {
+        (Some(_), Ok(c)) => Ok(c.clone()),
+        (_, Err(e)) => Err(MlflowError::Config(e.to_string())),
+        (None, Ok(_)) => Ok(Credentials::None),
+    };
+    let ask_shadow = async {
+        match &spec.shadow {
+            Some(selector) => Some(
+                ask_registry(ctx, fm, shadow_creds, selector)
+                    .await
+                    .map(|v| v.version)
+                    .map_err(|e| e.to_string()),
+            ),
+            None => None,
+        }
+    };
+    let (answer, pods, shadow) = futures::join!(
         ask_registry(ctx, fm, creds, &spec.selector),
-        pods(ctx, fm, &listed)
+        pods(ctx, fm, &listed),
+        ask_shadow
     );
     Ok(Observation {
+        shadow,
         credentials_secret,
         previous: ctx.memory.previous_status(fm),
         registry: registry_answer(&spec.selector, &answer),
@@ -236,20 +278,19 @@ pub async fn pods(ctx: &Context, fm: &ForecastModel, listed: &[Arc<Pod>]) -> Vec
         .map(|p| async move {
             let base_url = base_url(p, port);
             let ready = pod_ready(p);
-            let version = match (&base_url, ready) {
-                (Some(url), true) => ctx
-                    .predictors
-                    .info(url, ctx.observe_timeout)
-                    .await
-                    .ok()
-                    .map(|i| i.model_version),
+            let info = match (&base_url, ready) {
+                (Some(url), true) => ctx.predictors.info(url, ctx.observe_timeout).await.ok(),
                 _ => None,
             };
+            let shadow = info
+                .as_ref()
+                .and_then(|i| i.shadow.as_ref().map(|s| s.version.clone()));
             PodObservation {
                 name: p.name_any(),
                 base_url,
                 ready,
-                version,
+                version: info.map(|i| i.model_version),
+                shadow,
                 restart_marker: p.annotations().get(resources::RESTART_ANNOTATION).cloned(),
                 created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
             }
@@ -257,6 +298,31 @@ pub async fn pods(ctx: &Context, fm: &ForecastModel, listed: &[Arc<Pod>]) -> Vec
     let mut out = futures::future::join_all(observations).await;
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// Each named pod's `/metrics`, read (pods that do not answer are left out).
+pub async fn pod_metrics(
+    ctx: &Context,
+    pods: &[&PodObservation],
+) -> Vec<(String, crate::pod_metrics::PodMetrics)> {
+    let reads = pods.iter().filter_map(|p| {
+        let url = p.base_url.clone()?;
+        Some(async move {
+            let text = ctx.predictors.metrics(&url, ctx.observe_timeout).await;
+            match text {
+                Ok(text) => Some((p.name.clone(), crate::pod_metrics::parse(&text))),
+                Err(e) => {
+                    tracing::debug!(pod = %p.name, error = %e, "no metrics from the pod");
+                    None
+                }
+            }
+        })
+    });
+    futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// The served version: the owned ConfigMap's (from the cache), or what this process

@@ -14,6 +14,8 @@ pub struct PodObservation {
     pub ready: bool,
     /// What the pod's `/model/info` reported (None: not asked or no answer).
     pub version: Option<String>,
+    /// The shadow version the pod's `/model/info` reported.
+    pub shadow: Option<String>,
     /// The version whose `Restart` rollout created this pod (its restart annotation).
     pub restart_marker: Option<String>,
     /// When the pod was created.

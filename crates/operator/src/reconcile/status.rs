@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use api::forecast_model::{ForecastModel, ForecastModelStatus, PodVersion, condition};
+use api::forecast_model::{
+    ForecastModel, ForecastModelStatus, PodVersion, RolloutPhase, RolloutProgress, ShadowStatus,
+    condition,
+};
 use api::reasons;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -14,6 +17,7 @@ use crate::reconcile::conditions::{self, ConditionState, ConditionStatus, Desire
 use crate::reconcile::events::Note;
 use crate::reconcile::observe::{Observation, ValidSpec};
 use crate::reconcile::plan::{self, Hold, Plan, PodObservation};
+use crate::reconcile::progress;
 
 /// How many pods `status.pods` lists.
 pub const MAX_STATUS_PODS: usize = 20;
@@ -32,6 +36,8 @@ pub struct Inputs<'a> {
     pub outcome: &'a RolloutOutcome,
     /// The pods after acting.
     pub pods: &'a [PodObservation],
+    /// The shadow's comparison over the pods (None: no shadow in the spec).
+    pub shadow: Option<ShadowStatus>,
     pub now: Timestamp,
 }
 
@@ -89,15 +95,20 @@ pub fn rolling_out(
     previous: &ForecastModelStatus,
     target: &str,
     pods: usize,
+    progress: RolloutProgress,
 ) -> ForecastModelStatus {
     let generation = fm.metadata.generation;
     let mut desired = Desired::new();
+    let which = match progress.phase {
+        RolloutPhase::Canary => "canary ",
+        _ => "",
+    };
     desired.insert(
         condition::PROGRESSING,
         ConditionState::new(
             true,
             reasons::ROLLING_OUT,
-            format!("reloading {pods} pods to version {target}"),
+            format!("reloading {pods} {which}pods to version {target}"),
         ),
     );
     let mut merged = previous.conditions.clone();
@@ -113,6 +124,7 @@ pub fn rolling_out(
         observed_generation: generation,
         desired_version: Some(target.to_owned()),
         conditions: merged,
+        rollout: Some(progress),
         ..previous.clone()
     }
 }
@@ -132,8 +144,13 @@ pub fn report(i: &Inputs) -> Report {
         previous_version: previous.previous_version.clone(),
         failed_versions: i.failed_versions.to_vec(),
         last_rollout_duration: previous.last_rollout_duration.clone(),
+        shadow: i.shadow.clone(),
         ..ForecastModelStatus::default()
     };
+    let held = matches!(i.plan, Plan::Hold(_));
+    let next = progress::next(previous.rollout.as_ref(), i.outcome, held, i.now);
+    status.history = progress::history(&previous.history, &next.finished);
+    status.rollout = Some(next.progress);
     let mut notes = Vec::new();
     let was_unreachable =
         conditions::status_of(&previous.conditions, condition::REGISTRY_REACHABLE)
@@ -160,13 +177,33 @@ pub fn report(i: &Inputs) -> Report {
     desired.insert(condition::REGISTRY_REACHABLE, registry.reachable.clone());
     status.conditions =
         conditions::written(&previous.conditions, &desired, i.generation, &Time(i.now));
+    let mut requeue = requeue_after(&status, i.spec.poll, i.now);
+    if let Some(wait) = bake_wait(i) {
+        requeue = requeue.min(wait);
+    }
     Report {
         changed: *previous != status,
-        requeue_after: Some(requeue_after(&status, i.spec.poll, i.now)),
+        requeue_after: Some(requeue),
         status,
         notes,
     }
 }
+
+/// While a canary bakes, when to look at it again.
+fn bake_wait(i: &Inputs) -> Option<Duration> {
+    match i.outcome {
+        RolloutOutcome::Baking { wait, .. } => Some(*wait),
+        RolloutOutcome::CanaryStarted { .. } => i.spec.canary.as_ref().map(|c| c.settings.bake),
+        _ => None,
+    }
+}
+
+/// The `Degraded` reasons that mark a version failed.
+const FAILED_VERSION_REASONS: &[&str] = &[
+    reasons::ROLLOUT_FAILED,
+    reasons::ANALYSIS_FAILED,
+    reasons::ANALYSIS_INCONCLUSIVE,
+];
 
 /// While the registry points at a version whose rollout failed, `Degraded` stays True
 /// (`RolloutFailed`, with the failure's own message when it was the last one reported).
@@ -180,16 +217,20 @@ fn held_back(
         .conditions
         .iter()
         .find(|c| c.type_ == condition::DEGRADED)
-        .filter(|c| {
-            c.status == ConditionStatus::True.as_str() && c.reason == reasons::ROLLOUT_FAILED
+        .filter(|c| c.status == ConditionStatus::True.as_str())
+        .and_then(|c| {
+            FAILED_VERSION_REASONS
+                .iter()
+                .find(|r| **r == c.reason)
+                .map(|r| (*r, c.message.clone()))
         });
-    let message = match earlier {
-        Some(c) => c.message.clone(),
-        None => format!(
+    let (reason, message) = earlier.unwrap_or_else(|| {
+        let message = format!(
             "version {desired} failed its rollout; it is not tried again until the registry points elsewhere and back"
-        ),
-    };
-    Some(ConditionState::new(true, reasons::ROLLOUT_FAILED, message))
+        );
+        (reasons::ROLLOUT_FAILED, message)
+    });
+    Some(ConditionState::new(true, reason, message))
 }
 
 /// What the rollout's outcome changes in the status, its events, and the `Degraded`
@@ -212,12 +253,37 @@ fn outcome_effects(
             .collect()
     };
     match outcome {
-        RolloutOutcome::Nothing => None,
+        RolloutOutcome::Nothing | RolloutOutcome::Baking { .. } => None,
+        RolloutOutcome::CanaryStarted {
+            target, reloaded, ..
+        } => {
+            notes.extend(reloaded_notes(reloaded, target));
+            None
+        }
+        RolloutOutcome::AnalysisFailed {
+            target,
+            from,
+            reason,
+            message,
+            revert,
+            ..
+        } => {
+            notes.push(Note::warning(reason, message.clone()));
+            notes.push(Note::warning(
+                reasons::ROLLED_BACK,
+                reverted_text(revert, Some(from)),
+            ));
+            if !status.failed_versions.contains(target) {
+                status.failed_versions.push(target.clone());
+            }
+            Some(ConditionState::new(true, reason, message.clone()))
+        }
         RolloutOutcome::Succeeded {
             target,
             from,
             reloaded,
             took,
+            ..
         } => {
             let moved = from.as_deref() != Some(target.as_str());
             if moved {
@@ -279,24 +345,7 @@ fn outcome_effects(
             revert,
         } => {
             notes.extend(reloaded_notes(reloaded, target));
-            let from_text = from.as_deref().unwrap_or("?");
-            let rolled_back = match revert {
-                Revert::Done { reverted, failures } if failures.is_empty() => {
-                    format!("reverted {} pods to version {from_text}", reverted.len())
-                }
-                Revert::Done { reverted, failures } => {
-                    let errors: Vec<String> = failures.iter().map(ToString::to_string).collect();
-                    format!(
-                        "reverted {} pods to version {from_text}; could not revert: {}",
-                        reverted.len(),
-                        errors.join("; ")
-                    )
-                }
-                Revert::NoPreviousVersion { left } => format!(
-                    "no previous version is recorded; {} switched pods were left as they are",
-                    left.len()
-                ),
-            };
+            let rolled_back = reverted_text(revert, from.as_deref());
             notes.push(Note::warning(
                 reasons::ROLLOUT_FAILED,
                 format!("version {target}: {failure}"),
@@ -332,6 +381,28 @@ fn outcome_effects(
     }
 }
 
+/// What a revert did, for the `RolledBack` event.
+fn reverted_text(revert: &Revert, from: Option<&str>) -> String {
+    let from_text = from.unwrap_or("?");
+    match revert {
+        Revert::Done { reverted, failures } if failures.is_empty() => {
+            format!("reverted {} pods to version {from_text}", reverted.len())
+        }
+        Revert::Done { reverted, failures } => {
+            let errors: Vec<String> = failures.iter().map(ToString::to_string).collect();
+            format!(
+                "reverted {} pods to version {from_text}; could not revert: {}",
+                reverted.len(),
+                errors.join("; ")
+            )
+        }
+        Revert::NoPreviousVersion { left } => format!(
+            "no previous version is recorded; {} switched pods were left as they are",
+            left.len()
+        ),
+    }
+}
+
 /// The pod counts in `status`, and the `Ready` and `Progressing` states they call for.
 fn pod_conditions(
     i: &Inputs,
@@ -339,11 +410,20 @@ fn pod_conditions(
 ) -> (ConditionState, ConditionState) {
     let served = status.served_version.clone();
     let ready_pods = i.pods.iter().filter(|p| p.ready).count() as i32;
+    // While a canary bakes, its pods serve the new version as they should.
+    let baking = status
+        .rollout
+        .as_ref()
+        .filter(|p| p.phase == RolloutPhase::Baking);
+    let as_planned = |p: &PodObservation| {
+        baking.is_some_and(|b| b.canary_pods.contains(&p.name) && p.version == b.version)
+    };
     let on_served = i
         .pods
         .iter()
         .filter(|p| p.version.is_some() && p.version == served)
         .count() as i32;
+    let canary_pods = i.pods.iter().filter(|p| as_planned(p)).count() as i32;
     status.replicas = i.pods.len() as i32;
     status.updated_replicas = on_served;
     status.pods = i
@@ -360,7 +440,18 @@ fn pod_conditions(
     let wanted = i.replicas;
     let served_text = served.as_deref().unwrap_or("?");
     let converged = ready_pods == wanted && on_served == wanted && status.replicas == wanted;
-    let progressing = if converged {
+    let serving = ready_pods == wanted && on_served + canary_pods == wanted;
+    let progressing = if let Some(b) = baking {
+        let version = b.version.as_deref().unwrap_or("?");
+        ConditionState::new(
+            true,
+            reasons::CANARY_BAKING,
+            format!(
+                "canary pods {} serve version {version}; the others stay on {served_text} until the verdict",
+                b.canary_pods.join(", ")
+            ),
+        )
+    } else if converged {
         ConditionState::new(false, reasons::IDLE, "no rollout in progress")
     } else {
         ConditionState::new(
@@ -374,6 +465,11 @@ fn pod_conditions(
             true,
             reasons::SERVING,
             format!("{wanted} pods serve version {v}"),
+        ),
+        (_, false, Some(v)) if serving && canary_pods > 0 => ConditionState::new(
+            true,
+            reasons::SERVING,
+            format!("{wanted} pods serve: {on_served} version {v}, {canary_pods} the canary"),
         ),
         (Plan::Hold(Hold::RegistryUnknown), _, None) => {
             ConditionState::new(false, reasons::NO_VERSION, "no version is known yet")
@@ -405,6 +501,9 @@ fn requeue_after(status: &ForecastModelStatus, poll: Duration, now: Timestamp) -
     }
 }
 
+#[cfg(test)]
+#[path = "status_canary_tests.rs"]
+mod canary_tests;
 #[cfg(test)]
 #[path = "status_failure_tests.rs"]
 mod failure_tests;

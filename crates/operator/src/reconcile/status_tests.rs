@@ -42,6 +42,7 @@ pub(super) struct Case {
     pub(super) plan: Plan,
     pub(super) outcome: RolloutOutcome,
     pub(super) pods: Vec<PodObservation>,
+    pub(super) canary: Option<crate::reconcile::canary::Canary>,
     pub(super) now: Timestamp,
 }
 
@@ -58,6 +59,7 @@ impl Case {
             },
             outcome: RolloutOutcome::Nothing,
             pods: vec![pod("a", Some("1"), true), pod("b", Some("1"), true)],
+            canary: None,
             now: at(100),
         }
     }
@@ -67,6 +69,8 @@ impl Case {
             poll: POLL,
             verify_timeout: Duration::from_secs(10),
             selector: Selector::Alias("champion".into()),
+            canary: self.canary.clone(),
+            shadow: None,
         };
         let observed = Observation {
             namespace: "team".into(),
@@ -76,6 +80,7 @@ impl Case {
             credentials_secret: None,
             listed: vec![],
             pods: self.pods.clone(),
+            shadow: None,
         };
         report(&Inputs {
             generation: Some(3),
@@ -87,6 +92,7 @@ impl Case {
             plan: &self.plan,
             outcome: &self.outcome,
             pods: &self.pods,
+            shadow: None,
             now: self.now,
         })
     }
@@ -244,6 +250,7 @@ fn a_successful_rollout_moves_the_served_and_previous_versions() {
             from: Some("1".into()),
             reloaded: vec!["a".into(), "b".into()],
             took: Duration::from_millis(1500),
+            verdict: None,
         },
         pods: vec![pod("a", Some("2"), true), pod("b", Some("2"), true)],
         ..Case::steady()
@@ -319,7 +326,7 @@ fn the_progress_status_keeps_everything_but_progressing() {
     }))
     .unwrap();
     let fm = ForecastModel::new("daily", spec);
-    let progress = rolling_out(&fm, &previous, "2", 2);
+    let progress = rolling_out(&fm, &previous, "2", 2, Default::default());
     assert_eq!(progress.desired_version.as_deref(), Some("2"));
     assert_eq!(progress.served_version, previous.served_version);
     assert_eq!(progress.replicas, 2);

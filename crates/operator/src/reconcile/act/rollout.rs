@@ -202,7 +202,7 @@ pub async fn roll(
     Rolled::All { reloaded }
 }
 
-async fn revert(
+pub async fn revert(
     predictors: &PredictorClient,
     switched: &[&PodTarget],
     from: Option<&str>,

@@ -1,0 +1,189 @@
+//! The shadow challenger in the pods: loaded in every ready pod that does not hold the
+//! version `spec.model.shadow` resolves to, unloaded from every pod once the spec has none,
+//! and compared over the pods' `/metrics` into `status.shadow`.
+
+use api::forecast_model::{ForecastModel, LatencyBucket, ShadowStatus};
+use api::reasons;
+use futures::future::join_all;
+use tracing::warn;
+
+use crate::context::Context;
+use crate::reconcile::analysis::quantile;
+use crate::reconcile::events::Note;
+use crate::reconcile::observe::{self, Observation, ValidSpec};
+use crate::reconcile::plan::PodObservation;
+
+/// What the shadow step did and found.
+#[derive(Debug, Default)]
+pub struct ShadowOutcome {
+    pub status: Option<ShadowStatus>,
+    pub notes: Vec<Note>,
+}
+
+pub async fn sync(
+    ctx: &Context,
+    fm: &ForecastModel,
+    spec: &ValidSpec,
+    observed: &Observation,
+    pods: &[PodObservation],
+    admin_token: &str,
+) -> ShadowOutcome {
+    let timeout = spec.verify_timeout;
+    let ready: Vec<&PodObservation> = pods
+        .iter()
+        .filter(|p| p.ready && p.base_url.is_some())
+        .collect();
+    let mut notes = Vec::new();
+    let wanted = match &observed.shadow {
+        None => {
+            // No shadow in the spec: unload it wherever one is loaded.
+            let loaded: Vec<&&PodObservation> =
+                ready.iter().filter(|p| p.shadow.is_some()).collect();
+            let unloads = loaded.iter().filter_map(|p| {
+                let url = p.base_url.as_deref()?;
+                Some(ctx.predictors.unload_shadow(url, admin_token, timeout))
+            });
+            let results = join_all(unloads).await;
+            let unloaded = results.iter().filter(|r| r.is_ok()).count();
+            if unloaded > 0 {
+                let note = format!("shadow unloaded from {unloaded} pods");
+                notes.push(Note::normal(reasons::SHADOW_UNLOADED, note));
+            }
+            return ShadowOutcome {
+                status: None,
+                notes,
+            };
+        }
+        Some(Err(e)) => {
+            // The registry could not say: the pods keep what they hold.
+            warn!(error = %e, "the shadow selector could not be resolved");
+            None
+        }
+        Some(Ok(v)) => Some(v.clone()),
+    };
+    let Some(version) = wanted else {
+        return ShadowOutcome {
+            status: previous_status(fm),
+            notes,
+        };
+    };
+    let missing: Vec<&&PodObservation> = ready
+        .iter()
+        .filter(|p| p.shadow.as_deref() != Some(version.as_str()))
+        .collect();
+    let loads = missing.iter().filter_map(|p| {
+        let url = p.base_url.as_deref()?;
+        let name = p.name.clone();
+        let version = version.clone();
+        Some(async move {
+            let answer = ctx
+                .predictors
+                .load_shadow(url, admin_token, &version, timeout)
+                .await;
+            (name, answer)
+        })
+    });
+    let mut holding: Vec<&PodObservation> = ready
+        .iter()
+        .filter(|p| p.shadow.as_deref() == Some(version.as_str()))
+        .copied()
+        .collect();
+    let mut failures = Vec::new();
+    for (pod, answer) in join_all(loads).await {
+        match answer {
+            Ok(_) => {
+                if let Some(p) = ready.iter().find(|p| p.name == pod) {
+                    holding.push(p);
+                }
+            }
+            Err(e) => failures.push(format!("pod {pod}: {e}")),
+        }
+    }
+    if !missing.is_empty() && failures.len() < missing.len() {
+        let note = format!(
+            "shadow version {version} loaded in {} pods",
+            missing.len() - failures.len()
+        );
+        notes.push(Note::normal(reasons::SHADOW_LOADED, note));
+    }
+    if !failures.is_empty() {
+        let note = format!(
+            "shadow version {version} did not load: {}",
+            failures.join("; ")
+        );
+        notes.push(Note::warning(reasons::SHADOW_LOAD_FAILED, note));
+    }
+    let metrics = observe::pod_metrics(ctx, &holding).await;
+    let status = aggregate(&version, holding.len(), metrics.iter().map(|(_, m)| m));
+    ShadowOutcome {
+        status: Some(status),
+        notes,
+    }
+}
+
+/// The last status's shadow (while the registry cannot say which version is wanted).
+fn previous_status(fm: &ForecastModel) -> Option<ShadowStatus> {
+    fm.status.as_ref().and_then(|s| s.shadow.clone())
+}
+
+/// `status.shadow` from the pods' counters for `version`.
+pub fn aggregate<'a>(
+    version: &str,
+    pods: usize,
+    metrics: impl Iterator<Item = &'a crate::pod_metrics::PodMetrics>,
+) -> ShadowStatus {
+    let mut status = ShadowStatus {
+        version: version.to_owned(),
+        pods: i32::try_from(pods).unwrap_or(i32::MAX),
+        ..ShadowStatus::default()
+    };
+    let (mut rows, mut sum) = (0u64, 0.0);
+    let mut buckets: Vec<LatencyBucket> = Vec::new();
+    for m in metrics {
+        let Some(s) = m.shadow.get(version) else {
+            continue;
+        };
+        status.compared += s.compared;
+        status.errors += s.errors;
+        status.dropped += s.dropped;
+        rows += s.rows;
+        sum += s.abs_diff_sum;
+        for b in &s.abs_diff {
+            match buckets.iter_mut().find(|t| t.le == b.le) {
+                Some(t) => t.count += b.count,
+                None => buckets.push(b.clone()),
+            }
+        }
+    }
+    buckets.sort_by(|a, b| a.le.total_cmp(&b.le));
+    if rows > 0 {
+        status.mean_abs_diff = Some(sum / rows as f64);
+        status.p99_abs_diff = quantile(0.99, &buckets, rows);
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pods_comparisons_add_up() {
+        let page = |compared: u64, rows: u64, sum: f64| {
+            crate::pod_metrics::parse(&format!(
+                "predictor_shadow_compared_total{{version=\"5\"}} {compared}\n\
+                 predictor_shadow_abs_diff_sum{{version=\"5\"}} {sum}\n\
+                 predictor_shadow_abs_diff_count{{version=\"5\"}} {rows}\n\
+                 predictor_shadow_abs_diff_bucket{{le=\"1.0\",version=\"5\"}} {rows}\n\
+                 predictor_shadow_errors_total{{version=\"5\"}} 1\n"
+            ))
+        };
+        let pods = [page(10, 20, 10.0), page(30, 60, 50.0)];
+        let s = aggregate("5", 2, pods.iter());
+        assert_eq!((s.compared, s.errors, s.pods), (40, 2, 2));
+        assert_eq!(s.mean_abs_diff, Some(0.75));
+        assert!(s.p99_abs_diff.is_some_and(|p| p <= 1.0));
+        let none = aggregate("6", 2, pods.iter());
+        assert_eq!((none.compared, none.mean_abs_diff), (0, None));
+    }
+}

@@ -1,0 +1,395 @@
+//! The canary verdict, pure: the canary pods against the baseline pods over the bake
+//! window (counters now minus counters when the bake started), the figures, and whether
+//! they pass the spec's limits.
+
+use std::time::Duration;
+
+use api::forecast_model::{AnalysisFigures, AnalysisSpec, LatencyBucket, PodCounters};
+
+/// A canary spec with its durations read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanarySettings {
+    pub bake: Duration,
+    pub max_bake: Duration,
+    pub min_requests: u64,
+    pub limits: AnalysisSpec,
+}
+
+/// Counters summed over a set of pods.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    pub requests: u64,
+    pub errors: u64,
+    pub predictions: u64,
+    pub prediction_sum: f64,
+    pub latency: Vec<LatencyBucket>,
+}
+
+impl Totals {
+    fn add(&mut self, c: &PodCounters) {
+        self.requests += c.requests;
+        self.errors += c.errors;
+        self.predictions += c.predictions;
+        self.prediction_sum += c.prediction_sum;
+        for b in &c.latency {
+            match self.latency.iter_mut().find(|t| t.le == b.le) {
+                Some(t) => t.count += b.count,
+                None => self.latency.push(b.clone()),
+            }
+        }
+        self.latency.sort_by(|a, b| a.le.total_cmp(&b.le));
+    }
+
+    fn mean_prediction(&self) -> Option<f64> {
+        (self.predictions > 0).then(|| self.prediction_sum / self.predictions as f64)
+    }
+}
+
+/// What a pod served in the window: `now` minus what it had at `start` for the same pod
+/// and version. A counter lower than at the start means the pod restarted: all of `now`.
+pub fn delta(start: Option<&PodCounters>, now: &PodCounters) -> PodCounters {
+    let Some(start) =
+        start.filter(|s| s.requests <= now.requests && s.predictions <= now.predictions)
+    else {
+        return now.clone();
+    };
+    PodCounters {
+        pod: now.pod.clone(),
+        version: now.version.clone(),
+        requests: now.requests - start.requests,
+        errors: now.errors.saturating_sub(start.errors),
+        predictions: now.predictions - start.predictions,
+        prediction_sum: now.prediction_sum - start.prediction_sum,
+        latency: now
+            .latency
+            .iter()
+            .map(|b| LatencyBucket {
+                le: b.le,
+                count: b.count.saturating_sub(
+                    start
+                        .latency
+                        .iter()
+                        .find(|s| s.le == b.le)
+                        .map_or(0, |s| s.count),
+                ),
+            })
+            .collect(),
+    }
+}
+
+/// The canary's and the baseline's totals over the window: `now` holds each pod's counters
+/// for the version it serves (canary pods: the new version; the others: the baseline).
+pub fn window(
+    start: &[PodCounters],
+    now: &[PodCounters],
+    canary_pods: &[String],
+) -> (Totals, Totals) {
+    let mut canary = Totals::default();
+    let mut baseline = Totals::default();
+    for c in now {
+        let at_start = start
+            .iter()
+            .find(|s| s.pod == c.pod && s.version == c.version);
+        let d = delta(at_start, c);
+        if canary_pods.contains(&c.pod) {
+            canary.add(&d);
+        } else {
+            baseline.add(&d);
+        }
+    }
+    (canary, baseline)
+}
+
+/// The `q` quantile of a cumulative histogram holding `total` observations, interpolated
+/// within its bucket as Prometheus' `histogram_quantile` does (beyond the last finite
+/// bound: that bound).
+pub fn quantile(q: f64, buckets: &[LatencyBucket], total: u64) -> Option<f64> {
+    if total == 0 || buckets.is_empty() {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut lower = (0.0, 0u64);
+    for b in buckets {
+        if b.count as f64 >= rank {
+            let in_bucket = b.count.saturating_sub(lower.1);
+            if in_bucket == 0 {
+                return Some(b.le);
+            }
+            let share = (rank - lower.1 as f64) / in_bucket as f64;
+            return Some(lower.0 + (b.le - lower.0) * share);
+        }
+        lower = (b.le, b.count);
+    }
+    buckets.last().map(|b| b.le)
+}
+
+pub fn figures(canary: &Totals, baseline: &Totals) -> AnalysisFigures {
+    let p99 = |t: &Totals| quantile(0.99, &t.latency, t.requests);
+    let latency_ratio = match (p99(canary), p99(baseline)) {
+        (Some(c), Some(b)) if b > 0.0 => Some(c / b),
+        _ => None,
+    };
+    let prediction_shift = match (canary.mean_prediction(), baseline.mean_prediction()) {
+        (Some(c), Some(b)) if b != 0.0 => Some((c - b).abs() / b.abs()),
+        (Some(c), Some(b)) => Some((c - b).abs()),
+        _ => None,
+    };
+    let error_rate = if canary.requests == 0 {
+        0.0
+    } else {
+        canary.errors as f64 / canary.requests as f64
+    };
+    AnalysisFigures {
+        requests: i64::try_from(canary.requests).unwrap_or(i64::MAX),
+        baseline_requests: i64::try_from(baseline.requests).unwrap_or(i64::MAX),
+        error_rate,
+        latency_ratio,
+        prediction_shift,
+    }
+}
+
+/// The verdict on the figures after the canary has baked `baked`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Keep baking; look again after this long.
+    Wait(Duration),
+    Pass,
+    /// Figures over their limits, each described.
+    Fail(Vec<String>),
+    /// Not enough traffic by `maxBake`.
+    Inconclusive(String),
+}
+
+/// How often a bake that has run its course but lacks traffic is looked at again.
+pub const RECHECK: Duration = Duration::from_secs(2);
+
+pub fn verdict(f: &AnalysisFigures, s: &CanarySettings, baked: Duration) -> Verdict {
+    if baked < s.bake {
+        return Verdict::Wait(s.bake - baked);
+    }
+    let requests = u64::try_from(f.requests).unwrap_or(0);
+    let enough =
+        requests >= s.min_requests && f.baseline_requests > 0 && f.prediction_shift.is_some();
+    if !enough {
+        if baked >= s.max_bake {
+            return Verdict::Inconclusive(format!(
+                "after {}s the canary answered {} predictions (needs {}) and the baseline {}",
+                baked.as_secs(),
+                f.requests,
+                s.min_requests,
+                f.baseline_requests
+            ));
+        }
+        return Verdict::Wait(RECHECK.min(s.max_bake - baked));
+    }
+    let l = &s.limits;
+    let mut breaches = Vec::new();
+    if f.error_rate > l.max_error_rate {
+        breaches.push(format!(
+            "error rate {:.4} > {}",
+            f.error_rate, l.max_error_rate
+        ));
+    }
+    if let Some(r) = f.latency_ratio.filter(|r| *r > l.max_latency_ratio) {
+        breaches.push(format!("latency ratio {r:.3} > {}", l.max_latency_ratio));
+    }
+    if let Some(shift) = f.prediction_shift.filter(|s| *s > l.max_prediction_shift) {
+        breaches.push(format!(
+            "prediction shift {shift:.4} > {}",
+            l.max_prediction_shift
+        ));
+    }
+    if breaches.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail(breaches)
+    }
+}
+
+/// Every figure beside its limit, for events: `requests 240 (min 200), error rate 0.0000
+/// (max 0.01), latency ratio 1.120 (max 2), prediction shift 2.0012 (max 0.25)`.
+pub fn describe(f: &AnalysisFigures, s: &CanarySettings) -> String {
+    let or_none = |v: Option<f64>, digits: usize| {
+        v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.digits$}"))
+    };
+    format!(
+        "requests {} (min {}), baseline requests {}, error rate {:.4} (max {}), latency ratio {} (max {}), prediction shift {} (max {})",
+        f.requests,
+        s.min_requests,
+        f.baseline_requests,
+        f.error_rate,
+        s.limits.max_error_rate,
+        or_none(f.latency_ratio, 3),
+        s.limits.max_latency_ratio,
+        or_none(f.prediction_shift, 4),
+        s.limits.max_prediction_shift
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(
+        pod: &str,
+        version: &str,
+        requests: u64,
+        errors: u64,
+        mean: f64,
+        p: &[(f64, u64)],
+    ) -> PodCounters {
+        PodCounters {
+            pod: pod.into(),
+            version: version.into(),
+            requests,
+            errors,
+            predictions: requests,
+            prediction_sum: mean * requests as f64,
+            latency: p
+                .iter()
+                .map(|(le, count)| LatencyBucket {
+                    le: *le,
+                    count: *count,
+                })
+                .collect(),
+        }
+    }
+
+    fn settings() -> CanarySettings {
+        CanarySettings {
+            bake: Duration::from_secs(60),
+            max_bake: Duration::from_secs(300),
+            min_requests: 100,
+            limits: AnalysisSpec::default(),
+        }
+    }
+
+    #[test]
+    fn the_window_subtracts_the_start_and_survives_a_restarted_pod() {
+        let start = vec![
+            counters("a", "2", 50, 0, 10.0, &[(0.01, 50)]),
+            counters("b", "1", 1000, 0, 10.0, &[(0.01, 1000)]),
+            counters("c", "1", 900, 0, 10.0, &[(0.01, 900)]),
+        ];
+        let now = vec![
+            counters("a", "2", 250, 1, 10.0, &[(0.01, 250)]),
+            counters("b", "1", 1200, 0, 10.0, &[(0.01, 1200)]),
+            // Restarted: its counters went down; everything it has is in the window.
+            counters("c", "1", 30, 0, 10.0, &[(0.01, 30)]),
+        ];
+        let (canary, baseline) = window(&start, &now, &["a".into()]);
+        assert_eq!((canary.requests, canary.errors), (200, 1));
+        assert_eq!(baseline.requests, 230);
+        assert_eq!(
+            baseline.latency,
+            vec![LatencyBucket {
+                le: 0.01,
+                count: 230
+            }]
+        );
+    }
+
+    #[test]
+    fn p99_is_interpolated_within_its_bucket() {
+        let b = |p: &[(f64, u64)]| -> Vec<LatencyBucket> {
+            p.iter()
+                .map(|(le, count)| LatencyBucket {
+                    le: *le,
+                    count: *count,
+                })
+                .collect()
+        };
+        // 100 observations: 98 under 1 ms, 2 between 1 and 2 ms → p99 at 1.5 ms.
+        let q = quantile(0.99, &b(&[(0.001, 98), (0.002, 100)]), 100).unwrap();
+        assert!((q - 0.0015).abs() < 1e-12, "{q}");
+        // Beyond the last finite bound: that bound.
+        assert_eq!(quantile(0.99, &b(&[(0.001, 50)]), 100), Some(0.001));
+        assert_eq!(quantile(0.99, &b(&[(0.001, 0)]), 0), None);
+    }
+
+    #[test]
+    fn a_shifted_canary_fails_naming_the_figure_and_a_good_one_passes() {
+        let s = settings();
+        let baseline = window(
+            &[],
+            &[counters("b", "1", 300, 0, 10.0, &[(0.01, 300)])],
+            &[],
+        )
+        .1;
+        let shifted = window(
+            &[],
+            &[counters("a", "2", 200, 0, 30.0, &[(0.01, 200)])],
+            &["a".into()],
+        )
+        .0;
+        let f = figures(&shifted, &baseline);
+        assert_eq!(f.prediction_shift, Some(2.0));
+        assert_eq!(f.latency_ratio, Some(1.0));
+        match verdict(&f, &s, Duration::from_secs(61)) {
+            Verdict::Fail(breaches) => assert_eq!(breaches, vec!["prediction shift 2.0000 > 0.25"]),
+            v => panic!("{v:?}"),
+        }
+        assert!(describe(&f, &s).contains("prediction shift 2.0000 (max 0.25)"));
+        let good = window(
+            &[],
+            &[counters("a", "2", 200, 1, 11.0, &[(0.01, 200)])],
+            &["a".into()],
+        )
+        .0;
+        assert_eq!(
+            verdict(&figures(&good, &baseline), &s, Duration::from_secs(61)),
+            Verdict::Pass
+        );
+        let failing = window(
+            &[],
+            &[counters("a", "2", 200, 10, 10.0, &[(0.01, 200)])],
+            &["a".into()],
+        )
+        .0;
+        assert!(
+            matches!(verdict(&figures(&failing, &baseline), &s, Duration::from_secs(61)), Verdict::Fail(b) if b[0].starts_with("error rate 0.0500"))
+        );
+        let slow = window(
+            &[],
+            &[counters("a", "2", 200, 0, 10.0, &[(0.01, 0), (0.1, 200)])],
+            &["a".into()],
+        )
+        .0;
+        assert!(
+            matches!(verdict(&figures(&slow, &baseline), &s, Duration::from_secs(61)), Verdict::Fail(b) if b[0].starts_with("latency ratio"))
+        );
+    }
+
+    #[test]
+    fn the_bake_waits_for_its_time_then_for_traffic_then_gives_up() {
+        let s = settings();
+        let baseline = window(&[], &[counters("b", "1", 300, 0, 10.0, &[])], &[]).1;
+        let quiet = window(&[], &[counters("a", "2", 20, 0, 10.0, &[])], &["a".into()]).0;
+        let f = figures(&quiet, &baseline);
+        assert_eq!(
+            verdict(&f, &s, Duration::from_secs(10)),
+            Verdict::Wait(Duration::from_secs(50))
+        );
+        assert_eq!(
+            verdict(&f, &s, Duration::from_secs(100)),
+            Verdict::Wait(RECHECK)
+        );
+        assert_eq!(
+            verdict(&f, &s, Duration::from_secs(299)),
+            Verdict::Wait(Duration::from_secs(1))
+        );
+        assert!(
+            matches!(verdict(&f, &s, Duration::from_secs(300)), Verdict::Inconclusive(m) if m.contains("answered 20 predictions (needs 100)"))
+        );
+        // Enough canary traffic but none on the baseline: nothing to compare with.
+        let busy = window(&[], &[counters("a", "2", 500, 0, 10.0, &[])], &["a".into()]).0;
+        assert_eq!(
+            verdict(
+                &figures(&busy, &Totals::default()),
+                &s,
+                Duration::from_secs(100)
+            ),
+            Verdict::Wait(RECHECK)
+        );
+    }
+}
