@@ -3,194 +3,16 @@
 //! Kubernetes API and the pods' own `/model/info`, as a user would check.
 
 use api::reasons;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use forecast_e2e::cluster::{Operator, TestCluster, predict_through_service, wait_until};
+use forecast_e2e::fleet::*;
 use forecast_e2e::*;
 use kube::ResourceExt;
 use kube::api::DeleteParams;
 use serde_json::{Value, json};
-
-const POLL: &str = "2s";
-
-fn spec(
-    model: &str,
-    selector: Value,
-    replicas: i32,
-    fallback: &std::path::Path,
-    extra: Value,
-) -> Value {
-    let mut s = json!({
-        "registry": {"trackingUri": tracking_uri()},
-        "model": selector,
-        "pollInterval": POLL,
-        "predictor": {
-            "image": "forecast-predictor",
-            "replicas": replicas,
-            "env": [{"name": "MODEL_FALLBACK_DIR", "value": fallback.display().to_string()}, {"name": "LOG_FORMAT", "value": "text"}]
-        },
-    });
-    s["model"]["name"] = json!(model);
-    if let (Some(s), Some(e)) = (s.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            s.insert(k.clone(), v.clone());
-        }
-    }
-    s
-}
-
-/// What a data scientist does: points the `champion` alias at `version`.
-fn move_champion(model: &str, version: &str) {
-    forecastctl(&[
-        "promote",
-        "--name",
-        model,
-        "--version",
-        version,
-        "--alias",
-        "champion",
-    ])
-    .unwrap();
-}
-
-async fn all_on(cluster: &TestCluster, fm: &str, version: &str, replicas: usize) -> bool {
-    let v = cluster.pod_versions(fm).await;
-    v.len() == replicas && v.iter().all(|(_, pv)| pv.as_deref() == Some(version))
-}
-
-/// Pod uid → container id (on kube-sim `kube-sim://<pid>`).
-async fn identities(cluster: &TestCluster, fm: &str) -> BTreeMap<String, String> {
-    cluster
-        .pods(fm)
-        .await
-        .iter()
-        .map(|p| {
-            let id = p
-                .status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .and_then(|c| c.first())
-                .and_then(|c| c.container_id.clone())
-                .unwrap_or_default();
-            (p.uid().unwrap_or_default(), id)
-        })
-        .collect()
-}
-
-async fn ready_on(cluster: &TestCluster, fm: &str, version: &str, replicas: usize) {
-    wait_until(
-        &format!("{fm}: {replicas} pods on version {version}, Ready=True"),
-        Duration::from_secs(60),
-        || async {
-            all_on(cluster, fm, version, replicas).await
-                && cluster
-                    .condition(fm, "Ready")
-                    .await
-                    .is_some_and(|(s, _)| s == "True")
-                && cluster.status(fm).await["servedVersion"] == version
-        },
-    )
-    .await;
-}
-
-/// The usual start of a test: a model with v1 under the alias `champion`, a cluster, and
-/// the operator (with `operator_env`).
-/// The value of one sample in the operator's `/metrics` (0 when absent).
-async fn operator_metric(operator: &Operator, sample: &str) -> f64 {
-    let text = get_text(&format!("{}/metrics", operator.metrics_url))
-        .await
-        .unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Waits until `fm` reports `Degraded=True` with `reason`.
-async fn degraded_with(cluster: &TestCluster, fm: &str, reason: &str, timeout: Duration) {
-    wait_until(
-        &format!("{fm}: Degraded=True with reason {reason}"),
-        timeout,
-        || async {
-            cluster
-                .condition(fm, "Degraded")
-                .await
-                .is_some_and(|(s, r)| s == "True" && r == reason)
-        },
-    )
-    .await;
-}
-
-/// Waits until the operator has finished `n` more reconciles than it had when called: the
-/// observable event after which "nothing happened" can be asserted.
-async fn after_reconciles(operator: &Operator, n: u32) {
-    const OK: &str = "forecast_operator_reconciles_total{result=\"ok\"}";
-    let start = operator_metric(operator, OK).await;
-    wait_until(
-        &format!("{n} more reconciles"),
-        Duration::from_secs(60),
-        || async { operator_metric(operator, OK).await >= start + f64::from(n) },
-    )
-    .await;
-}
-
-struct Setup {
-    model: String,
-    v1: String,
-    cluster: TestCluster,
-    operator: Operator,
-    fallback: tempfile::TempDir,
-}
-
-async fn set_up(prefix: &str, seed: u64, operator_env: &[(&str, &str)]) -> Setup {
-    let model = unique_name(prefix);
-    let v1 = train_and_register(&model, seed, &["--alias", "champion"]).unwrap();
-    let cluster = TestCluster::start().await;
-    let operator = Operator::start(&cluster, operator_env);
-    let fallback = tempfile::tempdir().unwrap();
-    Setup {
-        model,
-        v1,
-        cluster,
-        operator,
-        fallback,
-    }
-}
-
-/// [`set_up`], then the ForecastModel `daily` (`extra` merged into its spec) with
-/// `replicas` pods serving v1.
-async fn daily_serving_v1(
-    prefix: &str,
-    seed: u64,
-    replicas: i32,
-    extra: Value,
-    operator_env: &[(&str, &str)],
-) -> Setup {
-    let setup = set_up(prefix, seed, operator_env).await;
-    setup
-        .cluster
-        .apply_fm(
-            "daily",
-            spec(
-                &setup.model,
-                json!({"alias": "champion"}),
-                replicas,
-                setup.fallback.path(),
-                extra,
-            ),
-        )
-        .await;
-    ready_on(
-        &setup.cluster,
-        "daily",
-        &setup.v1,
-        usize::try_from(replicas).unwrap(),
-    )
-    .await;
-    setup
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
@@ -1333,7 +1155,7 @@ async fn kubectl_refuses_unknown_forecast_model_fields_by_path() {
         format!(
             "apiVersion: forecast.dev/v1alpha1\nkind: ForecastModel\nmetadata: {{name: typo, namespace: {}}}\n\
              spec:\n  registry: {{trackingUri: \"http://mlflow:5000\"}}\n  model: {{name: m, alias: champion}}\n  \
-             bogus: 1\n  rollout: {{canary: {{pods: 1}}}}\n",
+             bogus: 1\n  rollout: {{blueGreen: {{pods: 1}}}}\n",
             cluster.namespace
         ),
     )
@@ -1348,7 +1170,7 @@ async fn kubectl_refuses_unknown_forecast_model_fields_by_path() {
     assert!(!out.status.success(), "accepted: {err}");
     assert!(
         err.contains("unknown field \"spec.bogus\"")
-            && err.contains("unknown field \"spec.rollout.canary\""),
+            && err.contains("unknown field \"spec.rollout.blueGreen\""),
         "{err}"
     );
     assert!(cluster.fms().get_opt("typo").await.unwrap().is_none());

@@ -212,6 +212,23 @@ impl TestCluster {
             .expect("apply ForecastModel");
     }
 
+    /// The notes of the events with `reason`.
+    pub async fn event_notes(&self, reason: &str) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        events
+            .list(&ListParams::default())
+            .await
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .filter(|e| e.reason.as_deref() == Some(reason))
+                    .filter_map(|e| e.note)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub async fn events(&self, reason: &str) -> usize {
         let events: Api<k8s_openapi::api::events::v1::Event> =
             Api::namespaced(self.client.clone(), &self.namespace);

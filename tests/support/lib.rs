@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod fleet;
 
 use anyhow::{Context, bail};
 use serde_json::Value;

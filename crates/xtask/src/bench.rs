@@ -349,6 +349,22 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     )?;
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path)?)?;
     let version = report["version"].as_str().context("version")?.to_owned();
+    // A second version of the same shape: the shadow challenger.
+    let challenger_path = work.join("challenger.json");
+    crate::run(
+        Command::new(&python)
+            .arg(root().join("tests/python/log_sklearn_onnx.py"))
+            .args(["--name", "bench-forest", "--trees", "100", "--depth", "10"])
+            .args(["--features", "8", "--seed", "8"])
+            .arg("--out")
+            .arg(&challenger_path)
+            .env("MLFLOW_TRACKING_URI", mlflow.uri()),
+    )?;
+    let challenger: serde_json::Value = serde_json::from_slice(&std::fs::read(&challenger_path)?)?;
+    let challenger = challenger["version"]
+        .as_str()
+        .context("challenger version")?
+        .to_owned();
     let rows = report["rows"].as_array().context("rows")?.clone();
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
         rows.iter()
@@ -379,52 +395,75 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .env("RUST_LOG", "warn"),
         &work.join("predictor.log"),
     )?;
-    let (predictor_result, reload_result, predictor_rss) = runtime.block_on(async {
-        wait_for(predictor_addr, "/invocations", &bodies[0], &mut predictor).await?;
-        load(
-            predictor_addr,
-            bodies.clone(),
-            args.concurrency,
-            Duration::from_secs(2),
-        )
-        .await?;
-        eprintln!("xtask: predictor under load for {} s", args.seconds);
-        let result = load(
-            predictor_addr,
-            bodies.clone(),
-            args.concurrency,
-            Duration::from_secs(args.seconds),
-        )
-        .await?;
-        let rss = predictor.rss_kib();
-        // The same load while the model is reloaded every 250 ms.
-        eprintln!("xtask: predictor under load while reloading");
-        let reloading = Arc::new(AtomicBool::new(true));
-        let reloads = {
-            let (reloading, version) = (reloading.clone(), version.clone());
-            tokio::spawn(async move {
-                let mut done = 0u32;
-                let body = json!({"version": version}).to_string();
-                while reloading.load(Ordering::Relaxed) {
-                    if post_once(predictor_addr, "/reload-model", body.as_bytes()).await {
-                        done += 1;
+    let (predictor_result, reload_result, predictor_rss, shadow_result) =
+        runtime.block_on(async {
+            wait_for(predictor_addr, "/invocations", &bodies[0], &mut predictor).await?;
+            load(
+                predictor_addr,
+                bodies.clone(),
+                args.concurrency,
+                Duration::from_secs(2),
+            )
+            .await?;
+            eprintln!("xtask: predictor under load for {} s", args.seconds);
+            let result = load(
+                predictor_addr,
+                bodies.clone(),
+                args.concurrency,
+                Duration::from_secs(args.seconds),
+            )
+            .await?;
+            let rss = predictor.rss_kib();
+            // The same load while the model is reloaded every 250 ms.
+            eprintln!("xtask: predictor under load while reloading");
+            let reloading = Arc::new(AtomicBool::new(true));
+            let reloads = {
+                let (reloading, version) = (reloading.clone(), version.clone());
+                tokio::spawn(async move {
+                    let mut done = 0u32;
+                    let body = json!({"version": version}).to_string();
+                    while reloading.load(Ordering::Relaxed) {
+                        if post_once(predictor_addr, "/reload-model", body.as_bytes()).await {
+                            done += 1;
+                        }
+                        tokio::time::sleep(Duration::from_millis(250)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                done
-            })
-        };
-        let under_reload = load(
-            predictor_addr,
-            bodies.clone(),
-            args.concurrency,
-            Duration::from_secs(5),
-        )
-        .await?;
-        reloading.store(false, Ordering::Relaxed);
-        let reload_count = reloads.await?;
-        anyhow::Ok((result, (under_reload, reload_count), rss))
-    })?;
+                    done
+                })
+            };
+            let under_reload = load(
+                predictor_addr,
+                bodies.clone(),
+                args.concurrency,
+                Duration::from_secs(5),
+            )
+            .await?;
+            reloading.store(false, Ordering::Relaxed);
+            let reload_count = reloads.await?;
+            // The same load with a shadow challenger scoring every request beside it.
+            let body = json!({"version": challenger}).to_string();
+            if !post_once(predictor_addr, "/shadow-model", body.as_bytes()).await {
+                bail!("the predictor did not load the shadow version {challenger}");
+            }
+            eprintln!(
+                "xtask: predictor under load with a shadow for {} s",
+                args.seconds
+            );
+            let with_shadow = load(
+                predictor_addr,
+                bodies.clone(),
+                args.concurrency,
+                Duration::from_secs(args.seconds),
+            )
+            .await?;
+            let (_, info) = Connection::open(predictor_addr)
+                .await?
+                .get("/model/info")
+                .await?;
+            let info: serde_json::Value = serde_json::from_slice(&info)?;
+            let shadow = (with_shadow, info["shadow"].clone());
+            anyhow::Ok((result, (under_reload, reload_count), rss, shadow))
+        })?;
     drop(predictor);
 
     // mlflow models serve, on the pickled scikit-learn model.
@@ -518,7 +557,21 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         under_reload.failed,
         under_reload.percentile_ms(0.99)
     );
+    let (with_shadow, shadow_info) = &shadow_result;
+    let shadow_share = with_shadow.throughput() / predictor_result.throughput();
+    println!(
+        "predictor with a shadow loaded: {:.0} requests/s ({:.0}% of without), p99 {:.3} ms, {} failed; the shadow compared {} requests and dropped {} (queue full)",
+        with_shadow.throughput(),
+        shadow_share * 100.0,
+        with_shadow.percentile_ms(0.99),
+        with_shadow.failed,
+        shadow_info["compared"],
+        shadow_info["dropped"]
+    );
     let summary = json!({
+        "with_shadow": {"rps": with_shadow.throughput(), "share_of_without": shadow_share,
+            "p99_ms": with_shadow.percentile_ms(0.99), "failed": with_shadow.failed,
+            "compared": shadow_info["compared"], "dropped": shadow_info["dropped"]},
         "concurrency": args.concurrency,
         "seconds": args.seconds,
         "predictor": {"rps": predictor_result.throughput(), "p50_ms": predictor_result.percentile_ms(0.5),
@@ -536,7 +589,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         serde_json::to_vec_pretty(&summary)?,
     )?;
     eprintln!("xtask: report in {}", work.join("report.json").display());
-    if under_reload.failed > 0 || predictor_result.failed > 0 {
+    if under_reload.failed > 0 || predictor_result.failed > 0 || with_shadow.failed > 0 {
         bail!("the predictor failed requests");
     }
     Ok(())

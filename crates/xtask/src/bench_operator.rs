@@ -22,9 +22,12 @@ pub struct OperatorBenchArgs {
     /// ForecastModels for the scale measurement.
     #[arg(long, default_value_t = 1000)]
     models: usize,
-    /// Skip the rollout-latency part.
+    /// Skip the rollout-latency part (the canary part too).
     #[arg(long)]
     skip_rollouts: bool,
+    /// Canary rollouts measured (`bake: 10s`, 3 pods, a client predicting throughout).
+    #[arg(long, default_value_t = 3)]
+    canary_rollouts: usize,
     /// Seconds the operator runs with all of them before it is measured.
     #[arg(long, default_value_t = 60)]
     settle_seconds: u64,
@@ -102,7 +105,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Versions reported by the pods' own /model/info.
-async fn pod_versions(ips: &[String]) -> Vec<Option<String>> {
+pub async fn pod_versions(ips: &[String]) -> Vec<Option<String>> {
     let mut out = Vec::new();
     for ip in ips {
         let addr: Result<SocketAddr, _> = format!("{ip}:8080").parse();
@@ -123,7 +126,7 @@ async fn pod_versions(ips: &[String]) -> Vec<Option<String>> {
     out
 }
 
-fn pod_ips(cluster: &Cluster, fm: &str) -> anyhow::Result<Vec<String>> {
+pub fn pod_ips(cluster: &Cluster, fm: &str) -> anyhow::Result<Vec<String>> {
     let out = kubectl(
         &cluster.kubeconfig,
         &[
@@ -299,6 +302,43 @@ pub fn run(args: &OperatorBenchArgs) -> anyhow::Result<()> {
         eprintln!("xtask: {mode}: median {m:?} over {}", times.len());
         results.push((mode, m, times));
     }
+    let mut canary = None;
+    if !args.skip_rollouts && args.canary_rollouts > 0 {
+        let name = "bench-canary";
+        let fleet = crate::bench_canary::Fleet {
+            runtime: &runtime,
+            cluster: &cluster,
+            name,
+            tracking: &mlflow.uri(),
+            fallback: &fallback,
+        };
+        let (times, failed) = crate::bench_canary::measure(
+            &fleet,
+            args.canary_rollouts,
+            |i| {
+                forecastctl(&[
+                    "register",
+                    "--model-dir",
+                    &models[i % 2].to_string_lossy(),
+                    "--name",
+                    name,
+                ])
+            },
+            |version| {
+                forecastctl(&[
+                    "promote",
+                    "--name",
+                    name,
+                    "--version",
+                    version,
+                    "--alias",
+                    "champion",
+                ])
+                .map(|_| ())
+            },
+        )?;
+        canary = Some((times, failed));
+    }
     drop(_operator);
     drop(cluster);
 
@@ -435,7 +475,30 @@ pub fn run(args: &OperatorBenchArgs) -> anyhow::Result<()> {
         registry_p99 * 1000.0,
         burst_p99 * 1000.0
     );
+    if let Some((times, failed)) = &canary {
+        let m = median(times.clone());
+        println!(
+            "\ncanary (pods 1 of 3, bake {} s, a client predicting on every pod): alias move -> verdict -> every pod on the new version, median {:.3} s (min {:.3}, max {:.3}) over {} rollouts = bake + {:.3} s; {failed} predictions failed",
+            crate::bench_canary::BAKE.as_secs(),
+            m.as_secs_f64(),
+            times
+                .iter()
+                .min()
+                .copied()
+                .unwrap_or_default()
+                .as_secs_f64(),
+            times
+                .iter()
+                .max()
+                .copied()
+                .unwrap_or_default()
+                .as_secs_f64(),
+            times.len(),
+            m.saturating_sub(crate::bench_canary::BAKE).as_secs_f64(),
+        );
+    }
     let report = json!({
+        "canary": canary.as_ref().map(|(t, failed)| json!({"bake_s": crate::bench_canary::BAKE.as_secs(), "median_s": median(t.clone()).as_secs_f64(), "all_s": t.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(), "failed_predictions": failed})),
         "rollouts": results.iter().map(|(m, med, t)| json!({"mode": m, "median_s": med.as_secs_f64(), "all_s": t.iter().map(Duration::as_secs_f64).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "scale": {"models": args.models, "first_status_s": first_pass.as_secs_f64(), "rss_mb": rss_mb, "reconcile_p50_le_s": reconcile_p50, "reconcile_p99_le_s": p99, "registry_poll_p99_le_s": registry_p99, "reconciles": count, "registry_fetches": fetched, "registry_answers_shared": shared, "burst_reconcile_p99_le_s": burst_p99, "burst_reconciles": burst_count},
     });

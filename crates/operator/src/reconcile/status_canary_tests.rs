@@ -80,7 +80,11 @@ fn a_started_canary_bakes_in_the_status_and_is_looked_at_when_the_bake_ends() {
     has(&r, "Progressing", "True", reasons::CANARY_BAKING);
     has(&r, "Degraded", "False", reasons::AS_EXPECTED);
     assert_eq!(reasons_of(&r), vec![reasons::POD_RELOADED]);
-    assert_eq!(r.requeue_after, Some(Duration::from_secs(10)), "the bake, not the poll interval");
+    assert_eq!(
+        r.requeue_after,
+        Some(Duration::from_secs(10)),
+        "the bake, not the poll interval"
+    );
     assert!(r.status.history.is_empty());
 
     // Next look: the bake goes on; its start is kept, the figures so far shown.
