@@ -1,7 +1,7 @@
 //! How a `ForecastModel` rolls a new version out (`spec.rollout`, with its optional
 //! canary) and how rollouts show in the status (`status.rollout`, `status.history`).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -164,8 +164,10 @@ pub struct RolloutProgress {
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub canary_pods: Vec<String>,
+    /// When the canary pods began serving (to the microsecond: a bake is never cut short
+    /// by a rounded start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bake_started_at: Option<Time>,
+    pub bake_started_at: Option<MicroTime>,
     /// The canary against the baseline since the bake started, as last measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisFigures>,
@@ -188,6 +190,11 @@ pub struct AnalysisFigures {
     /// Canary p99 / baseline p99 latency (absent while the baseline answered none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ratio: Option<f64>,
+    /// The canary's and the baseline's p99 prediction time, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_p99_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_p99_ms: Option<f64>,
     /// |mean canary − mean baseline| / |mean baseline| of the predicted values (the
     /// absolute difference when the baseline mean is 0; absent while either predicted none).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -125,7 +125,8 @@ pub fn quantile(q: f64, buckets: &[LatencyBucket], total: u64) -> Option<f64> {
 
 pub fn figures(canary: &Totals, baseline: &Totals) -> AnalysisFigures {
     let p99 = |t: &Totals| quantile(0.99, &t.latency, t.requests);
-    let latency_ratio = match (p99(canary), p99(baseline)) {
+    let (canary_p99, baseline_p99) = (p99(canary), p99(baseline));
+    let latency_ratio = match (canary_p99, baseline_p99) {
         (Some(c), Some(b)) if b > 0.0 => Some(c / b),
         _ => None,
     };
@@ -144,9 +145,16 @@ pub fn figures(canary: &Totals, baseline: &Totals) -> AnalysisFigures {
         baseline_requests: i64::try_from(baseline.requests).unwrap_or(i64::MAX),
         error_rate,
         latency_ratio,
+        canary_p99_ms: canary_p99.map(|s| s * 1000.0),
+        baseline_p99_ms: baseline_p99.map(|s| s * 1000.0),
         prediction_shift,
     }
 }
+
+/// Below this canary p99 (milliseconds) the latency ratio is reported but not judged: at
+/// sub-millisecond prediction times a ratio measures scheduling noise and cold caches after
+/// a reload, not a regression anyone can feel behind an HTTP hop.
+pub const LATENCY_FLOOR_MS: f64 = 1.0;
 
 /// The verdict on the figures after the canary has baked `baked`.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,7 +198,8 @@ pub fn verdict(f: &AnalysisFigures, s: &CanarySettings, baked: Duration) -> Verd
             f.error_rate, l.max_error_rate
         ));
     }
-    if let Some(r) = f.latency_ratio.filter(|r| *r > l.max_latency_ratio) {
+    let felt = f.canary_p99_ms.is_some_and(|ms| ms >= LATENCY_FLOOR_MS);
+    if let Some(r) = f.latency_ratio.filter(|r| *r > l.max_latency_ratio && felt) {
         breaches.push(format!("latency ratio {r:.3} > {}", l.max_latency_ratio));
     }
     if let Some(shift) = f.prediction_shift.filter(|s| *s > l.max_prediction_shift) {
@@ -213,7 +222,7 @@ pub fn describe(f: &AnalysisFigures, s: &CanarySettings) -> String {
         v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.digits$}"))
     };
     format!(
-        "requests {} (min {}), baseline requests {}, error rate {:.4} (max {}), latency ratio {} (max {}), prediction shift {} (max {})",
+        "requests {} (min {}), baseline requests {}, error rate {:.4} (max {}), latency ratio {} (max {}; p99 {} ms vs {} ms, judged from {LATENCY_FLOOR_MS} ms), prediction shift {} (max {})",
         f.requests,
         s.min_requests,
         f.baseline_requests,
@@ -221,6 +230,8 @@ pub fn describe(f: &AnalysisFigures, s: &CanarySettings) -> String {
         s.limits.max_error_rate,
         or_none(f.latency_ratio, 3),
         s.limits.max_latency_ratio,
+        or_none(f.canary_p99_ms, 3),
+        or_none(f.baseline_p99_ms, 3),
         or_none(f.prediction_shift, 4),
         s.limits.max_prediction_shift
     )

@@ -107,7 +107,7 @@ pub enum Stage {
     },
     /// The canary pods (`canary`, still serving the target) bake; judge when due.
     Bake {
-        progress: RolloutProgress,
+        progress: Box<RolloutProgress>,
         canary: Vec<String>,
     },
     /// The verdict passed (recorded before a restart): roll the rest.
@@ -146,7 +146,7 @@ pub fn stage(
                     .collect();
                 if !alive.is_empty() {
                     return Stage::Bake {
-                        progress: p.clone(),
+                        progress: Box::new(p.clone()),
                         canary: alive,
                     };
                 }
@@ -185,7 +185,7 @@ pub fn stage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
     use k8s_openapi::jiff::Timestamp;
 
     fn pod(name: &str, version: &str) -> PodObservation {
@@ -312,7 +312,7 @@ mod tests {
             version: Some("2".into()),
             from: Some("1".into()),
             canary_pods: vec!["a".into()],
-            bake_started_at: Some(Time(Timestamp::from_second(1_700_000_000).unwrap())),
+            bake_started_at: Some(MicroTime(Timestamp::from_second(1_700_000_000).unwrap())),
             ..RolloutProgress::default()
         };
         let c = canary(IntOrString::Int(1));
@@ -321,7 +321,7 @@ mod tests {
         assert_eq!(
             stage(&plan, Some(&c), Some(&baking), &pods),
             Stage::Bake {
-                progress: baking.clone(),
+                progress: Box::new(baking.clone()),
                 canary: vec!["a".into()]
             }
         );

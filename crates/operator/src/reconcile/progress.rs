@@ -5,7 +5,7 @@ use api::forecast_model::{
     HISTORY_LIMIT, RolloutPhase, RolloutProgress, RolloutRecord, RolloutResult,
 };
 use api::reasons;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::reconcile::act::RolloutOutcome;
@@ -191,7 +191,7 @@ pub fn next(
             ..
         } => RolloutProgress {
             canary_pods: canary.clone(),
-            bake_started_at: Some(Time(now)),
+            bake_started_at: Some(MicroTime(now)),
             window_start: window_start.clone(),
             analysis: None,
             ..entering(active, RolloutPhase::Baking, target, Some(from), now)

@@ -3,7 +3,7 @@
 
 use api::forecast_model::{AnalysisFigures, PodCounters, RolloutRecord, RolloutResult};
 use api::reasons;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
 use super::tests::{Case, found, has, pod, reasons_of};
 use super::*;
@@ -55,6 +55,8 @@ fn figures(shift: f64) -> AnalysisFigures {
         baseline_requests: 300,
         error_rate: 0.0,
         latency_ratio: Some(1.1),
+        canary_p99_ms: Some(2.2),
+        baseline_p99_ms: Some(2.0),
         prediction_shift: Some(shift),
     }
 }
@@ -69,7 +71,7 @@ fn a_started_canary_bakes_in_the_status_and_is_looked_at_when_the_bake_ends() {
         (Some("2"), Some("1"))
     );
     assert_eq!(progress.canary_pods, vec!["a"]);
-    assert_eq!(progress.bake_started_at, Some(Time(at(100))));
+    assert_eq!(progress.bake_started_at, Some(MicroTime(at(100))));
     assert_eq!(progress.window_start.len(), 1);
     assert_eq!(
         r.status.served_version.as_deref(),
@@ -101,7 +103,7 @@ fn a_started_canary_bakes_in_the_status_and_is_looked_at_when_the_bake_ends() {
     }
     .report();
     let progress = baking.status.rollout.clone().unwrap();
-    assert_eq!(progress.bake_started_at, Some(Time(at(100))));
+    assert_eq!(progress.bake_started_at, Some(MicroTime(at(100))));
     assert_eq!(progress.analysis, Some(figures(0.01)));
     assert_eq!(baking.requeue_after, Some(Duration::from_secs(2)));
 }
@@ -247,6 +249,6 @@ fn a_bake_the_registry_moved_away_from_is_recorded_as_superseded() {
     let progress = r.status.rollout.unwrap();
     assert_eq!(
         (progress.version.as_deref(), progress.bake_started_at),
-        (Some("3"), Some(Time(at(130))))
+        (Some("3"), Some(MicroTime(at(130))))
     );
 }
