@@ -363,6 +363,44 @@ mod tests {
     }
 
     #[test]
+    fn a_canary_or_shadow_the_schema_lets_through_is_refused_by_field() {
+        let fm = |extra: serde_json::Value| {
+            let mut spec = serde_json::json!({
+                "registry": {"trackingUri": "http://mlflow:5000"},
+                "model": {"name": "m", "alias": "champion"},
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                spec[k] = v.clone();
+            }
+            ForecastModel::new("daily", serde_json::from_value(spec).unwrap())
+        };
+        let check = |extra| spec(&fm(extra), &SpecPolicy::default());
+        let ok = check(serde_json::json!({"rollout": {"canary": {"pods": "50%"}}})).unwrap();
+        assert!(ok.canary.is_some());
+        for (extra, field) in [
+            (
+                serde_json::json!({"rollout": {"strategy": "Restart", "canary": {}}}),
+                "spec.rollout.canary needs strategy Reload",
+            ),
+            (
+                serde_json::json!({"rollout": {"canary": {"pods": "half"}}}),
+                "spec.rollout.canary.pods",
+            ),
+            (
+                serde_json::json!({"rollout": {"canary": {"bake": "10m", "maxBake": "1m"}}}),
+                "spec.rollout.canary.maxBake",
+            ),
+            (
+                serde_json::json!({"model": {"name": "m", "alias": "a", "shadow": {}}}),
+                "spec.model.shadow needs one of",
+            ),
+        ] {
+            let e = check(extra.clone()).unwrap_err();
+            assert!(e.starts_with(field), "{extra}: {e}");
+        }
+    }
+
+    #[test]
     fn each_registry_answer_reads_as_its_conditions() {
         let alias = Selector::Alias("champion".into());
         let found: Answer = Ok(ModelVersion {
