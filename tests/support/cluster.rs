@@ -212,42 +212,41 @@ impl TestCluster {
             .expect("apply ForecastModel");
     }
 
-    /// The notes of the events with `reason`.
-    pub async fn event_notes(&self, reason: &str) -> Vec<String> {
+    /// The events with `reason`.
+    async fn events_with(&self, reason: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
         let events: Api<k8s_openapi::api::events::v1::Event> =
             Api::namespaced(self.client.clone(), &self.namespace);
         events
             .list(&ListParams::default())
             .await
-            .map(|l| {
-                l.items
-                    .into_iter()
-                    .filter(|e| e.reason.as_deref() == Some(reason))
-                    .filter_map(|e| e.note)
-                    .collect()
-            })
+            .map(|l| l.items)
             .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .collect()
     }
 
-    pub async fn events(&self, reason: &str) -> usize {
-        let events: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.client.clone(), &self.namespace);
-        events
-            .list(&ListParams::default())
+    /// The notes of the events with `reason`.
+    pub async fn event_notes(&self, reason: &str) -> Vec<String> {
+        self.events_with(reason)
             .await
-            .map(|l| {
-                l.items
-                    .iter()
-                    .filter(|e| e.reason.as_deref() == Some(reason))
-                    .map(|e| {
-                        e.series
-                            .as_ref()
-                            .map(|s| s.count.max(1) as usize)
-                            .unwrap_or(1)
-                    })
-                    .sum()
+            .into_iter()
+            .filter_map(|e| e.note)
+            .collect()
+    }
+
+    /// How many times an event with `reason` was emitted (a series counts each time).
+    pub async fn events(&self, reason: &str) -> usize {
+        self.events_with(reason)
+            .await
+            .iter()
+            .map(|e| {
+                e.series
+                    .as_ref()
+                    .map(|s| s.count.max(1) as usize)
+                    .unwrap_or(1)
             })
-            .unwrap_or(0)
+            .sum()
     }
 }
 

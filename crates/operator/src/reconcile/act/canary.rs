@@ -63,16 +63,13 @@ pub async fn start(
             reloaded,
             failure,
             revert,
-        } => {
-            warn!(target, %failure, "a canary pod failed to load the version");
-            Ok(RolloutOutcome::Failed {
-                target,
-                from: Some(from),
-                reloaded,
-                failure,
-                revert,
-            })
-        }
+        } => Ok(RolloutOutcome::failed(
+            target,
+            Some(from),
+            reloaded,
+            failure,
+            revert,
+        )),
     }
 }
 

@@ -309,21 +309,30 @@ impl Rolling<'_> {
                 reloaded,
                 failure,
                 revert,
-            } => {
-                warn!(target, %failure, ?revert, "rollout failed");
-                RolloutOutcome::Failed {
-                    target,
-                    from,
-                    reloaded,
-                    failure,
-                    revert,
-                }
-            }
+            } => RolloutOutcome::failed(target, from, reloaded, failure, revert),
         })
     }
 }
 
 impl RolloutOutcome {
+    /// A pod failed the rollout to `target` (logged here, once for every caller).
+    pub fn failed(
+        target: String,
+        from: Option<String>,
+        reloaded: Vec<String>,
+        failure: PodFailure,
+        revert: Revert,
+    ) -> Self {
+        warn!(target, %failure, ?revert, "rollout failed");
+        RolloutOutcome::Failed {
+            target,
+            from,
+            reloaded,
+            failure,
+            revert,
+        }
+    }
+
     /// Whether pods may serve something else than before (so they are observed again).
     pub fn touched_pods(&self) -> bool {
         !matches!(
