@@ -502,10 +502,16 @@ async fn only_the_leader_of_two_replicas_acts_and_the_other_takes_over() {
 async fn deleting_the_forecast_model_removes_everything_it_owns() {
     let Setup {
         cluster,
-        operator: _operator,
+        operator,
         fallback: _fallback,
         ..
     } = daily_serving_v1("fm-delete", 71, 2, json!({}), &[]).await;
+    let served = format!(
+        "forecast_operator_served_version{{namespace=\"{}\",name=\"daily\"",
+        cluster.namespace
+    );
+    let metrics_url = format!("{}/metrics", operator.metrics_url);
+    assert!(get_text(&metrics_url).await.unwrap().contains(&served));
     cluster
         .fms()
         .delete("daily", &DeleteParams::default())
@@ -534,6 +540,17 @@ async fn deleting_the_forecast_model_removes_everything_it_owns() {
                     && sec.get_opt("daily-admin-token").await.unwrap().is_none()
                     && cluster.pods("daily").await.is_empty()
             }
+        },
+    )
+    .await;
+    // Its series leave the operator's metrics with it.
+    wait_until(
+        "the deleted ForecastModel's series are gone",
+        Duration::from_secs(20),
+        || async {
+            get_text(&metrics_url)
+                .await
+                .is_ok_and(|text| !text.contains(&served))
         },
     )
     .await;

@@ -365,7 +365,10 @@ async fn what_is_remembered_is_dropped_when_the_forecast_model_goes() {
     let tier = Tier::start().await;
     let memory = tier.ctx.memory.clone();
     let watched = kube::runtime::watcher(tier.cluster.fms(), Default::default());
-    tokio::spawn(operator::memory::forget_deleted(watched, memory.clone()).for_each(|_| async {}));
+    let metrics = tier.ctx.metrics.clone();
+    tokio::spawn(
+        operator::memory::forget_deleted(watched, memory.clone(), metrics).for_each(|_| async {}),
+    );
     let uri = format!("http://127.0.0.1:{}", closed_port());
     for name in ["a", "b", "c"] {
         tier.apply_and_reconcile(name, spec(&uri, json!({"name": "m", "alias": "champion"})))

@@ -200,10 +200,12 @@ impl Memory {
     }
 }
 
-/// Passes the ForecastModel watch's events on, dropping records as they report deletions.
+/// Passes the ForecastModel watch's events on, dropping records (and the ForecastModel's
+/// metrics series) as they report deletions.
 pub fn forget_deleted<S>(
     events: S,
     memory: Arc<Memory>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> impl Stream<Item = Result<watcher::Event<ForecastModel>, watcher::Error>>
 where
     S: Stream<Item = Result<watcher::Event<ForecastModel>, watcher::Error>>,
@@ -212,6 +214,9 @@ where
     events.inspect(move |event| {
         if let Ok(event) = event {
             forgetter.observe(&memory, event);
+            if let watcher::Event::Delete(fm) = event {
+                metrics.forget(fm);
+            }
         }
     })
 }

@@ -218,6 +218,26 @@ impl Metrics {
         }
     }
 
+    /// Drops a deleted ForecastModel's series (its served version and canary figures).
+    pub fn forget(&self, fm: &ForecastModel) {
+        let (namespace, name) = (fm.namespace().unwrap_or_default(), fm.name_any());
+        self.served_version.remove(&ModelLabel {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            model: fm.spec.model.name.clone(),
+        });
+        let label = ObjectLabel { namespace, name };
+        let g = &self.canary;
+        for gauge in [
+            &g.requests,
+            &g.error_rate,
+            &g.latency_ratio,
+            &g.prediction_shift,
+        ] {
+            gauge.remove(&label);
+        }
+    }
+
     /// The figures of a canary analysis, as the ForecastModel's gauges.
     pub fn record_analysis(&self, fm: &ForecastModel, f: &AnalysisFigures) {
         let label = ObjectLabel {
@@ -239,5 +259,52 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deleted_forecast_models_series_are_dropped() {
+        let spec = serde_json::from_value(serde_json::json!({
+            "registry": {"trackingUri": "http://mlflow:5000"},
+            "model": {"name": "m", "alias": "champion"},
+        }))
+        .unwrap();
+        let mut fm = ForecastModel::new("daily", spec);
+        fm.metadata.namespace = Some("team".into());
+        let metrics = Metrics::default();
+        let status = ForecastModelStatus {
+            served_version: Some("3".into()),
+            ..ForecastModelStatus::default()
+        };
+        metrics.record(&fm, &RolloutOutcome::Nothing, &status);
+        metrics.record_analysis(
+            &fm,
+            &AnalysisFigures {
+                requests: 10,
+                latency_ratio: Some(1.0),
+                prediction_shift: Some(0.1),
+                ..AnalysisFigures::default()
+            },
+        );
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains(
+                r#"forecast_operator_served_version{namespace="team",name="daily",model="m"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"forecast_operator_canary_prediction_shift{namespace="team",name="daily"} 0.1"#
+            ),
+            "{text}"
+        );
+        metrics.forget(&fm);
+        let text = metrics.encode().unwrap();
+        assert!(!text.contains(r#"name="daily""#), "{text}");
     }
 }

@@ -237,11 +237,12 @@ async fn become_leader(elector: Option<&LeaderElector>, identity: &str, lease: &
 
 /// The ForecastModel controller: reconciles on spec changes (not on its own status
 /// writes), on changes of owned objects and pods, and on webhook triggers; forgets what it
-/// remembered of deleted ForecastModels.
+/// remembered of deleted ForecastModels, and their metrics series.
 fn controller(
     config: &Config,
     client: &kube::Client,
     memory: Arc<Memory>,
+    metrics: Arc<Metrics>,
     subscriptions: cache::Subscriptions,
     triggers: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<ForecastModel>>,
     stop: tokio::sync::oneshot::Receiver<()>,
@@ -254,7 +255,7 @@ fn controller(
     let fm_events = watcher(fms, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer);
-    let fm_changes = memory::forget_deleted(fm_events, memory)
+    let fm_changes = memory::forget_deleted(fm_events, memory, metrics)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     let trigger_stream = futures::stream::unfold(triggers, |mut rx| async move {
@@ -394,6 +395,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         &config,
         &watch_client,
         memory.clone(),
+        metrics.clone(),
         subscriptions,
         triggers,
         stop_rx,
