@@ -3,11 +3,9 @@
 //! Kubernetes API and the pods' own `/model/info`, as a user would check.
 
 use api::reasons;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use forecast_e2e::cluster::{Operator, TestCluster, predict_through_service, wait_until};
+use forecast_e2e::cluster::{Operator, TestCluster, wait_until};
 use forecast_e2e::fleet::*;
 use forecast_e2e::*;
 use kube::ResourceExt;
@@ -29,33 +27,7 @@ async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
     let before = identities(&cluster, "daily").await;
 
     // Predictions through the Service, all the way through the rollout.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let client_task = {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        let cluster_client = cluster.client.clone();
-        let ns = cluster.namespace.clone();
-        tokio::spawn(async move {
-            let mut day = 0;
-            while !stop.load(Ordering::Relaxed) {
-                day += 1;
-                match predict_through_service(
-                    &cluster_client,
-                    &ns,
-                    "daily",
-                    &json!([archive_row(day)]),
-                )
-                .await
-                {
-                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                    Err(e) => {
-                        eprintln!("prediction failed: {e}");
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
-        })
-    };
+    let traffic = Traffic::start(&cluster, "daily");
 
     let v2 = train_and_register(&model, 22, &[]).unwrap();
     move_champion(&model, &v2);
@@ -67,20 +39,15 @@ async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
     )
     .await;
     ready_on(&cluster, "daily", &v2, 3).await;
-    stop.store(true, Ordering::Relaxed);
-    client_task.await.unwrap();
+    let answered = traffic.stop().await;
 
     assert_eq!(
         identities(&cluster, "daily").await,
         before,
         "a pod was replaced or its process restarted"
     );
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "predictions failed during the rollout"
-    );
-    assert!(ok.load(Ordering::Relaxed) > 10);
+    assert_eq!(answered.failed, 0, "predictions failed during the rollout");
+    assert!(answered.ok > 10);
     let status = cluster.status("daily").await;
     assert_eq!(status["previousVersion"], v1.as_str());
     assert_eq!(status["updatedReplicas"], 3);

@@ -4,12 +4,10 @@
 //! processes; models logged with scikit-learn and `mlflow.sklearn.log_model`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use api::reasons;
-use forecast_e2e::cluster::{Operator, TestCluster, predict_through_service, wait_until};
+use forecast_e2e::cluster::{Operator, TestCluster, wait_until};
 use forecast_e2e::fleet::*;
 use forecast_e2e::*;
 use k8s_openapi::jiff::Timestamp;
@@ -34,58 +32,6 @@ fn register_sklearn(name: &str, versions: &str) -> Vec<String> {
     let last = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(last)
         .unwrap_or_else(|e| panic!("{e}: not a JSON list of versions:\n{stdout}"))
-}
-
-/// A client predicting through the Service until stopped, counting answers and failures.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failed: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Traffic {
-    fn start(cluster: &TestCluster, fm: &str) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (client, ns, fm) = (
-            cluster.client.clone(),
-            cluster.namespace.clone(),
-            fm.to_owned(),
-        );
-        let task = {
-            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-            tokio::spawn(async move {
-                let mut day = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    day += 1;
-                    match predict_through_service(&client, &ns, &fm, &json!([archive_row(day)]))
-                        .await
-                    {
-                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            eprintln!("prediction failed: {e}");
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
-            })
-        };
-        Traffic {
-            stop,
-            ok,
-            failed,
-            task,
-        }
-    }
-
-    /// Stops the client; how many predictions failed.
-    async fn stop(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-        assert!(self.ok.load(Ordering::Relaxed) > 0);
-        self.failed.load(Ordering::Relaxed)
-    }
 }
 
 /// Pod → `loaded_at` of what it serves.
@@ -185,7 +131,7 @@ async fn a_good_canary_bakes_on_live_traffic_then_every_pod_follows() {
 
     ready_on(&cluster, "daily", v2, 3).await;
     assert_eq!(
-        traffic.stop().await,
+        traffic.stop().await.failed,
         0,
         "predictions failed during the canary rollout"
     );
@@ -251,7 +197,7 @@ async fn a_canary_that_predicts_three_times_the_champion_fails_and_only_its_pod_
     .await;
     ready_on(&cluster, "daily", v1, 3).await;
     assert_eq!(
-        traffic.stop().await,
+        traffic.stop().await.failed,
         0,
         "predictions failed while the canary was judged and reverted"
     );
@@ -387,7 +333,7 @@ async fn an_operator_restarted_mid_bake_resumes_the_bake_from_status() {
     operator.kill();
     let successor = Operator::start(&cluster, &[]);
     ready_on(&cluster, "daily", v2, 2).await;
-    assert_eq!(traffic.stop().await, 0);
+    assert_eq!(traffic.stop().await.failed, 0);
 
     // The successor judged the same canary (no second canary started) after the bake that
     // started before the restart (not skipped).

@@ -3,12 +3,14 @@
 //! conditions, the operator's metrics).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use crate::cluster::{Operator, TestCluster, wait_until};
+use crate::cluster::{Operator, TestCluster, predict_through_service, wait_until};
 use crate::*;
 
 pub const POLL: &str = "2s";
@@ -187,4 +189,67 @@ pub async fn daily_serving_v1(
     )
     .await;
     setup
+}
+
+/// A client predicting through the Service until stopped, counting answers and failures.
+pub struct Traffic {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What a [`Traffic`] client saw.
+pub struct Answered {
+    pub ok: usize,
+    pub failed: usize,
+}
+
+impl Traffic {
+    pub fn start(cluster: &TestCluster, fm: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (client, ns, fm) = (
+            cluster.client.clone(),
+            cluster.namespace.clone(),
+            fm.to_owned(),
+        );
+        let task = {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                let mut day = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    day += 1;
+                    match predict_through_service(&client, &ns, &fm, &json!([archive_row(day)]))
+                        .await
+                    {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            eprintln!("prediction failed: {e}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        };
+        Traffic {
+            stop,
+            ok,
+            failed,
+            task,
+        }
+    }
+
+    /// Stops the client; how many predictions were answered and how many failed (at
+    /// least one must have been answered).
+    pub async fn stop(self) -> Answered {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        let ok = self.ok.load(Ordering::Relaxed);
+        assert!(ok > 0, "no prediction was answered");
+        Answered {
+            ok,
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
 }

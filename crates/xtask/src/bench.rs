@@ -4,19 +4,17 @@
 //! pickled scikit-learn model. Both get the identical `/invocations` body.
 
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::connection::Connection;
 use crate::mlflow_server::{MlflowServer, free_port};
+use crate::server::{Server, spawn};
 use crate::{root, venv};
 
 #[derive(Debug, clap::Args)]
@@ -37,164 +35,6 @@ pub struct BenchArgs {
     /// Seconds of timing per library, model and batch size in the evaluator part.
     #[arg(long, default_value_t = 2.0)]
     evaluator_seconds: f64,
-}
-
-/// Kills the whole process group of a server on drop.
-pub struct Server {
-    child: Child,
-    name: &'static str,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// SIGKILL to the whole group: no graceful shutdown (a leader keeps its lease until it
-    /// expires).
-    pub fn kill_hard(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.wait();
-    }
-
-    /// Resident memory of every process in the server's group, KiB.
-    pub fn rss_kib(&self) -> u64 {
-        let group = self.child.id() as i64;
-        let mut total = 0;
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return 0;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
-                continue;
-            };
-            // Fields after the command name `(...)`: state ppid pgrp ...
-            let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else {
-                continue;
-            };
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            if fields.get(2).and_then(|p| p.parse::<i64>().ok()) != Some(group) {
-                continue;
-            }
-            if let Ok(status) = std::fs::read_to_string(path.join("status")) {
-                total += status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-        total
-    }
-}
-
-pub fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> anyhow::Result<Server> {
-    let file = std::fs::File::create(log)?;
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    crate::mlflow_server::register_group(child.id());
-    Ok(Server { child, name })
-}
-
-/// A keep-alive HTTP/1.1 connection with just enough of the protocol for the benchmark,
-/// so the load generator spends as little of the shared 2 cores as possible.
-pub struct Connection {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Connection {
-    pub async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Connection {
-            stream,
-            buf: Vec::with_capacity(4096),
-        })
-    }
-
-    /// Sends a POST and returns (status, body).
-    pub async fn post(&mut self, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
-            body.len()
-        );
-        self.stream.write_all(head.as_bytes()).await?;
-        self.stream.write_all(body).await?;
-        self.read_response().await
-    }
-
-    /// Sends a GET and returns (status, body).
-    pub async fn get(&mut self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
-        let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        self.stream.write_all(head.as_bytes()).await?;
-        self.read_response().await
-    }
-
-    async fn read_response(&mut self) -> anyhow::Result<(u16, Vec<u8>)> {
-        let header_end = loop {
-            if let Some(pos) = find(&self.buf, b"\r\n\r\n") {
-                break pos + 4;
-            }
-            self.fill().await?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..header_end]).to_string();
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .context("status line")?;
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())
-                    .flatten()
-            })
-            .context("the benchmark needs Content-Length responses")?;
-        while self.buf.len() < header_end + length {
-            self.fill().await?;
-        }
-        let body = self.buf[header_end..header_end + length].to_vec();
-        self.buf.drain(..header_end + length);
-        Ok((status, body))
-    }
-
-    async fn fill(&mut self) -> anyhow::Result<()> {
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
-            bail!("connection closed");
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[derive(Debug, Default)]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde_json::json;
 
-use crate::bench::Connection;
-use crate::bench_operator::{Cluster, pod_ips, pod_versions};
+use crate::bench_operator::{Cluster, median, pod_ips, pod_versions};
+use crate::connection::Connection;
 use crate::{kubectl, wait_for};
 
 /// The bake every measured rollout waits. The versions are equally good; the latency
@@ -57,6 +57,38 @@ fn traffic(
         }
         sent
     })
+}
+
+/// What the canary part measured: each rollout's time, and the predictions that failed.
+pub struct Measured {
+    pub times: Vec<Duration>,
+    pub failed: u64,
+}
+
+impl Measured {
+    pub fn print(&self) {
+        let m = median(self.times.clone());
+        let (min, max) = (
+            self.times.iter().min().copied().unwrap_or_default(),
+            self.times.iter().max().copied().unwrap_or_default(),
+        );
+        println!(
+            "\ncanary (pods 1 of 3, bake {} s, a client predicting on every pod): alias move -> verdict -> every pod on the new version, median {:.3} s (min {:.3}, max {:.3}) over {} rollouts = bake + {:.3} s; {} predictions failed",
+            BAKE.as_secs(),
+            m.as_secs_f64(),
+            min.as_secs_f64(),
+            max.as_secs_f64(),
+            self.times.len(),
+            m.saturating_sub(BAKE).as_secs_f64(),
+            self.failed
+        );
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        json!({"bake_s": BAKE.as_secs(), "median_s": median(self.times.clone()).as_secs_f64(),
+            "all_s": self.times.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+            "failed_predictions": self.failed})
+    }
 }
 
 /// Where the canary fleet runs.

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::bench::{Connection, Server, spawn};
+use crate::connection::Connection;
+use crate::histogram::{histogram, histogram_window, quantile};
 use crate::mlflow_server::{MlflowServer, free_port};
+use crate::server::{Server, spawn};
 use crate::{install_crd, kubectl, root, venv, wait_for};
 
 #[derive(Debug, clap::Args)]
@@ -99,7 +101,7 @@ pub fn start_operator(
     Ok((server, metrics, webhook))
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
@@ -475,30 +477,12 @@ pub fn run(args: &OperatorBenchArgs) -> anyhow::Result<()> {
         registry_p99 * 1000.0,
         burst_p99 * 1000.0
     );
-    if let Some((times, failed)) = &canary {
-        let m = median(times.clone());
-        println!(
-            "\ncanary (pods 1 of 3, bake {} s, a client predicting on every pod): alias move -> verdict -> every pod on the new version, median {:.3} s (min {:.3}, max {:.3}) over {} rollouts = bake + {:.3} s; {failed} predictions failed",
-            crate::bench_canary::BAKE.as_secs(),
-            m.as_secs_f64(),
-            times
-                .iter()
-                .min()
-                .copied()
-                .unwrap_or_default()
-                .as_secs_f64(),
-            times
-                .iter()
-                .max()
-                .copied()
-                .unwrap_or_default()
-                .as_secs_f64(),
-            times.len(),
-            m.saturating_sub(crate::bench_canary::BAKE).as_secs_f64(),
-        );
+    let canary = canary.map(|(times, failed)| crate::bench_canary::Measured { times, failed });
+    if let Some(c) = &canary {
+        c.print();
     }
     let report = json!({
-        "canary": canary.as_ref().map(|(t, failed)| json!({"bake_s": crate::bench_canary::BAKE.as_secs(), "median_s": median(t.clone()).as_secs_f64(), "all_s": t.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(), "failed_predictions": failed})),
+        "canary": canary.as_ref().map(crate::bench_canary::Measured::json),
         "rollouts": results.iter().map(|(m, med, t)| json!({"mode": m, "median_s": med.as_secs_f64(), "all_s": t.iter().map(Duration::as_secs_f64).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "scale": {"models": args.models, "first_status_s": first_pass.as_secs_f64(), "rss_mb": rss_mb, "reconcile_p50_le_s": reconcile_p50, "reconcile_p99_le_s": p99, "registry_poll_p99_le_s": registry_p99, "reconciles": count, "registry_fetches": fetched, "registry_answers_shared": shared, "burst_reconcile_p99_le_s": burst_p99, "burst_reconciles": burst_count},
     });
@@ -507,46 +491,4 @@ pub fn run(args: &OperatorBenchArgs) -> anyhow::Result<()> {
         serde_json::to_vec_pretty(&report)?,
     )?;
     Ok(())
-}
-
-/// The cumulative buckets of histogram `name` for what was observed between two scrapes.
-fn histogram_window(before: &str, after: &str, name: &str) -> Vec<(f64, u64)> {
-    let before = histogram(before, name);
-    histogram(after, name)
-        .into_iter()
-        .map(|(le, count)| {
-            let earlier = before.iter().find(|(l, _)| *l == le).map_or(0, |(_, c)| *c);
-            (le, count - earlier)
-        })
-        .collect()
-}
-
-/// The cumulative buckets `(le, count)` of a Prometheus histogram.
-fn histogram(text: &str, name: &str) -> Vec<(f64, u64)> {
-    let mut buckets: Vec<(f64, u64)> = text
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}_bucket")))
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            let count = l.rsplit(' ').next()?.parse().ok()?;
-            Some((le, count))
-        })
-        .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    buckets
-}
-
-/// The upper bound of the bucket holding quantile `q`, and the number of observations.
-fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<(f64, u64)> {
-    let total = buckets.last()?.1;
-    let want = (total as f64 * q).ceil() as u64;
-    buckets
-        .iter()
-        .find(|(_, c)| *c >= want)
-        .map(|(le, _)| (*le, total))
 }

@@ -6,9 +6,12 @@ mod bench;
 mod bench_canary;
 mod bench_evaluator;
 mod bench_operator;
+mod connection;
 mod demo;
 mod helm;
+mod histogram;
 mod mlflow_server;
+mod server;
 mod soak;
 mod venv;
 

@@ -31,18 +31,24 @@ impl Totals {
         self.errors += c.errors;
         self.predictions += c.predictions;
         self.prediction_sum += c.prediction_sum;
-        for b in &c.latency {
-            match self.latency.iter_mut().find(|t| t.le == b.le) {
-                Some(t) => t.count += b.count,
-                None => self.latency.push(b.clone()),
-            }
-        }
-        self.latency.sort_by(|a, b| a.le.total_cmp(&b.le));
+        add_buckets(&mut self.latency, &c.latency);
     }
 
     fn mean_prediction(&self) -> Option<f64> {
         (self.predictions > 0).then(|| self.prediction_sum / self.predictions as f64)
     }
+}
+
+/// Adds one cumulative histogram's buckets to another's, bound by bound (pods of one
+/// predictor build share their bounds), kept in bound order.
+pub fn add_buckets(into: &mut Vec<LatencyBucket>, from: &[LatencyBucket]) {
+    for b in from {
+        match into.iter_mut().find(|t| t.le == b.le) {
+            Some(t) => t.count += b.count,
+            None => into.push(b.clone()),
+        }
+    }
+    into.sort_by(|a, b| a.le.total_cmp(&b.le));
 }
 
 /// What a pod served in the window: `now` minus what it had at `start` for the same pod

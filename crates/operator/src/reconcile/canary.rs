@@ -105,10 +105,12 @@ pub enum Stage {
         canary: Vec<String>,
         reload: Vec<String>,
     },
-    /// The canary pods (`canary`, still serving the target) bake; judge when due.
+    /// The canary pods (`canary`, still serving the target) bake; judge by `settings` when
+    /// due.
     Bake {
         progress: Box<RolloutProgress>,
         canary: Vec<String>,
+        settings: CanarySettings,
     },
     /// The verdict passed (recorded before a restart): roll the rest.
     Promote,
@@ -148,6 +150,7 @@ pub fn stage(
                     return Stage::Bake {
                         progress: Box::new(p.clone()),
                         canary: alive,
+                        settings: canary.settings.clone(),
                     };
                 }
             }
@@ -185,18 +188,9 @@ pub fn stage(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::plan::tests::pod;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
     use k8s_openapi::jiff::Timestamp;
-
-    fn pod(name: &str, version: &str) -> PodObservation {
-        PodObservation {
-            name: name.into(),
-            base_url: Some(format!("http://{name}")),
-            ready: true,
-            version: Some(version.into()),
-            ..PodObservation::default()
-        }
-    }
 
     fn rollout(target: &str, from: &str, pods: &[&str]) -> Plan {
         Plan::Rollout {
@@ -322,7 +316,8 @@ mod tests {
             stage(&plan, Some(&c), Some(&baking), &pods),
             Stage::Bake {
                 progress: Box::new(baking.clone()),
-                canary: vec!["a".into()]
+                canary: vec!["a".into()],
+                settings: c.settings.clone(),
             }
         );
         // The canary pod went away (or back): a new canary, a new window.

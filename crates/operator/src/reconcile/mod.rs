@@ -8,6 +8,7 @@
 //! act      the rollout, reported as one RolloutOutcome; the shadow loaded in the pods
 //! progress the pure status.rollout and status.history
 //! status   a pure function to the whole status, its events and the next wake-up
+//!          (outcome: what the rollout's outcome changes in it)
 //! report   status written (server-side apply, status subresource), events published
 //! ```
 
@@ -17,6 +18,7 @@ pub mod canary;
 pub mod conditions;
 pub mod events;
 pub mod observe;
+pub mod outcome;
 pub mod plan;
 pub mod progress;
 pub mod report;
@@ -93,7 +95,7 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         true => observe::pods(ctx, fm, &observe::own_pods(ctx, fm).await?).await,
         false => observed.pods.clone(),
     };
-    let shadow = act::shadow::sync(ctx, fm, &spec, &observed, &pods, &owned.admin_token).await;
+    let shadow = act::shadow::sync(ctx, &spec, &observed, &pods, &owned.admin_token).await;
     let report = status::report(&status::Inputs {
         generation,
         replicas: fm.spec.predictor.replicas,

@@ -141,7 +141,7 @@ pub fn batches(pods: &[String], max_concurrent: i32) -> Vec<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -156,7 +156,8 @@ mod tests {
         assert_eq!(registry_retry(s(5), s(2)), s(2));
     }
 
-    fn pod(name: &str, version: &str) -> PodObservation {
+    /// A ready pod with an address serving `version`.
+    pub(crate) fn pod(name: &str, version: &str) -> PodObservation {
         PodObservation {
             name: name.into(),
             base_url: Some(format!("http://{name}")),

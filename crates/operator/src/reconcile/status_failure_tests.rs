@@ -6,7 +6,7 @@ use api::reasons;
 use super::tests::{Case, found, has, reasons_of};
 use super::*;
 use crate::predictor_client::{Call, PredictorError};
-use crate::reconcile::act::rollout::{PodFailure, VerifyError};
+use crate::reconcile::act::rollout::{PodFailure, Revert, VerifyError};
 
 fn failure() -> PodFailure {
     PodFailure::MayHaveSwitched {

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::bench::{Connection, Server};
+use crate::connection::Connection;
+use crate::server::Server;
 
 mod traffic;
 use crate::bench_operator::{Cluster, build_system, start_cluster, start_operator};

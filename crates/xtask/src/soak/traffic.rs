@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::FM;
-use crate::bench::Connection;
+use crate::connection::Connection;
 
 /// What the client and the pod sampler saw.
 #[derive(Default)]

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::reconcile::act::rollout::{self, Rolled};
 use crate::reconcile::act::{Rolling, RolloutOutcome};
-use crate::reconcile::analysis::{self, Verdict};
+use crate::reconcile::analysis::{self, CanarySettings, Verdict};
 use crate::reconcile::events::{self, Note};
 use crate::reconcile::observe;
 use crate::reconcile::plan::PodObservation;
@@ -109,11 +109,9 @@ pub async fn judge(
     r: &Rolling<'_>,
     progress: &RolloutProgress,
     canary: &[String],
+    settings: &CanarySettings,
 ) -> Result<Judged> {
     let (target, from) = (r.target.to_owned(), r.from.unwrap_or_default().to_owned());
-    let Some(settings) = r.spec.canary.as_ref().map(|c| &c.settings) else {
-        return Ok(Judged::Passed("no canary is configured any more".into()));
-    };
     let now_counters = counters(r, canary, &r.observed.pods).await;
     let (c, b) = analysis::window(&progress.window_start, &now_counters, canary);
     let figures = analysis::figures(&c, &b);

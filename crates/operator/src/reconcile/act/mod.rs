@@ -174,12 +174,14 @@ pub async fn roll_out(
     };
     let verdict = match stage {
         Stage::Start { canary, reload } => return canary::start(&rolling, canary, reload).await,
-        Stage::Bake { progress, canary } => {
-            match canary::judge(&rolling, progress, canary).await? {
-                canary::Judged::Passed(verdict) => Some(verdict),
-                canary::Judged::Not(outcome) => return Ok(outcome),
-            }
-        }
+        Stage::Bake {
+            progress,
+            canary,
+            settings,
+        } => match canary::judge(&rolling, progress, canary, settings).await? {
+            canary::Judged::Passed(verdict) => Some(verdict),
+            canary::Judged::Not(outcome) => return Ok(outcome),
+        },
         Stage::Promote => Some("the canary passed before this operator took over".to_owned()),
         Stage::Skipped { ready } => {
             let note = format!(

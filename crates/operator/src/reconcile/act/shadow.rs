@@ -2,13 +2,13 @@
 //! version `spec.model.shadow` resolves to, unloaded from every pod once the spec has none,
 //! and compared over the pods' `/metrics` into `status.shadow`.
 
-use api::forecast_model::{ForecastModel, LatencyBucket, ShadowStatus};
+use api::forecast_model::ShadowStatus;
 use api::reasons;
 use futures::future::join_all;
 use tracing::warn;
 
 use crate::context::Context;
-use crate::reconcile::analysis::quantile;
+use crate::reconcile::analysis::{add_buckets, quantile};
 use crate::reconcile::events::Note;
 use crate::reconcile::observe::{self, Observation, ValidSpec};
 use crate::reconcile::plan::PodObservation;
@@ -22,7 +22,6 @@ pub struct ShadowOutcome {
 
 pub async fn sync(
     ctx: &Context,
-    fm: &ForecastModel,
     spec: &ValidSpec,
     observed: &Observation,
     pods: &[PodObservation],
@@ -63,7 +62,7 @@ pub async fn sync(
     };
     let Some(version) = wanted else {
         return ShadowOutcome {
-            status: previous_status(fm),
+            status: observed.previous.shadow.clone(),
             notes,
         };
     };
@@ -121,11 +120,6 @@ pub async fn sync(
     }
 }
 
-/// The last status's shadow (while the registry cannot say which version is wanted).
-fn previous_status(fm: &ForecastModel) -> Option<ShadowStatus> {
-    fm.status.as_ref().and_then(|s| s.shadow.clone())
-}
-
 /// `status.shadow` from the pods' counters for `version`.
 pub fn aggregate<'a>(
     version: &str,
@@ -138,7 +132,7 @@ pub fn aggregate<'a>(
         ..ShadowStatus::default()
     };
     let (mut rows, mut sum) = (0u64, 0.0);
-    let mut buckets: Vec<LatencyBucket> = Vec::new();
+    let mut buckets = Vec::new();
     for m in metrics {
         let Some(s) = m.shadow.get(version) else {
             continue;
@@ -148,14 +142,8 @@ pub fn aggregate<'a>(
         status.dropped += s.dropped;
         rows += s.rows;
         sum += s.abs_diff_sum;
-        for b in &s.abs_diff {
-            match buckets.iter_mut().find(|t| t.le == b.le) {
-                Some(t) => t.count += b.count,
-                None => buckets.push(b.clone()),
-            }
-        }
+        add_buckets(&mut buckets, &s.abs_diff);
     }
-    buckets.sort_by(|a, b| a.le.total_cmp(&b.le));
     if rows > 0 {
         status.mean_abs_diff = Some(sum / rows as f64);
         status.p99_abs_diff = quantile(0.99, &buckets, rows);
