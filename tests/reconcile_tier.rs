@@ -36,7 +36,7 @@ impl Tier {
 
     /// With the operator-wide allow-lists of `policy`.
     async fn start_with(policy: operator::policy::SpecPolicy) -> Tier {
-        let cluster = TestCluster::start_without_pods().await;
+        let cluster = TestCluster::start_simulated_without_pods().await;
         let metrics = Arc::new(Metrics::default());
         let registry = Arc::new(Registry::new(Duration::ZERO, metrics.clone()));
         let (caches, subscriptions, watches) =

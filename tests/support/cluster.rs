@@ -1,6 +1,8 @@
-//! The cluster under test for the operator's end-to-end tests: an in-process kube-sim
-//! whose pods run the real predictor binary, or — when `KUBECONFIG` is set — a real
-//! cluster (the operator then runs in it, deployed from `deploy/`; see the README).
+//! The cluster under test for the operator's end-to-end tests: the real control plane
+//! `cargo xtask test` started (`FORECAST_CLUSTER_KUBECONFIG`, or any cluster named by
+//! `KUBECONFIG`), each test in a namespace of its own with the operator on its own
+//! ServiceAccount holding exactly the namespaced RBAC of `deploy/overlays/namespaced`; or,
+//! without one, an in-process kube-sim whose pods run the real predictor binary.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -20,13 +22,26 @@ use crate::bin;
 pub struct TestCluster {
     pub client: kube::Client,
     pub namespace: String,
+    /// The tests' own (admin) identity.
     pub kubeconfig: PathBuf,
+    /// The identity the operator runs with: its ServiceAccount on a real cluster.
+    pub operator_kubeconfig: PathBuf,
     sim: Option<kube_sim::RunningSim>,
+    _operator_identity: Option<tempfile::TempDir>,
 }
 
-/// True when the tests run against a real cluster (KUBECONFIG set).
+/// The real cluster's admin kubeconfig, when the tests run against one.
+fn real_kubeconfig() -> Option<PathBuf> {
+    ["FORECAST_CLUSTER_KUBECONFIG", "KUBECONFIG"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .find(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// True when the tests run against a real cluster.
 pub fn real_cluster() -> bool {
-    std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+    real_kubeconfig().is_some()
 }
 
 impl TestCluster {
@@ -46,13 +61,27 @@ impl TestCluster {
         Self::start_with(false, false).await
     }
 
+    /// Always kube-sim, without pods (the reconcile tier: the fast tier).
+    pub async fn start_simulated_without_pods() -> Self {
+        Self::start_with_sim(false, true, true).await
+    }
+
     async fn start_with(run_pods: bool, install_crd: bool) -> Self {
+        Self::start_with_sim(run_pods, install_crd, false).await
+    }
+
+    async fn start_with_sim(run_pods: bool, install_crd: bool, force_sim: bool) -> Self {
         mlflow::install_crypto_provider();
-        let (client, kubeconfig, sim, namespace) = if real_cluster() {
-            let kubeconfig = PathBuf::from(std::env::var_os("KUBECONFIG").unwrap_or_default());
-            let client = kube::Client::try_default()
-                .await
-                .expect("KUBECONFIG cluster");
+        let real = if force_sim { None } else { real_kubeconfig() };
+        let (client, kubeconfig, sim, namespace) = if let Some(kubeconfig) = real {
+            let options = kube::config::KubeConfigOptions::default();
+            let config = kube::Config::from_custom_kubeconfig(
+                kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig"),
+                &options,
+            )
+            .await
+            .expect("kubeconfig");
+            let client = kube::Client::try_from(config).expect("real cluster client");
             let ns = crate::unique_name("fm-e2e");
             let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
             namespaces
@@ -90,6 +119,13 @@ impl TestCluster {
                 "default".to_string(),
             )
         };
+        let (operator_kubeconfig, identity) = if sim.is_some() {
+            (kubeconfig.clone(), None)
+        } else {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = operator_identity(&kubeconfig, &namespace, dir.path());
+            (path, Some(dir))
+        };
         if install_crd {
             let crd: CustomResourceDefinition = serde_yaml_crd();
             Api::<CustomResourceDefinition>::all(client.clone())
@@ -100,12 +136,32 @@ impl TestCluster {
                 )
                 .await
                 .expect("install the CRD");
+            // A real API server serves the kind only once the CRD is Established.
+            let crds = Api::<CustomResourceDefinition>::all(client.clone());
+            wait_until(
+                "the CRD is Established",
+                Duration::from_secs(30),
+                || async {
+                    crds.get("forecastmodels.forecast.dev")
+                        .await
+                        .ok()
+                        .and_then(|c| c.status)
+                        .and_then(|s| s.conditions)
+                        .is_some_and(|cs| {
+                            cs.iter()
+                                .any(|c| c.type_ == "Established" && c.status == "True")
+                        })
+                },
+            )
+            .await;
         }
         TestCluster {
             client,
             namespace,
             kubeconfig,
+            operator_kubeconfig,
             sim,
+            _operator_identity: identity,
         }
     }
 
@@ -124,6 +180,13 @@ impl TestCluster {
     pub async fn stop(self) {
         if let Some(sim) = self.sim {
             sim.stop().await;
+        } else {
+            // The namespace controller removes what the test made; the node stops its pods.
+            let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+                Api::all(self.client.clone());
+            let _ = namespaces
+                .delete(&self.namespace, &kube::api::DeleteParams::default())
+                .await;
         }
     }
 
@@ -276,6 +339,114 @@ pub async fn predict_through_service(
     }
 }
 
+/// The operator's identity on a real cluster: the ServiceAccount `forecast-operator` in
+/// the test's namespace with exactly the Role and RoleBinding `deploy/overlays/namespaced`
+/// grants (rendered by kustomize, moved to this namespace), and a kubeconfig holding a
+/// token for it from the TokenRequest API. Any call the manifests do not allow fails.
+fn operator_identity(admin: &std::path::Path, namespace: &str, dir: &std::path::Path) -> PathBuf {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let kubectl = |args: &[&str], stdin: Option<&str>| -> String {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args)
+            .env("KUBECONFIG", admin)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl");
+        if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+            use std::io::Write;
+            input.write_all(text.as_bytes()).expect("kubectl stdin");
+        }
+        let out = child.wait_with_output().expect("kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rendered = kubectl(
+        &["kustomize", &format!("{root}/deploy/overlays/namespaced")],
+        None,
+    );
+    let mut documents: Vec<String> = rendered
+        .split("\n---\n")
+        .filter(|d| {
+            d.lines().any(|l| {
+                l == "kind: Role" || l == "kind: RoleBinding" || l == "kind: ServiceAccount"
+            })
+        })
+        .map(|d| {
+            d.replace(
+                "namespace: forecast-apps",
+                &format!("namespace: {namespace}"),
+            )
+            .replace(
+                "namespace: forecast-system",
+                &format!("namespace: {namespace}"),
+            )
+        })
+        .collect();
+    assert!(
+        documents.len() >= 5,
+        "RBAC missing from the namespaced overlay:\n{rendered}"
+    );
+    documents.retain(|d| !d.is_empty());
+    kubectl(
+        &["apply", "--server-side", "--field-manager=e2e", "-f", "-"],
+        Some(&documents.join("\n---\n")),
+    );
+    let token = kubectl(
+        &[
+            "create",
+            "token",
+            "forecast-operator",
+            "-n",
+            namespace,
+            "--duration=3h",
+        ],
+        None,
+    );
+    let server = kubectl(
+        &[
+            "config",
+            "view",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ],
+        None,
+    );
+    let ca = kubectl(
+        &[
+            "config",
+            "view",
+            "--minify",
+            "--raw",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority}",
+        ],
+        None,
+    );
+    let path = dir.join("operator.kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n\
+             users:\n- name: forecast-operator\n  user:\n    token: {token}\n\
+             contexts:\n- name: c\n  context:\n    cluster: c\n    user: forecast-operator\n    namespace: {namespace}\n\
+             current-context: c\n",
+            token = token.trim()
+        ),
+    )
+    .expect("write the operator's kubeconfig");
+    path
+}
+
 fn serde_yaml_crd() -> CustomResourceDefinition {
     let text = include_str!("../../crds/forecastmodel.yaml");
     let value: Value = serde_json::to_value(serde_yaml_from_str(text)).expect("CRD YAML");
@@ -317,7 +488,7 @@ impl Operator {
         let metrics_port = crate::closed_port();
         let webhook_port = crate::closed_port();
         let mut cmd = Command::new(bin("forecast-operator"));
-        cmd.env("KUBECONFIG", &cluster.kubeconfig)
+        cmd.env("KUBECONFIG", &cluster.operator_kubeconfig)
             .env("OPERATOR_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
             .env("OPERATOR_WEBHOOK_ADDR", format!("127.0.0.1:{webhook_port}"))
             .env("POD_NAMESPACE", &cluster.namespace)
@@ -326,6 +497,10 @@ impl Operator {
             .env("RUST_LOG", "info,kube=warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        if !cluster.simulated() {
+            // One operator per test namespace on a shared cluster, with namespaced rights.
+            cmd.env("WATCH_NAMESPACE", &cluster.namespace);
+        }
         for (k, v) in extra_env {
             cmd.env(k, v);
         }

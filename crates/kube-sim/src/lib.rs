@@ -16,6 +16,7 @@ pub mod api;
 pub mod controllers;
 pub mod kubelet;
 pub mod managed_fields;
+pub mod node_agent;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;

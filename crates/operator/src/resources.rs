@@ -203,7 +203,15 @@ fn predictor_env(fm: &ForecastModel, credentials_secret: Option<&str>) -> Vec<En
             env.push(env_from(var, secret_key(secret, key, true)));
         }
     }
-    env.extend(spec.predictor.env.iter().cloned());
+    // A name given again replaces the earlier entry (reserved names never get here: the
+    // spec check refuses them): server-side apply refuses a list with duplicate names, as
+    // the real API server does for `env` keyed by name.
+    for var in &spec.predictor.env {
+        match env.iter_mut().find(|e| e.name == var.name) {
+            Some(existing) => *existing = var.clone(),
+            None => env.push(var.clone()),
+        }
+    }
     env
 }
 
@@ -401,6 +409,36 @@ mod tests {
             template(Some("7")).metadata.unwrap().annotations.unwrap()[RESTART_ANNOTATION],
             "7"
         );
+    }
+
+    #[test]
+    fn a_spec_env_name_the_operator_also_sets_replaces_it_instead_of_repeating_it() {
+        let mut fm = fm();
+        fm.spec.predictor.env = vec![
+            EnvVar {
+                name: "MODEL_FALLBACK_DIR".into(),
+                value: Some("/models".into()),
+                ..EnvVar::default()
+            },
+            EnvVar {
+                name: "EXTRA".into(),
+                value: Some("1".into()),
+                ..EnvVar::default()
+            },
+        ];
+        let d = deployment(&fm, None, None);
+        let env = d.spec.template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let named = |n: &str| env.iter().filter(|e| e.name == n).collect::<Vec<_>>();
+        // The real API server refuses an env list naming a variable twice.
+        assert_eq!(named("MODEL_FALLBACK_DIR").len(), 1);
+        assert_eq!(
+            named("MODEL_FALLBACK_DIR")[0].value.as_deref(),
+            Some("/models")
+        );
+        assert_eq!(named("EXTRA").len(), 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod bench;
 mod bench_canary;
 mod bench_evaluator;
 mod bench_operator;
+mod cluster;
 mod connection;
 mod demo;
 mod helm;
@@ -51,6 +52,11 @@ enum Task {
     /// The whole system under random faults for `--minutes` (default 10): rollouts, failed
     /// predictions and time to converge after each fault (see the README).
     Soak(soak::SoakArgs),
+    /// A real Kubernetes control plane (built from source) in its own network namespace.
+    Cluster {
+        #[command(subcommand)]
+        task: cluster::ClusterTask,
+    },
     /// Only prepare the virtualenv (for CI caching and manual runs).
     Venv,
 }
@@ -140,15 +146,41 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     require_kubectl()?;
     let python = venv::ensure()?;
     let helm = helm::ensure()?;
-    eprintln!("xtask: building binaries");
+    eprintln!("xtask: building binaries and tests");
     run(cargo().args(["build", "--workspace", "--bins"]))?;
+    // Everything is compiled before the run moves into the cluster's network namespace,
+    // where no registry can be reached.
+    run(cargo().args(["test", "--workspace", "--no-run"]))?;
+    let bin_dir = root().join("target").join("debug");
+    // The real control plane; from here on this thread and all it starts (MLflow, the
+    // tests, their operators and pods) live in the cluster's network namespace.
+    mlflow_server::stop_groups_on_signal();
+    let cluster = cluster::up(&bin_dir)?;
+    let result = run_tests(cargo_args, &python, &helm, &bin_dir, &cluster.kubeconfig);
+    if std::env::var_os("XTASK_KEEP_CLUSTER").is_some() {
+        eprintln!(
+            "xtask: XTASK_KEEP_CLUSTER is set: the cluster stays up (`cargo xtask cluster down`)"
+        );
+    } else if let Err(e) = cluster::down() {
+        eprintln!("xtask: stopping the cluster: {e:#}");
+    }
+    result
+}
+
+fn run_tests(
+    cargo_args: &[String],
+    python: &Path,
+    helm: &Path,
+    bin_dir: &Path,
+    kubeconfig: &Path,
+) -> anyhow::Result<()> {
     // The plain server and one with MLflow's basic auth (credentialsSecret tests), started
     // side by side.
-    let auth_python = python.clone();
+    let auth_python = python.to_path_buf();
     let authenticated = std::thread::spawn(move || {
         mlflow_server::MlflowServer::start_authenticated(&auth_python, TEST_AUTH_PASSWORD)
     });
-    let server = mlflow_server::MlflowServer::start(&python)?;
+    let server = mlflow_server::MlflowServer::start(python)?;
     let auth_server = authenticated
         .join()
         .map_err(|_| anyhow::anyhow!("starting the authenticated MLflow panicked"))??;
@@ -158,7 +190,6 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
         server.uri(),
         auth_server.uri()
     );
-    let bin_dir = root().join("target").join("debug");
     let status = cargo()
         .args(["test", "--workspace"])
         .args(cargo_args)
@@ -166,9 +197,10 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
         .env("MLFLOW_AUTH_TRACKING_URI", auth_server.uri())
         .env("MLFLOW_AUTH_USERNAME", mlflow_server::AUTH_ADMIN)
         .env("MLFLOW_AUTH_PASSWORD", TEST_AUTH_PASSWORD)
-        .env("FORECAST_TEST_PYTHON", &python)
-        .env("FORECAST_BIN_DIR", &bin_dir)
-        .env("FORECAST_HELM", &helm)
+        .env("FORECAST_TEST_PYTHON", python)
+        .env("FORECAST_BIN_DIR", bin_dir)
+        .env("FORECAST_HELM", helm)
+        .env("FORECAST_CLUSTER_KUBECONFIG", kubeconfig)
         .status()
         .context("cannot run cargo test")?;
     drop(auth_server);
@@ -217,6 +249,7 @@ fn main() -> ExitCode {
         Task::Bench(args) => bench::run(&args),
         Task::BenchOperator(args) => bench_operator::run(&args),
         Task::Soak(args) => soak::run(&args),
+        Task::Cluster { task } => cluster::run(&task),
         Task::Venv => venv::ensure().map(|p| eprintln!("xtask: python at {}", p.display())),
     };
     match result {

@@ -1,0 +1,81 @@
+//! `node-agent`: the test kubelet (see `kube_sim::node_agent`) as a process, pointed at
+//! any API server by `KUBECONFIG`. `cargo xtask cluster up` starts one inside the
+//! cluster's network namespace.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "node-agent", version)]
+struct Args {
+    /// The Node to register.
+    #[arg(long, default_value = "node-1")]
+    node_name: String,
+    /// The node's InternalIP (the pods' hostIP).
+    #[arg(long, default_value = "10.244.0.1")]
+    node_ip: Ipv4Addr,
+    /// The first pod address (each pod gets the next one).
+    #[arg(long, default_value = "10.244.1.2")]
+    first_pod_ip: Ipv4Addr,
+    /// Run containers whose image is IMAGE (exactly, or by name without registry and tag)
+    /// as this local binary. Repeatable.
+    #[arg(long = "run", value_name = "IMAGE=BINARY")]
+    run: Vec<String>,
+    /// Pods' working directories and logs.
+    #[arg(long)]
+    workdir: PathBuf,
+}
+
+fn parse_images(specs: &[String]) -> anyhow::Result<HashMap<String, PathBuf>> {
+    let mut out = HashMap::new();
+    for s in specs {
+        let Some((image, binary)) = s.split_once('=') else {
+            bail!("--run {s:?}: expected IMAGE=BINARY");
+        };
+        let path = PathBuf::from(binary);
+        if !path.is_file() {
+            bail!("--run {s:?}: {binary} is not a file");
+        }
+        out.insert(image.to_owned(), path.canonicalize().unwrap_or(path));
+    }
+    Ok(out)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    kube_sim::install_crypto_provider();
+    let args = Args::parse();
+    let config = kube_sim::node_agent::NodeAgentConfig {
+        node_name: args.node_name,
+        node_ip: args.node_ip,
+        first_pod_ip: args.first_pod_ip,
+        images: parse_images(&args.run)?,
+        workdir: args.workdir,
+        resync: Duration::from_millis(500),
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the API server (KUBECONFIG)")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    kube_sim::node_agent::run(client, config, shutdown).await?;
+    Ok(())
+}
