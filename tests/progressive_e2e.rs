@@ -159,7 +159,8 @@ async fn a_good_canary_bakes_on_live_traffic_then_every_pod_follows() {
             .contains("canary passed"),
         "{record}"
     );
-    assert_eq!(cluster.events(reasons::CANARY_STARTED).await, 1);
+    assert_eq!(cluster.wait_for_events(reasons::CANARY_STARTED, 1).await, 1);
+    cluster.wait_for_events(reasons::CANARY_PASSED, 1).await;
     let passed = cluster.event_notes(reasons::CANARY_PASSED).await;
     assert!(
         passed.iter().any(|n| n.contains("prediction shift")),
@@ -221,6 +222,7 @@ async fn a_canary_that_predicts_three_times_the_champion_fails_and_only_its_pod_
         (record["result"].as_str(), record["reason"].as_str()),
         (Some("Failed"), Some(reasons::ANALYSIS_FAILED))
     );
+    cluster.wait_for_events(reasons::ANALYSIS_FAILED, 1).await;
     let notes = cluster.event_notes(reasons::ANALYSIS_FAILED).await;
     let note = notes.first().expect("an AnalysisFailed event");
     assert!(
@@ -302,6 +304,9 @@ async fn too_little_traffic_extends_the_bake_then_fails_inconclusive() {
         "judged at {finished}, before maxBake ({bake_started} + 8s)"
     );
     assert_eq!(status["failedVersions"], json!([v2]));
+    cluster
+        .wait_for_events(reasons::ANALYSIS_INCONCLUSIVE, 1)
+        .await;
     let notes = cluster.event_notes(reasons::ANALYSIS_INCONCLUSIVE).await;
     assert!(
         notes.iter().any(|n| n.contains("(needs 1000)")),
@@ -499,5 +504,12 @@ async fn a_shadow_alias_is_compared_in_status_and_removing_it_unloads_every_pod(
         },
     )
     .await;
-    assert!(cluster.events(reasons::SHADOW_UNLOADED).await >= 1);
+    // The operator publishes its events after it writes the status: wait for the event
+    // itself, not for the status that precedes it.
+    wait_until(
+        "a ShadowUnloaded event",
+        Duration::from_secs(30),
+        || async { cluster.events(reasons::SHADOW_UNLOADED).await >= 1 },
+    )
+    .await;
 }

@@ -298,6 +298,19 @@ impl TestCluster {
             .collect()
     }
 
+    /// Waits until an event with `reason` was emitted `at_least` times, and answers how many
+    /// times. The operator publishes events after it writes the status, so a test that
+    /// waited for a status waits for the event too rather than asserting it at once.
+    pub async fn wait_for_events(&self, reason: &str, at_least: usize) -> usize {
+        wait_until(
+            &format!("{at_least} {reason} event(s)"),
+            Duration::from_secs(30),
+            || async { self.events(reason).await >= at_least },
+        )
+        .await;
+        self.events(reason).await
+    }
+
     /// How many times an event with `reason` was emitted (a series counts each time).
     pub async fn events(&self, reason: &str) -> usize {
         self.events_with(reason)

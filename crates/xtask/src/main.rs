@@ -191,7 +191,7 @@ fn run_tests(
         auth_server.uri()
     );
     let status = cargo()
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .args(cargo_args)
         .env("MLFLOW_TRACKING_URI", server.uri())
         .env("MLFLOW_AUTH_TRACKING_URI", auth_server.uri())

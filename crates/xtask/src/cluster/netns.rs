@@ -63,7 +63,9 @@ pub fn pids(name: &str) -> Vec<u32> {
 }
 
 pub fn delete(name: &str) {
-    for pid in pids(name) {
+    // This process may be inside (it entered to start the cluster): never itself.
+    let me = std::process::id();
+    for pid in pids(name).into_iter().filter(|p| *p != me) {
         let _ = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status();
