@@ -77,7 +77,16 @@ fn identities(table: &str) -> Vec<String> {
     rows
 }
 
-pub fn run_demo() -> anyhow::Result<()> {
+/// Where the demo's Kubernetes comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoCluster {
+    /// The embedded simulator (fast on a fresh machine).
+    Sim,
+    /// The control plane built from Kubernetes' sources (`cargo xtask cluster`).
+    Real,
+}
+
+pub fn run_demo(cluster: DemoCluster) -> anyhow::Result<()> {
     crate::require_kubectl()?;
     let python = venv::ensure()?;
     run(
@@ -90,34 +99,54 @@ pub fn run_demo() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
 
-    let mlflow = MlflowServer::start(&python)?;
-    eprintln!("xtask: MLflow at {}", mlflow.uri());
+    // On the real control plane this thread moves into the cluster's network namespace
+    // first, so MLflow, the operator and the pods all meet there.
+    let (kubeconfig, sim) = match cluster {
+        DemoCluster::Real => {
+            let state = crate::cluster::up(&bin)?;
+            (state.kubeconfig, None)
+        }
+        DemoCluster::Sim => {
+            let kubeconfig = work.join("kubeconfig");
+            let sim_log = std::fs::File::create(work.join("kube-sim.log"))?;
+            let sim = Guard::new(
+                Command::new(bin.join("kube-sim"))
+                    .args(["--listen", "127.0.0.1:0", "--kubeconfig"])
+                    .arg(&kubeconfig)
+                    .arg("--run")
+                    .arg(format!(
+                        "forecast-predictor={}",
+                        bin.join("forecast-predictor").display()
+                    ))
+                    .arg("--workdir")
+                    .arg(work.join("kube-sim"))
+                    .stdout(Stdio::null())
+                    .stderr(sim_log)
+                    .process_group(0)
+                    .spawn()
+                    .context("starting kube-sim")?,
+                "kube-sim and its pods",
+            );
+            wait_for("kube-sim", Duration::from_secs(20), || kubeconfig.is_file())?;
+            eprintln!(
+                "xtask: kube-sim is serving (KUBECONFIG={})",
+                kubeconfig.display()
+            );
+            (kubeconfig, Some(sim))
+        }
+    };
+    let result = story(&python, &bin, &work, &kubeconfig);
+    drop(sim);
+    if cluster == DemoCluster::Real {
+        crate::cluster::down()?;
+    }
+    result
+}
 
-    let kubeconfig = work.join("kubeconfig");
-    let sim_log = std::fs::File::create(work.join("kube-sim.log"))?;
-    let _sim = Guard::new(
-        Command::new(bin.join("kube-sim"))
-            .args(["--listen", "127.0.0.1:0", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .arg("--run")
-            .arg(format!(
-                "forecast-predictor={}",
-                bin.join("forecast-predictor").display()
-            ))
-            .arg("--workdir")
-            .arg(work.join("kube-sim"))
-            .stdout(Stdio::null())
-            .stderr(sim_log)
-            .process_group(0)
-            .spawn()
-            .context("starting kube-sim")?,
-        "kube-sim and its pods",
-    );
-    wait_for("kube-sim", Duration::from_secs(20), || kubeconfig.is_file())?;
-    eprintln!(
-        "xtask: kube-sim is serving (KUBECONFIG={})",
-        kubeconfig.display()
-    );
+fn story(python: &Path, bin: &Path, work: &Path, kubeconfig: &Path) -> anyhow::Result<()> {
+    let kubeconfig = kubeconfig.to_path_buf();
+    let mlflow = MlflowServer::start(python)?;
+    eprintln!("xtask: MLflow at {}", mlflow.uri());
     install_crd(&kubeconfig)?;
     kubectl(
         &kubeconfig,
@@ -253,5 +282,7 @@ pub fn run_demo() -> anyhow::Result<()> {
         "xtask: demo done; stopping everything (logs in {})",
         work.display()
     );
+    drop(_operator);
+    drop(mlflow);
     Ok(())
 }

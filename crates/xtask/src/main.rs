@@ -39,7 +39,12 @@ enum Task {
     },
     /// The whole product locally: MLflow, kube-sim, the operator, a ForecastModel with 3
     /// pods, and an alias move rolled out in place. Leaves nothing running.
-    Demo,
+    Demo {
+        /// `sim` (default): the embedded kube-sim; `real`: the control plane built from
+        /// Kubernetes' sources, in its own network namespace.
+        #[arg(long, value_enum, default_value = "sim")]
+        cluster: demo::DemoCluster,
+    },
     /// Train the default model and serve it with the predictor from disk (no registry).
     Serve {
         #[arg(long, default_value_t = 8080)]
@@ -244,7 +249,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Task::Test { cargo_args } => test(&cargo_args),
-        Task::Demo => demo::run_demo(),
+        Task::Demo { cluster } => demo::run_demo(cluster),
         Task::Serve { port } => serve(port),
         Task::Bench(args) => bench::run(&args),
         Task::BenchOperator(args) => bench_operator::run(&args),

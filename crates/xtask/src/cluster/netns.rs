@@ -68,6 +68,7 @@ pub fn delete(name: &str) {
     for pid in pids(name).into_iter().filter(|p| *p != me) {
         let _ = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
             .status();
     }
     let _ = Command::new("ip").args(["netns", "del", name]).status();
