@@ -15,6 +15,7 @@
 pub mod api;
 pub mod controllers;
 pub mod kubelet;
+pub mod list_maps;
 pub mod managed_fields;
 pub mod node_agent;
 pub mod patch;

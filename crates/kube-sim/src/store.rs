@@ -778,6 +778,17 @@ impl Store {
                 "the name of the object ({config_name}) does not match the name on the URL ({name})"
             )));
         }
+        if let Some(duplicate) = crate::list_maps::duplicate_key(&config) {
+            return Err(ApiError::new(
+                500,
+                "InternalError",
+                format!(
+                    "failed to create typed patch object ({ns}/{name}; {}, Kind={}): {duplicate}",
+                    rt.api_version(),
+                    rt.kind
+                ),
+            ));
+        }
         let now = now_rfc3339();
         let subresource = if sub == Subresource::Status {
             "status"

@@ -777,6 +777,30 @@ async fn server_side_apply_creates_is_idempotent_and_reports_conflicts() {
 }
 
 #[tokio::test]
+async fn an_apply_naming_an_env_variable_twice_is_refused_as_kube_apiserver_refuses_it() {
+    let (sim, client) = sim().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let twice = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dup"},
+        "spec": {"selector": {"matchLabels": {"app": "dup"}}, "template": {
+            "metadata": {"labels": {"app": "dup"}},
+            "spec": {"containers": [{"name": "c", "image": "x", "env": [
+                {"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}]}}}});
+    let err = deployments
+        .patch("dup", &PatchParams::apply("op"), &Patch::Apply(&twice))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).0, 500);
+    assert!(
+        err.to_string().contains(
+            ".spec.template.spec.containers[name=\"c\"].env: duplicate entries for key [name=\"A\"]"
+        ),
+        "{err}"
+    );
+    assert!(deployments.get_opt("dup").await.unwrap().is_none());
+    sim.stop().await;
+}
+
+#[tokio::test]
 async fn the_status_subresource_separates_status_from_the_rest() {
     let (sim, client) = sim().await;
     let widgets = install_widgets(&client).await;
