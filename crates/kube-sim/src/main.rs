@@ -1,8 +1,7 @@
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 
 /// A Kubernetes API simulator for tests (kube-rs and kubectl accept it).
@@ -27,21 +26,6 @@ struct Args {
     history: usize,
 }
 
-fn parse_images(specs: &[String]) -> anyhow::Result<HashMap<String, PathBuf>> {
-    let mut out = HashMap::new();
-    for s in specs {
-        let Some((image, binary)) = s.split_once('=') else {
-            bail!("--run {s:?}: expected IMAGE=BINARY");
-        };
-        let path = PathBuf::from(binary);
-        if !path.is_file() {
-            bail!("--run {s:?}: {binary} is not a file");
-        }
-        out.insert(image.to_owned(), path.canonicalize().unwrap_or(path));
-    }
-    Ok(out)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -55,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     let config = kube_sim::SimConfig {
         listen: args.listen,
         kubeconfig: Some(args.kubeconfig.clone()),
-        images: parse_images(&args.run)?,
+        images: kube_sim::sim::parse_image_mappings(&args.run)?,
         history_limit: args.history,
         workdir: args.workdir.clone(),
         ..kube_sim::SimConfig::default()

@@ -48,14 +48,7 @@ impl Sim {
     /// The local binary for a container image: matched exactly, or by its name without
     /// registry and tag (`ghcr.io/x/forecast-predictor:1.2` → `forecast-predictor`).
     pub fn binary_for_image(&self, image: &str) -> Option<PathBuf> {
-        if let Some(p) = self.images.get(image) {
-            return Some(p.clone());
-        }
-        let short = image_short_name(image);
-        self.images
-            .iter()
-            .find(|(k, _)| image_short_name(k) == short)
-            .map(|(_, p)| p.clone())
+        binary_for_image(&self.images, image)
     }
 
     pub fn set_pod_log(&self, ns: &str, name: &str, path: PathBuf) {
@@ -85,6 +78,41 @@ impl Sim {
 }
 
 /// `registry:5000/team/forecast-predictor:1.2@sha256:..` → `forecast-predictor`.
+/// The local binary for a container image in `images`: matched exactly, or by its name
+/// without registry, tag and digest. The simulator's kubelet and the node agent share it.
+pub fn binary_for_image(
+    images: &std::collections::HashMap<String, PathBuf>,
+    image: &str,
+) -> Option<PathBuf> {
+    if let Some(p) = images.get(image) {
+        return Some(p.clone());
+    }
+    let short = image_short_name(image);
+    images
+        .iter()
+        .find(|(k, _)| image_short_name(k) == short)
+        .map(|(_, p)| p.clone())
+}
+
+/// `IMAGE=BINARY` arguments (`--run`, repeatable) as an image → binary map; each binary
+/// must be a file.
+pub fn parse_image_mappings(
+    specs: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, PathBuf>> {
+    let mut out = std::collections::HashMap::new();
+    for s in specs {
+        let Some((image, binary)) = s.split_once('=') else {
+            anyhow::bail!("--run {s:?}: expected IMAGE=BINARY");
+        };
+        let path = PathBuf::from(binary);
+        if !path.is_file() {
+            anyhow::bail!("--run {s:?}: {binary} is not a file");
+        }
+        out.insert(image.to_owned(), path.canonicalize().unwrap_or(path));
+    }
+    Ok(out)
+}
+
 pub fn image_short_name(image: &str) -> &str {
     let without_digest = image.split('@').next().unwrap_or(image);
     let last = without_digest.rsplit('/').next().unwrap_or(without_digest);

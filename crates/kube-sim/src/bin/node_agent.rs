@@ -2,12 +2,11 @@
 //! any API server by `KUBECONFIG`. `cargo xtask cluster up` starts one inside the
 //! cluster's network namespace.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -31,21 +30,6 @@ struct Args {
     workdir: PathBuf,
 }
 
-fn parse_images(specs: &[String]) -> anyhow::Result<HashMap<String, PathBuf>> {
-    let mut out = HashMap::new();
-    for s in specs {
-        let Some((image, binary)) = s.split_once('=') else {
-            bail!("--run {s:?}: expected IMAGE=BINARY");
-        };
-        let path = PathBuf::from(binary);
-        if !path.is_file() {
-            bail!("--run {s:?}: {binary} is not a file");
-        }
-        out.insert(image.to_owned(), path.canonicalize().unwrap_or(path));
-    }
-    Ok(out)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -61,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
         node_name: args.node_name,
         node_ip: args.node_ip,
         first_pod_ip: args.first_pod_ip,
-        images: parse_images(&args.run)?,
+        images: kube_sim::sim::parse_image_mappings(&args.run)?,
         workdir: args.workdir,
         resync: Duration::from_millis(500),
     };

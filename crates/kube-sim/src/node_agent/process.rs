@@ -56,7 +56,7 @@ impl Container {
     pub fn new(pod: &Pod, ip: Ipv4Addr, config: &NodeAgentConfig) -> Self {
         let spec = pod.spec.as_ref().and_then(|s| s.containers.first());
         let image = spec.and_then(|c| c.image.as_deref()).unwrap_or_default();
-        let binary = binary_for_image(&config.images, image);
+        let binary = crate::sim::binary_for_image(&config.images, image);
         let waiting = match &binary {
             Some(_) => Waiting {
                 reason: "ContainerCreating".into(),
@@ -257,20 +257,4 @@ impl Container {
             let _ = child.kill().await;
         }
     }
-}
-
-/// The binary for an image: by the exact reference, else by its name without registry,
-/// tag and digest.
-pub fn binary_for_image(
-    images: &std::collections::HashMap<String, PathBuf>,
-    image: &str,
-) -> Option<PathBuf> {
-    if let Some(p) = images.get(image) {
-        return Some(p.clone());
-    }
-    let short = crate::sim::image_short_name(image);
-    images
-        .iter()
-        .find(|(k, _)| crate::sim::image_short_name(k) == short)
-        .map(|(_, p)| p.clone())
 }
