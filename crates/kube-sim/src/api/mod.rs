@@ -458,9 +458,17 @@ async fn resource(
                 check_kind(&rt, &config)?;
                 let warnings = validate_fields(query, &rt, &mut config)?;
                 let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
-                    return Err(ApiError::bad_request(
-                        "PATCH is not supported for server-side apply without a fieldManager",
-                    ));
+                    // kube-apiserver validates PatchOptions: 422, not 400.
+                    let mut e = ApiError::new(
+                        422,
+                        "Invalid",
+                        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                    );
+                    e.details = Some(serde_json::json!({
+                        "group": "meta.k8s.io", "kind": "PatchOptions",
+                        "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]
+                    }));
+                    return Err(e);
                 };
                 let opts = WriteOptions {
                     manager: manager.clone(),

@@ -299,7 +299,9 @@ pub fn up(bin_dir: &Path) -> anyhow::Result<ClusterState> {
             .args(["--first-pod-ip", netns::FIRST_POD_IP, "--workdir"])
             .arg(&workdir)
             .arg("--run")
-            .arg(format!("forecast-predictor={}", predictor.display())),
+            .arg(format!("forecast-predictor={}", predictor.display()))
+            // kube-sim's conformance suite runs its pods from `registry.local/shell:1`.
+            .args(["--run", "shell=/bin/sh"]),
     )?;
     wait(
         "the node to be Ready and schedulable",
