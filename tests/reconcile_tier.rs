@@ -689,23 +689,58 @@ async fn a_pod_that_copies_the_predictor_labels_is_never_called() {
     pods.create(&PostParams::default(), &pod)
         .await
         .expect("create pod");
+    // A second one also claims the predictor Deployment as its controller (no Deployment
+    // controller makes such a pod: the real one makes ReplicaSets, and so does kube-sim).
+    let fm = tier.cluster.fms().get("victim").await.expect("fm");
+    let deployment_name = operator::resources::names(&fm).deployment;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(tier.cluster.client.clone(), &tier.cluster.namespace);
+    let deployment = deployments.get(&deployment_name).await.expect("deployment");
+    let mut forged = pod.clone();
+    forged.metadata.name = Some("forged-owner".into());
+    forged.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: deployment_name.clone(),
+            uid: deployment.metadata.uid.clone().expect("uid"),
+            controller: Some(true),
+            ..Default::default()
+        },
+    ]);
+    pods.create(&PostParams::default(), &forged)
+        .await
+        .expect("create the forged pod");
     let status = json!({"status": {"phase": "Running", "podIP": "127.0.0.1",
         "conditions": [{"type": "Ready", "status": "True"}]}});
-    pods.patch_status("impostor", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("pod status");
-    let fm = tier.cluster.fms().get("victim").await.expect("fm");
+    for name in ["impostor", "forged-owner"] {
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .expect("pod status");
+    }
     wait_until(
-        "the operator's pod cache shows the ready impostor",
+        "the operator's pod cache shows both ready impostors",
         Duration::from_secs(30),
         || async {
             let listed = tier.ctx.caches.pods_of(&fm).await.expect("pods");
-            listed
-                .iter()
-                .any(|p| p.name_any() == "impostor" && operator::reconcile::observe::pod_ready(p))
+            ["impostor", "forged-owner"].iter().all(|name| {
+                listed
+                    .iter()
+                    .any(|p| p.name_any() == *name && operator::reconcile::observe::pod_ready(p))
+            })
         },
     )
     .await;
+    let own: Vec<String> = operator::reconcile::observe::own_pods(&tier.ctx, &fm)
+        .await
+        .expect("own pods")
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    assert!(
+        !own.iter().any(|n| n == "impostor" || n == "forged-owner"),
+        "the operator takes an impostor for its own pod: {own:?}"
+    );
     tier.reconcile("victim").await.expect("reconcile");
     tier.reconcile("victim").await.expect("reconcile");
     assert!(
@@ -715,8 +750,8 @@ async fn a_pod_that_copies_the_predictor_labels_is_never_called() {
     );
     let status = tier.cluster.status("victim").await;
     assert!(
-        !status.to_string().contains("impostor"),
-        "the impostor shows in the status: {status}"
+        !status.to_string().contains("impostor") && !status.to_string().contains("forged-owner"),
+        "an impostor shows in the status: {status}"
     );
     tier.cluster.stop().await;
 }

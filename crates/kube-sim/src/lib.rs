@@ -2,7 +2,7 @@
 //! documented behaviour for what the operator and kubectl use — discovery, CRDs,
 //! list/watch with resume and 410 Gone, selectors, merge/JSON/strategic patches,
 //! server-side apply, the status and scale subresources, finalizers, garbage collection,
-//! a Deployment controller, and a kubelet whose pods can be real processes.
+//! Deployment and ReplicaSet controllers, and a kubelet whose pods can be real processes.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -227,12 +227,7 @@ async fn next_round(
 }
 
 fn controller_uid(o: &serde_json::Value) -> Option<String> {
-    o["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true)?["uid"]
-        .as_str()
-        .map(str::to_owned)
+    controllers::controller_uid(o).map(str::to_owned)
 }
 
 async fn run_controllers(
@@ -243,7 +238,8 @@ async fn run_controllers(
     let mut events = sim.store().subscribe();
     let mut last_gc = std::time::Instant::now();
     let mut gc_revision = 0;
-    // None: every Deployment; Some: only those whose object or pods changed.
+    // None: every Deployment and ReplicaSet; Some: only those whose object, ReplicaSets or
+    // pods changed (by uid).
     let mut dirty: Option<std::collections::HashSet<String>> = None;
     let mut last_full = std::time::Instant::now();
     loop {
@@ -256,6 +252,7 @@ async fn run_controllers(
                 last_gc = std::time::Instant::now();
             }
             controllers::deployment::reconcile(&mut store, dirty.as_ref());
+            controllers::replicaset::reconcile(&mut store, dirty.as_ref());
         }
         // Leave the API server room between passes under a stream of changes.
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -273,6 +270,10 @@ async fn run_controllers(
                                 if let Some(uid) = e.object["metadata"]["uid"].as_str() {
                                     set.insert(uid.to_owned());
                                 }
+                            }
+                            ("apps", "replicasets") => {
+                                set.extend(e.object["metadata"]["uid"].as_str().map(str::to_owned));
+                                set.extend(controller_uid(&e.object));
                             }
                             ("", "pods") => {
                                 set.extend(controller_uid(&e.object));

@@ -190,6 +190,16 @@ const BUILTINS: &[Builtin] = &[
         scale: true,
     },
     Builtin {
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        namespaced: true,
+        short_names: &["rs"],
+        status: true,
+        scale: true,
+    },
+    Builtin {
         group: "coordination.k8s.io",
         version: "v1",
         kind: "Lease",
@@ -289,6 +299,11 @@ fn builtin_columns(kind: &str) -> Vec<PrinterColumn> {
             column("Up-to-date", "integer", ".status.updatedReplicas"),
             column("Available", "integer", ".status.availableReplicas"),
         ],
+        "ReplicaSet" => vec![
+            column("Desired", "integer", ".spec.replicas"),
+            column("Current", "integer", ".status.replicas"),
+            column("Ready", "integer", ".status.readyReplicas"),
+        ],
         "Service" => vec![
             column("Type", "string", ".spec.type"),
             column("Cluster-IP", "string", ".spec.clusterIP"),
@@ -316,7 +331,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
             singular: b.kind.to_lowercase(),
             namespaced: b.namespaced,
             short_names: b.short_names.iter().map(|s| s.to_string()).collect(),
-            categories: if matches!(b.kind, "Pod" | "Service" | "Deployment") {
+            categories: if matches!(b.kind, "Pod" | "Service" | "Deployment" | "ReplicaSet") {
                 vec!["all".into()]
             } else {
                 Vec::new()

@@ -287,7 +287,8 @@ impl Store {
     }
 
     /// For garbage collection, without cloning objects: every uid, and for each object
-    /// with owners, its type, namespace, name and owner uids.
+    /// with owners that is not already being deleted, its type, namespace, name and owner
+    /// uids.
     pub fn ownership(&self) -> (std::collections::HashSet<String>, Vec<OwnedObject>) {
         let mut uids = std::collections::HashSet::new();
         let mut owned = Vec::new();
@@ -295,6 +296,9 @@ impl Store {
             for ((ns, name), o) in bucket {
                 if let Some(uid) = o["metadata"]["uid"].as_str() {
                     uids.insert(uid.to_owned());
+                }
+                if !o["metadata"]["deletionTimestamp"].is_null() {
+                    continue;
                 }
                 if let Some(refs) = o["metadata"]["ownerReferences"]
                     .as_array()
@@ -560,7 +564,7 @@ impl Store {
     /// Defaults the real API server fills for built-ins the simulator's clients rely on.
     fn prepare_builtin(&mut self, rt: &ResourceType, object: &mut Value) {
         match (rt.group.as_str(), rt.kind.as_str()) {
-            ("apps", "Deployment") if object["spec"]["replicas"].is_null() => {
+            ("apps", "Deployment" | "ReplicaSet") if object["spec"]["replicas"].is_null() => {
                 object["spec"]["replicas"] = json!(1);
             }
             ("", "Service") => {

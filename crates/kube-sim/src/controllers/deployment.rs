@@ -1,17 +1,18 @@
-//! The Deployment controller: keeps `spec.replicas` pods from the pod template (labelled
-//! with `pod-template-hash`, owned by the Deployment), rolls pods only when the template
-//! changes (maxSurge 25 % rounded up, maxUnavailable 25 % rounded down, the defaults),
-//! and keeps `status` true. (A real cluster puts a ReplicaSet in between; pods here are
-//! owned by the Deployment directly.)
+//! The Deployment controller, as kube-controller-manager's: a ReplicaSet per pod template
+//! (`<name>-<pod-template-hash>`, labelled and selected by the hash, controlled by the
+//! Deployment), scaled so that only a template change rolls pods (maxSurge 25 % rounded
+//! up, maxUnavailable 25 % rounded down, the defaults), and `status` kept true from the
+//! pods of its ReplicaSets. The ReplicaSet controller makes the pods.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use serde_json::{Value, json};
 
+use super::{controller_uid, is_available, is_deleting, is_ready, min_ready_seconds, str_of};
 use crate::resources::ResourceType;
-use crate::selectors::LabelSelector;
-use crate::store::{DeleteOptions, Store, Subresource, WriteOptions, now_rfc3339};
+use crate::store::{Store, Subresource, WriteOptions, now_rfc3339};
 
 const MANAGER: &str = "deployment-controller";
 
@@ -29,192 +30,203 @@ pub fn template_hash(template: &Value) -> String {
         .collect()
 }
 
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
+/// One of a Deployment's ReplicaSets and what its pods are doing.
+struct Owned {
+    rs: Value,
+    replicas: usize,
+    pods: usize,
+    ready: usize,
+    /// Ready for the Deployment's `minReadySeconds`.
+    available: usize,
 }
 
-fn owned_by(pod: &Value, uid: &str) -> bool {
-    pod["metadata"]["ownerReferences"]
-        .as_array()
-        .is_some_and(|r| r.iter().any(|r| r["uid"] == uid && r["controller"] == true))
+impl Owned {
+    fn hash(&self) -> &str {
+        self.rs["metadata"]["labels"]["pod-template-hash"]
+            .as_str()
+            .unwrap_or_default()
+    }
 }
 
-/// Reconciles every Deployment, or only those in `only` (by uid).
-pub fn reconcile(store: &mut Store, only: Option<&std::collections::HashSet<String>>) {
-    let Some(deployments) = store.resolve("apps", "v1", "deployments").cloned() else {
+/// Reconciles every Deployment, or only those in `only`: a uid there names a Deployment,
+/// or one of its ReplicaSets.
+pub fn reconcile(store: &mut Store, only: Option<&HashSet<String>>) {
+    let (Some(rt), Some(rs_rt), Some(pods_rt)) = (
+        store.resolve("apps", "v1", "deployments").cloned(),
+        store.resolve("apps", "v1", "replicasets").cloned(),
+        store.resolve("", "v1", "pods").cloned(),
+    ) else {
         return;
     };
-    let Some(pods_rt) = store.resolve("", "v1", "pods").cloned() else {
-        return;
-    };
-    // Pods by controlling owner, once per pass (not once per Deployment); with `only`,
-    // just the pods of those Deployments are cloned.
-    let owner_of = |p: &Value| -> Option<String> {
-        p["metadata"]["ownerReferences"]
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["controller"] == true))
-            .and_then(|r| r["uid"].as_str())
-            .map(str::to_owned)
-    };
-    let mut by_owner: std::collections::HashMap<String, Vec<Value>> =
-        std::collections::HashMap::new();
-    let pods = store.select(&pods_rt, |p| {
-        owner_of(p).is_some_and(|o| only.is_none_or(|set| set.contains(&o)))
+    // ReplicaSets by controlling Deployment; with `only`, the Deployments of the
+    // ReplicaSets named there are reconciled too.
+    let mut by_owner: HashMap<String, Vec<Value>> = HashMap::new();
+    for rs in store.select(&rs_rt, |r| controller_uid(r).is_some()) {
+        if let Some(uid) = controller_uid(&rs).map(str::to_owned) {
+            by_owner.entry(uid).or_default().push(rs);
+        }
+    }
+    let wanted: Option<HashSet<String>> = only.map(|set| {
+        let mut w = set.clone();
+        for (owner, sets) in &by_owner {
+            if sets.iter().any(|r| set.contains(str_of(r, "uid"))) {
+                w.insert(owner.clone());
+            }
+        }
+        w
     });
-    for p in pods {
-        if let Some(uid) = owner_of(&p) {
-            by_owner.entry(uid).or_default().push(p);
+    let selected = store.select(&rt, |d| {
+        wanted.as_ref().is_none_or(|w| w.contains(str_of(d, "uid")))
+    });
+    let rs_uids: HashSet<String> = selected
+        .iter()
+        .flat_map(|d| by_owner.get(str_of(d, "uid")).into_iter().flatten())
+        .map(|r| str_of(r, "uid").to_owned())
+        .collect();
+    let mut pods_by_rs: HashMap<String, Vec<Value>> = HashMap::new();
+    for p in store.select(&pods_rt, |p| {
+        controller_uid(p).is_some_and(|o| rs_uids.contains(o)) && !is_deleting(p)
+    }) {
+        if let Some(uid) = controller_uid(&p).map(str::to_owned) {
+            pods_by_rs.entry(uid).or_default().push(p);
         }
     }
     let none = Vec::new();
-    let selected = store.select(&deployments, |d| {
-        only.is_none_or(|set| {
-            d["metadata"]["uid"]
-                .as_str()
-                .is_some_and(|u| set.contains(u))
-        })
-    });
     for d in selected {
-        if !d["metadata"]["deletionTimestamp"].is_null() {
+        if is_deleting(&d) {
             continue;
         }
-        let uid = d["metadata"]["uid"].as_str().unwrap_or_default();
-        if only.is_some_and(|o| !o.contains(uid)) {
-            continue;
-        }
-        let pods = by_owner.get(uid).unwrap_or(&none);
-        reconcile_one(store, &deployments, &pods_rt, &d, pods);
+        let min_ready = min_ready_seconds(&d);
+        let owned: Vec<Owned> = by_owner
+            .remove(str_of(&d, "uid"))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|rs| !is_deleting(rs))
+            .map(|rs| {
+                let pods = pods_by_rs.get(str_of(&rs, "uid")).unwrap_or(&none);
+                Owned {
+                    replicas: rs["spec"]["replicas"].as_i64().unwrap_or(0).max(0) as usize,
+                    pods: pods.len(),
+                    ready: pods.iter().filter(|p| is_ready(p)).count(),
+                    available: pods.iter().filter(|p| is_available(p, min_ready)).count(),
+                    rs,
+                }
+            })
+            .collect();
+        reconcile_one(store, &rt, &rs_rt, &d, owned);
     }
 }
 
 fn reconcile_one(
     store: &mut Store,
     rt: &ResourceType,
-    pods_rt: &ResourceType,
+    rs_rt: &ResourceType,
     d: &Value,
-    all_pods: &[Value],
+    owned: Vec<Owned>,
 ) {
-    let ns = d["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let name = d["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let uid = d["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
     let desired = d["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
-    let template = &d["spec"]["template"];
-    let hash = template_hash(template);
-    let Ok(selector) = LabelSelector::from_object(&d["spec"]["selector"]) else {
-        return;
-    };
-    let mine: Vec<&Value> = all_pods
-        .iter()
-        .filter(|p| {
-            p["metadata"]["namespace"] == ns.as_str() && owned_by(p, &uid) && selector.matches(p)
-        })
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .collect();
-    let (new, old): (Vec<&Value>, Vec<&Value>) = mine
-        .iter()
-        .partition(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str());
+    let hash = template_hash(&d["spec"]["template"]);
+    let (news, olds): (Vec<Owned>, Vec<Owned>) = owned.into_iter().partition(|o| o.hash() == hash);
+    let new = news.into_iter().next();
     let surge = desired.div_ceil(4).max(1);
     let unavailable = desired / 4;
-    let ready_total = mine.iter().filter(|p| is_ready(p)).count();
 
-    let mut created = 0usize;
-    let mut deleted = Vec::<String>::new();
-    let mut total = mine.len();
-    if old.is_empty() {
-        // Steady state: scale the current pods.
-        for _ in new.len()..desired {
-            if create_pod(store, pods_rt, d, &hash).is_some() {
-                created += 1;
-            }
-        }
-        if new.len() > desired {
-            let mut victims: Vec<&&Value> = new.iter().collect();
-            // Not-ready pods first, then the newest.
-            victims.sort_by_key(|p| {
-                (
-                    is_ready(p),
-                    std::cmp::Reverse(
-                        p["metadata"]["creationTimestamp"]
-                            .as_str()
-                            .unwrap_or("")
-                            .to_owned(),
-                    ),
-                )
-            });
-            for p in victims.into_iter().take(new.len() - desired) {
-                deleted.push(
-                    p["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
-        }
+    let old_replicas: usize = olds.iter().map(|o| o.replicas).sum();
+    let new_replicas = new.as_ref().map_or(0, |n| n.replicas);
+    let target_new = if old_replicas == 0 {
+        desired
     } else {
-        // Rolling update.
-        let mut new_count = new.len();
-        while new_count < desired && total < desired + surge {
-            if create_pod(store, pods_rt, d, &hash).is_none() {
-                break;
-            }
-            created += 1;
-            new_count += 1;
-            total += 1;
-        }
-        let min_available = desired.saturating_sub(unavailable);
-        let mut removable = ready_total.saturating_sub(min_available);
-        let mut old_sorted: Vec<&&Value> = old.iter().collect();
-        old_sorted.sort_by_key(|p| is_ready(p));
-        for p in old_sorted {
-            let ready = is_ready(p);
-            if ready && removable == 0 {
-                continue;
-            }
-            if ready {
-                removable -= 1;
-            }
-            deleted.push(
-                p["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            );
-        }
-    }
-    for pod in &deleted {
-        let _ = store.delete(pods_rt, &ns, pod, &DeleteOptions::default());
-    }
-
-    // Status from what exists after this pass.
-    // What exists after this pass: the pods seen, less those deleted, plus those created.
-    let pods_now: Vec<Value> = if created == 0 && deleted.is_empty() {
-        mine.iter().map(|p| (*p).clone()).collect()
-    } else {
-        // Only this Deployment's pods are cloned.
-        store.select(pods_rt, |p| {
-            p["metadata"]["namespace"] == ns.as_str()
-                && owned_by(p, &uid)
-                && p["metadata"]["deletionTimestamp"].is_null()
-        })
+        // Surge: all ReplicaSets together stay within desired + maxSurge.
+        let room = (desired + surge).saturating_sub(old_replicas + new_replicas);
+        (new_replicas + room).min(desired)
     };
-    let replicas = pods_now.len();
-    let updated = pods_now
+    match &new {
+        Some(n) if n.replicas != target_new => scale(store, rs_rt, &n.rs, target_new),
+        Some(_) => {}
+        None => create_replica_set(store, rs_rt, d, &hash, target_new),
+    }
+
+    let mut olds = olds;
+    olds.sort_by_key(|o| str_of(&o.rs, "creationTimestamp").to_owned());
+    let new_counts = new.as_ref().map(|n| (target_new, n.available));
+    for (o, target) in olds
         .iter()
-        .filter(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str())
-        .count();
-    let ready = pods_now.iter().filter(|p| is_ready(p)).count();
-    let available_ok = ready >= desired.saturating_sub(unavailable);
+        .zip(scale_down_old(desired, unavailable, new_counts, &olds))
+    {
+        if target != o.replicas {
+            scale(store, rs_rt, &o.rs, target);
+        }
+    }
+    write_status(
+        store,
+        rt,
+        d,
+        &hash,
+        new.as_ref(),
+        &olds,
+        desired,
+        unavailable,
+    );
+}
+
+/// The old ReplicaSets' replicas after this pass (oldest first), as the real controller's
+/// `reconcileOldReplicaSets` decides: the pods above desired − maxUnavailable that are not
+/// needed to cover the new ReplicaSet's unavailable ones may go — unavailable old pods
+/// first, then available ones while desired − maxUnavailable stay available.
+/// `new` is the new ReplicaSet's (replicas, available pods).
+fn scale_down_old(
+    desired: usize,
+    max_unavailable: usize,
+    new: Option<(usize, usize)>,
+    olds: &[Owned],
+) -> Vec<usize> {
+    let mut targets: Vec<usize> = olds.iter().map(|o| o.replicas).collect();
+    let (new_replicas, new_available) = new.unwrap_or((0, 0));
+    let all = new_replicas + targets.iter().sum::<usize>();
+    let min_available = desired.saturating_sub(max_unavailable);
+    let new_unavailable = new_replicas.saturating_sub(new_available);
+    let Some(max_scaled_down) = all.checked_sub(min_available + new_unavailable) else {
+        return targets;
+    };
+    let mut cleaned = 0;
+    for (o, target) in olds.iter().zip(targets.iter_mut()) {
+        let unhealthy = o.replicas.saturating_sub(o.available);
+        let take = unhealthy.min(max_scaled_down - cleaned);
+        *target -= take;
+        cleaned += take;
+    }
+    let available = new_available + olds.iter().map(|o| o.available).sum::<usize>();
+    let Some(mut removable) = available.checked_sub(min_available) else {
+        return targets;
+    };
+    for target in targets.iter_mut() {
+        let take = (*target).min(removable);
+        *target -= take;
+        removable -= take;
+    }
+    targets
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_status(
+    store: &mut Store,
+    rt: &ResourceType,
+    d: &Value,
+    hash: &str,
+    new: Option<&Owned>,
+    olds: &[Owned],
+    desired: usize,
+    unavailable: usize,
+) {
+    let (ns, name) = (str_of(d, "namespace"), str_of(d, "name"));
+    let replicas = olds.iter().map(|o| o.pods).sum::<usize>() + new.map_or(0, |n| n.pods);
+    let ready = olds.iter().map(|o| o.ready).sum::<usize>() + new.map_or(0, |n| n.ready);
+    let available =
+        olds.iter().map(|o| o.available).sum::<usize>() + new.map_or(0, |n| n.available);
+    let updated = new.map_or(0, |n| n.pods);
+    let available_ok = available >= desired.saturating_sub(unavailable);
     let complete = updated == desired && replicas == desired && ready == desired;
-    let Ok(current) = store.get(rt, &ns, &name) else {
+    let Ok(current) = store.get(rt, ns, name) else {
         return;
     };
     let old_conditions = current["status"]["conditions"]
@@ -237,7 +249,7 @@ fn reconcile_one(
         "replicas": replicas,
         "updatedReplicas": updated,
         "readyReplicas": ready,
-        "availableReplicas": ready,
+        "availableReplicas": available,
         "conditions": [
             condition("Available", available_ok,
                 if available_ok { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
@@ -247,47 +259,103 @@ fn reconcile_one(
                 format!("ReplicaSet \"{name}-{hash}\" {}.", if complete { "has successfully progressed" } else { "is progressing" })),
         ],
     });
-    if replicas > ready {
-        status["unavailableReplicas"] = json!(replicas - ready);
+    if replicas > available {
+        status["unavailableReplicas"] = json!(replicas - available);
     }
     if current["status"] != status {
         let mut updated_object = current.clone();
         updated_object["status"] = status;
-        let opts = WriteOptions {
-            manager: MANAGER.into(),
-            ..WriteOptions::default()
-        };
-        let _ = store.write(rt, &ns, &name, updated_object, Subresource::Status, &opts);
+        let _ = store.write(rt, ns, name, updated_object, Subresource::Status, &writer());
     }
 }
 
-fn create_pod(store: &mut Store, pods_rt: &ResourceType, d: &Value, hash: &str) -> Option<Value> {
-    let name = d["metadata"]["name"].as_str().unwrap_or_default();
-    let ns = d["metadata"]["namespace"].as_str().unwrap_or_default();
-    let template = &d["spec"]["template"];
-    let mut labels = template["metadata"]["labels"].clone();
-    if !labels.is_object() {
-        labels = json!({});
-    }
-    labels["pod-template-hash"] = json!(hash);
-    let mut metadata = json!({
-        "generateName": format!("{name}-{hash}-"),
-        "namespace": ns,
-        "labels": labels,
-        "ownerReferences": [{
-            "apiVersion": "apps/v1", "kind": "Deployment", "name": name,
-            "uid": d["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true,
-        }],
-    });
-    if template["metadata"]["annotations"].is_object() {
-        metadata["annotations"] = template["metadata"]["annotations"].clone();
-    }
-    let mut spec = template["spec"].clone();
-    spec["nodeName"] = json!("kube-sim");
-    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec});
-    let opts = WriteOptions {
+fn writer() -> WriteOptions {
+    WriteOptions {
         manager: MANAGER.into(),
         ..WriteOptions::default()
+    }
+}
+
+fn scale(store: &mut Store, rs_rt: &ResourceType, rs: &Value, replicas: usize) {
+    let (ns, name) = (str_of(rs, "namespace"), str_of(rs, "name"));
+    let Ok(mut current) = store.get(rs_rt, ns, name) else {
+        return;
     };
-    store.create(pods_rt, ns, pod, &opts).ok()
+    current["spec"]["replicas"] = json!(replicas);
+    let _ = store.write(rs_rt, ns, name, current, Subresource::Main, &writer());
+}
+
+fn create_replica_set(
+    store: &mut Store,
+    rs_rt: &ResourceType,
+    d: &Value,
+    hash: &str,
+    replicas: usize,
+) {
+    let (ns, name) = (str_of(d, "namespace"), str_of(d, "name"));
+    let mut template = d["spec"]["template"].clone();
+    if !template["metadata"]["labels"].is_object() {
+        template["metadata"]["labels"] = json!({});
+    }
+    template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+    let mut selector = d["spec"]["selector"].clone();
+    if !selector["matchLabels"].is_object() {
+        selector["matchLabels"] = json!({});
+    }
+    selector["matchLabels"]["pod-template-hash"] = json!(hash);
+    let labels = template["metadata"]["labels"].clone();
+    let rs = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {
+            "name": format!("{name}-{hash}"),
+            "namespace": ns,
+            "labels": labels,
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+                "uid": d["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true,
+            }],
+        },
+        "spec": {
+            "replicas": replicas, "selector": selector, "template": template,
+            "minReadySeconds": min_ready_seconds(d),
+        },
+    });
+    let _ = store.create(rs_rt, ns, rs, &writer());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn old(replicas: usize, available: usize) -> Owned {
+        Owned {
+            rs: json!({}),
+            replicas,
+            pods: replicas,
+            ready: available,
+            available,
+        }
+    }
+
+    #[test]
+    fn old_pods_stay_while_the_new_ones_are_not_available() {
+        // 2 desired, maxUnavailable 0: the surge pod is not available yet.
+        assert_eq!(scale_down_old(2, 0, Some((1, 0)), &[old(2, 2)]), vec![2]);
+        // Now it is: one old pod may go.
+        assert_eq!(scale_down_old(2, 0, Some((1, 1)), &[old(2, 2)]), vec![1]);
+        assert_eq!(scale_down_old(2, 0, Some((2, 2)), &[old(1, 1)]), vec![0]);
+    }
+
+    #[test]
+    fn unavailable_old_pods_go_first_within_the_budget() {
+        // 4 desired, maxUnavailable 1, 6 in all, 2 new unavailable: one may go, and it
+        // is an unavailable old one; no available old one goes (2 available < 3).
+        assert_eq!(scale_down_old(4, 1, Some((2, 0)), &[old(4, 2)]), vec![3]);
+        // Oldest first, available ones while 3 stay available.
+        assert_eq!(
+            scale_down_old(4, 1, Some((2, 2)), &[old(1, 1), old(3, 3)]),
+            vec![0, 1]
+        );
+        assert_eq!(scale_down_old(4, 1, None, &[]), Vec::<usize>::new());
+    }
 }

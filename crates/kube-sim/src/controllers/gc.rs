@@ -1,10 +1,23 @@
 //! Garbage collection (background propagation): an object all of whose owners are gone
-//! is deleted.
+//! is deleted, and so on down the chain (Deployment → ReplicaSet → Pod) in one pass.
 
 use crate::store::{DeleteOptions, Store};
 
+/// Owner chains longer than this are finished by the next pass.
+const MAX_DEPTH: usize = 8;
+
 pub fn collect(store: &mut Store) {
+    for _ in 0..MAX_DEPTH {
+        if collect_once(store) == 0 {
+            return;
+        }
+    }
+}
+
+/// Deletes the objects whose owners are all gone; how many were deleted.
+fn collect_once(store: &mut Store) -> usize {
     let (uids, owned) = store.ownership();
+    let mut deleted = 0;
     for (type_key, ns, name, owners) in owned {
         if owners.iter().any(|u| uids.contains(u)) {
             continue;
@@ -12,6 +25,12 @@ pub fn collect(store: &mut Store) {
         let Some(rt) = store.types().iter().find(|t| t.key() == type_key).cloned() else {
             continue;
         };
-        let _ = store.delete(&rt, &ns, &name, &DeleteOptions::default());
+        if store
+            .delete(&rt, &ns, &name, &DeleteOptions::default())
+            .is_ok()
+        {
+            deleted += 1;
+        }
     }
+    deleted
 }

@@ -166,7 +166,7 @@ conformance! {
         // A spec change outside the template, then wait until the controller has seen it:
         // it has also seen the metadata change before it.
         let changed = deployments
-            .patch("s", &PatchParams::default(), &Patch::Merge(json!({"spec": {"minReadySeconds": 1}})))
+            .patch("s", &PatchParams::default(), &Patch::Merge(json!({"spec": {"minReadySeconds": 10}})))
             .await
             .unwrap();
         let d2 = deployments.clone();
