@@ -937,3 +937,93 @@ async fn health_answers_while_sixteen_clients_send_ten_thousand_row_requests() {
         "/health took {slowest:?} while predictions ran"
     );
 }
+
+/// A proxy that records the first line of every request it gets and answers 502.
+struct RecordingProxy {
+    url: String,
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RecordingProxy {
+    async fn start() -> RecordingProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = vec![0u8; 4096];
+                    let n = stream.read(&mut head).await.unwrap_or(0);
+                    let line = String::from_utf8_lossy(&head[..n])
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    seen.lock().unwrap().push(line);
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        RecordingProxy { url, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_calls_ignore_the_proxy_environment_and_go_only_through_mlflow_proxy() {
+    let name = unique_name("proxy");
+    let v1 = train_and_register(&name, 1, &["--alias", "champion"]).unwrap();
+    let proxy = RecordingProxy::start().await;
+    let mut env = registry_env(&name);
+    env.push(("MODEL_ALIAS", "champion".into()));
+    // What a ForecastModel author could once put in the predictor's environment: the
+    // registry calls, with their Authorization header, would go to this proxy.
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "all_proxy",
+    ] {
+        env.push((var, proxy.url.clone()));
+    }
+    let predictor = Predictor::start(&env).unwrap();
+    let c = http();
+    let info = model_info(&c, &predictor).await;
+    assert_eq!(
+        (info["origin"].as_str(), info["model_version"].as_str()),
+        (Some("registry"), Some(v1.as_str())),
+        "{info}"
+    );
+    assert!(
+        proxy.requests().is_empty(),
+        "registry calls went through the environment's proxy: {:?}",
+        proxy.requests()
+    );
+
+    // The one proxy the predictor takes is MLFLOW_PROXY (set by the operator from its own
+    // PREDICTOR_REGISTRY_PROXY).
+    let mut env = registry_env(&name);
+    env.push(("MODEL_ALIAS", "champion".into()));
+    env.push(("MLFLOW_PROXY", proxy.url.clone()));
+    let _through_proxy = Predictor::start(&env).unwrap();
+    forecast_e2e::cluster::wait_until(
+        "a registry call through MLFLOW_PROXY",
+        Duration::from_secs(30),
+        || async { !proxy.requests().is_empty() },
+    )
+    .await;
+    assert!(
+        proxy.requests()[0].contains(&name) || proxy.requests()[0].contains("registered-models"),
+        "{:?}",
+        proxy.requests()
+    );
+}

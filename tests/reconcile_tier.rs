@@ -755,3 +755,97 @@ async fn a_pod_that_copies_the_predictor_labels_is_never_called() {
     );
     tier.cluster.stop().await;
 }
+
+#[tokio::test]
+async fn spec_env_reads_only_secrets_and_config_maps_labelled_for_the_predictor() {
+    let tier = Tier::start().await;
+    let ns = tier.cluster.namespace.clone();
+    let secrets: Api<Secret> = Api::namespaced(tier.cluster.client.clone(), &ns);
+    // Another team's database password, in the same namespace.
+    let db: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "db-password"}, "stringData": {"password": "hunter2"}
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &db)
+        .await
+        .expect("create secret");
+    let model = unique_name("env-ref");
+    train_and_register(&model, 1, &["--alias", "champion"]).expect("register");
+    let mut s = spec(&tracking_uri(), json!({"name": model, "alias": "champion"}));
+    s["predictor"]["env"] = json!([{"name": "DB_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "db-password", "key": "password"}}}]);
+    let action = tier
+        .apply_and_reconcile("deputy", s.clone())
+        .await
+        .expect("reconcile");
+    assert_ne!(
+        action,
+        Action::await_change(),
+        "a label can come later: polled"
+    );
+    assert_eq!(
+        tier.condition("deputy", "Degraded").await,
+        is("True", reasons::INVALID_SPEC)
+    );
+    let message = tier.degraded_message("deputy").await;
+    assert!(
+        message.contains(
+            "spec.predictor.env[DB_PASSWORD]: Secret db-password lacks the label forecast.dev/predictor-env=true"
+        ),
+        "{message}"
+    );
+    let deployment_name = format!("{}-predictor", "deputy");
+    let uses_the_secret = |d: Option<Deployment>| {
+        serde_json::to_string(&d)
+            .unwrap_or_default()
+            .contains("db-password")
+    };
+    assert!(
+        !uses_the_secret(
+            tier.deployments()
+                .get_opt(&deployment_name)
+                .await
+                .expect("get")
+        ),
+        "the Secret reached a Deployment"
+    );
+    // A proxy variable is reserved like the operator's own names.
+    let mut proxied = spec(&tracking_uri(), json!({"name": model, "alias": "champion"}));
+    proxied["predictor"]["env"] = json!([{"name": "HTTPS_PROXY", "value": "http://attacker:3128"}]);
+    tier.apply_and_reconcile("proxied", proxied)
+        .await
+        .expect("reconcile");
+    assert!(
+        tier.degraded_message("proxied")
+            .await
+            .contains("HTTPS_PROXY is set by the operator"),
+        "{}",
+        tier.degraded_message("proxied").await
+    );
+
+    // Its owner labels it for the predictor: the same spec is served.
+    secrets
+        .patch(
+            "db-password",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"forecast.dev/predictor-env": "true"}}})),
+        )
+        .await
+        .expect("label");
+    tier.reconcile("deputy").await.expect("reconcile");
+    assert_ne!(
+        tier.condition("deputy", "Degraded").await.1,
+        reasons::INVALID_SPEC
+    );
+    assert!(
+        uses_the_secret(
+            tier.deployments()
+                .get_opt(&deployment_name)
+                .await
+                .expect("get")
+        ),
+        "the labelled Secret is not in the Deployment"
+    );
+    tier.cluster.stop().await;
+}

@@ -44,6 +44,21 @@ pub struct ClientConfig {
     /// The most bytes one model version's files may hold together (`MODEL_MAX_BYTES`);
     /// files are streamed to disk and the download stops at this cap.
     pub max_artifact_bytes: usize,
+    /// How calls reach the registry.
+    pub proxy: Proxy,
+}
+
+/// How a client reaches the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proxy {
+    /// As the process environment says (`HTTPS_PROXY`, `NO_PROXY`, …): for processes whose
+    /// environment is trusted (the operator, the CLI).
+    Environment,
+    /// Directly, whatever the environment says: the predictor, whose environment a
+    /// ForecastModel author partly writes.
+    Direct,
+    /// Through this proxy URL only.
+    Url(String),
 }
 
 /// Default cap of an API answer: far above any real registry answer.
@@ -61,6 +76,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(3),
             max_answer_bytes: MAX_ANSWER_BYTES,
             max_artifact_bytes: MAX_ARTIFACT_BYTES,
+            proxy: Proxy::Environment,
         }
     }
 
@@ -154,7 +170,15 @@ impl MlflowClient {
         install_crypto_provider();
         let display = config.tracking_uri.trim().trim_end_matches('/').to_owned();
         let base = parse_tracking_uri(&display)?;
-        let http = reqwest::Client::builder()
+        let builder = match &config.proxy {
+            Proxy::Environment => reqwest::Client::builder(),
+            Proxy::Direct => reqwest::Client::builder().no_proxy(),
+            Proxy::Url(url) => reqwest::Client::builder().proxy(
+                reqwest::Proxy::all(url)
+                    .map_err(|e| MlflowError::Config(format!("proxy {url:?}: {e}")))?,
+            ),
+        };
+        let http = builder
             .connect_timeout(config.connect_timeout)
             // MLflow's server (uvicorn/gunicorn) drops idle connections after ~5 s: never
             // reuse one that old.

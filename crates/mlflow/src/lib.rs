@@ -10,7 +10,7 @@ pub mod types;
 
 pub use artifacts::DownloadedArtifacts;
 pub use client::{
-    ClientConfig, Credentials, MAX_ANSWER_BYTES, MAX_ARTIFACT_BYTES, MlflowClient,
+    ClientConfig, Credentials, MAX_ANSWER_BYTES, MAX_ARTIFACT_BYTES, MlflowClient, Proxy,
     credentials_from, install_crypto_provider, parse_tracking_uri,
 };
 pub use error::MlflowError;

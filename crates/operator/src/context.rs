@@ -27,6 +27,9 @@ pub struct Context {
     /// What a ForecastModel may point at (`ALLOWED_TRACKING_URIS`,
     /// `ALLOWED_PREDICTOR_IMAGES`); allows any valid tracking URI unless set.
     pub policy: SpecPolicy,
+    /// The proxy predictor pods send registry calls through (`PREDICTOR_REGISTRY_PROXY`,
+    /// given to them as `MLFLOW_PROXY`); without it they call the registry directly.
+    pub predictor_registry_proxy: Option<String>,
     /// ReplicaSets already checked on the way from a pod to its Deployment.
     pub replica_set_owners: crate::pod_ownership::ReplicaSetOwners,
     /// Cleared when leadership is lost: nothing new is started after that.
@@ -61,6 +64,7 @@ impl Context {
             caches,
             memory,
             policy: SpecPolicy::default(),
+            predictor_registry_proxy: None,
             replica_set_owners: Default::default(),
             acting: Default::default(),
         }

@@ -154,7 +154,11 @@ fn secret_key(secret: &str, key: &str, optional: bool) -> EnvVarSource {
 
 /// The predictor's environment: where the registry is, which model, and where the served
 /// version and the admin token come from.
-fn predictor_env(fm: &ForecastModel, credentials_secret: Option<&str>) -> Vec<EnvVar> {
+fn predictor_env(
+    fm: &ForecastModel,
+    credentials_secret: Option<&str>,
+    registry_proxy: Option<&str>,
+) -> Vec<EnvVar> {
     let n = names(fm);
     let spec = &fm.spec;
     let mut env = vec![
@@ -203,6 +207,9 @@ fn predictor_env(fm: &ForecastModel, credentials_secret: Option<&str>) -> Vec<En
             env.push(env_from(var, secret_key(secret, key, true)));
         }
     }
+    if let Some(proxy) = registry_proxy {
+        env.push(env_value("MLFLOW_PROXY", proxy));
+    }
     // A name given again replaces the earlier entry (reserved names never get here: the
     // spec check refuses them): server-side apply refuses a list with duplicate names, as
     // the real API server does for `env` keyed by name.
@@ -240,12 +247,16 @@ fn default_resources() -> ResourceRequirements {
     }
 }
 
-fn predictor_container(fm: &ForecastModel, credentials_secret: Option<&str>) -> Container {
+fn predictor_container(
+    fm: &ForecastModel,
+    credentials_secret: Option<&str>,
+    registry_proxy: Option<&str>,
+) -> Container {
     let spec = &fm.spec;
     Container {
         name: "predictor".into(),
         image: Some(spec.predictor.image.clone()),
-        env: Some(predictor_env(fm, credentials_secret)),
+        env: Some(predictor_env(fm, credentials_secret, registry_proxy)),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
             container_port: spec.predictor.port,
@@ -299,6 +310,18 @@ pub const RESERVED_ENV: &[&str] = &[
     "PREDICTOR_ADMIN_TOKEN",
     "BIND_ADDR",
     "PORT",
+    // Where the registry calls (with their Authorization header) go: the predictor's
+    // client ignores the proxy variables, and takes `MLFLOW_PROXY` only from the
+    // operator's own `PREDICTOR_REGISTRY_PROXY`.
+    "MLFLOW_PROXY",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
 ];
 
 /// The predictor Deployment. The served version is not in the template (pods read it
@@ -309,6 +332,7 @@ pub fn deployment(
     fm: &ForecastModel,
     restart_marker: Option<&str>,
     credentials_secret: Option<&str>,
+    registry_proxy: Option<&str>,
 ) -> Deployment {
     let template_metadata = ObjectMeta {
         labels: Some(labels(fm)),
@@ -337,7 +361,7 @@ pub fn deployment(
                         }),
                         ..PodSecurityContext::default()
                     }),
-                    containers: vec![predictor_container(fm, credentials_secret)],
+                    containers: vec![predictor_container(fm, credentials_secret, registry_proxy)],
                     volumes: Some(vec![Volume {
                         name: "model-cache".into(),
                         // MODEL_CACHE_VERSIONS (3) versions of at most MODEL_MAX_BYTES
@@ -378,8 +402,37 @@ mod tests {
     }
 
     #[test]
+    fn the_registry_proxy_reaches_the_pods_only_from_the_operators_setting() {
+        let env_of = |proxy| {
+            let d = serde_json::to_value(deployment(&fm(), None, None, proxy)).unwrap();
+            d["spec"]["template"]["spec"]["containers"][0]["env"].clone()
+        };
+        let proxy = |env: &serde_json::Value| {
+            env.as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == "MLFLOW_PROXY")
+                .map(|e| e["value"].clone())
+        };
+        assert_eq!(proxy(&env_of(None)), None);
+        assert_eq!(
+            proxy(&env_of(Some("http://proxy.infra:3128"))),
+            Some(serde_json::json!("http://proxy.infra:3128"))
+        );
+        for name in [
+            "MLFLOW_PROXY",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "NO_PROXY",
+            "ALL_PROXY",
+        ] {
+            assert!(RESERVED_ENV.contains(&name), "{name} is not reserved");
+        }
+    }
+
+    #[test]
     fn the_deployment_reads_the_version_from_the_config_map_and_binds_the_pod_ip() {
-        let d = serde_json::to_value(deployment(&fm(), None, Some("creds"))).unwrap();
+        let d = serde_json::to_value(deployment(&fm(), None, Some("creds"), None)).unwrap();
         let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
             .as_array()
             .unwrap()
@@ -403,7 +456,7 @@ mod tests {
         assert_eq!(d["spec"]["replicas"], 2);
         // The template is the same whatever version is served: no restarts on a rollout.
         // Only the Restart strategy's marker changes the template (and restarts pods).
-        let template = |marker| deployment(&fm(), marker, None).spec.template;
+        let template = |marker| deployment(&fm(), marker, None, None).spec.template;
         assert_ne!(template(Some("7")), template(None));
         assert_eq!(
             template(Some("7")).metadata.unwrap().annotations.unwrap()[RESTART_ANNOTATION],
@@ -426,7 +479,7 @@ mod tests {
                 ..EnvVar::default()
             },
         ];
-        let d = deployment(&fm, None, None);
+        let d = deployment(&fm, None, None, None);
         let env = d.spec.template.spec.unwrap().containers[0]
             .env
             .clone()
@@ -443,7 +496,7 @@ mod tests {
 
     #[test]
     fn predictor_pods_get_no_api_token_and_a_bounded_cache() {
-        let d = serde_json::to_value(deployment(&fm(), None, None)).unwrap();
+        let d = serde_json::to_value(deployment(&fm(), None, None, None)).unwrap();
         let pod = &d["spec"]["template"]["spec"];
         assert_eq!(pod["automountServiceAccountToken"], false);
         assert_eq!(pod["volumes"][0]["emptyDir"]["sizeLimit"], CACHE_SIZE_LIMIT);

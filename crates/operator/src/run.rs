@@ -91,6 +91,11 @@ pub struct Config {
     /// Predictor image prefixes a ForecastModel may name, comma-separated (default: any).
     #[arg(long, env = "ALLOWED_PREDICTOR_IMAGES", value_delimiter = ',')]
     pub allowed_predictor_images: Vec<String>,
+    /// The proxy URL predictor pods send registry calls through (set on them as
+    /// `MLFLOW_PROXY`). Without it they call the registry directly: they ignore
+    /// `HTTP(S)_PROXY`, which a ForecastModel's `spec.predictor.env` may not set either.
+    #[arg(long, env = "PREDICTOR_REGISTRY_PROXY")]
+    pub predictor_registry_proxy: Option<String>,
     /// `json` or `text`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,
@@ -415,6 +420,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let mut ctx = Context::new(client, metrics.clone(), registry, caches, memory, identity);
     ctx.policy = policy;
+    ctx.predictor_registry_proxy = config
+        .predictor_registry_proxy
+        .clone()
+        .filter(|p| !p.is_empty());
     let acting = ctx.acting.clone();
     let ctx = Arc::new(ctx);
     let run = controller

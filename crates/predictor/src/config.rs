@@ -24,6 +24,12 @@ pub struct Config {
     pub tracking_username: Option<String>,
     #[arg(long, env = "MLFLOW_TRACKING_PASSWORD", hide_env_values = true)]
     pub tracking_password: Option<String>,
+    /// The only proxy registry calls go through; without it they go directly, whatever
+    /// `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` say (a ForecastModel's author writes part of
+    /// the predictor's environment; the operator sets this from its own
+    /// `PREDICTOR_REGISTRY_PROXY`).
+    #[arg(long, env = "MLFLOW_PROXY")]
+    pub registry_proxy: Option<String>,
     /// Registered model name.
     #[arg(long, env = "MODEL_NAME", default_value = api::predictor::DEFAULT_MODEL_NAME)]
     pub model_name: String,

@@ -4,7 +4,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 use clap::Parser;
-use mlflow::{ClientConfig, MlflowClient, credentials_from};
+use mlflow::{ClientConfig, MlflowClient, Proxy, credentials_from};
 use predictor::config::Config;
 use predictor::loader::Loader;
 use predictor::state::AppState;
@@ -33,9 +33,14 @@ async fn main() -> anyhow::Result<()> {
                 config.tracking_username.clone(),
                 config.tracking_password.clone(),
             )?;
+            let proxy = match config.registry_proxy.as_deref().filter(|p| !p.is_empty()) {
+                Some(url) => Proxy::Url(url.to_owned()),
+                None => Proxy::Direct,
+            };
             Some(
                 MlflowClient::new(ClientConfig {
                     max_artifact_bytes: config.model_max_bytes,
+                    proxy,
                     ..ClientConfig::new(uri).with_credentials(credentials)
                 })
                 .context("MLFLOW_TRACKING_URI")?,

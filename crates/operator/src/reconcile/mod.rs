@@ -16,6 +16,7 @@ pub mod act;
 pub mod analysis;
 pub mod canary;
 pub mod conditions;
+pub mod env_sources;
 pub mod events;
 pub mod observe;
 pub mod outcome;
@@ -63,6 +64,12 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
+    if let Err(message) = env_sources::check_all(ctx, fm).await? {
+        // The owner of the Secret or ConfigMap may label it without the spec changing:
+        // looked at again every poll.
+        refuse(ctx, fm, reasons::INVALID_SPEC, &message).await?;
+        return Ok(Action::requeue(spec.poll));
+    }
     let observed = observe::observe(ctx, fm, &spec).await?;
     let owned = match act::owned::ensure(ctx, fm, &spec, &observed).await {
         Err(conflict @ Error::OwnershipConflict { .. }) => {

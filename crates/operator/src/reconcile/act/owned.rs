@@ -192,7 +192,12 @@ pub async fn apply_workload(
     apply_unless_unchanged(
         ctx,
         fm,
-        resources::deployment(fm, restart_marker, credentials_secret),
+        resources::deployment(
+            fm,
+            restart_marker,
+            credentials_secret,
+            ctx.predictor_registry_proxy.as_deref(),
+        ),
         &ctx.caches.deployments,
         |d: &Deployment| d.metadata.generation.map(|g| g.to_string()),
     )
