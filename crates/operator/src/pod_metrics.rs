@@ -214,6 +214,7 @@ mod tests {
 predictor_model_requests_total{version="3",outcome="ok"} 120
 predictor_model_requests_total{version="3",outcome="error"} 2
 predictor_model_requests_total{version="3",outcome="rejected"} 9
+predictor_model_requests_total{version="3",outcome="timeout"} 500
 predictor_model_requests_total{version="2",outcome="ok"} 5
 predictor_model_predictions_total{version="3"} 240
 predictor_model_prediction_sum{version="3"} -36.5
@@ -234,6 +235,8 @@ predictor_model_requests_total{version="6",outcome="ok"} -4
     fn the_figures_of_each_version_are_read_and_junk_is_skipped() {
         let m = parse(PAGE);
         let v3 = m.counters("pod-a", "3");
+        // Refused requests and missed deadlines (a flooded pod) are not the version's:
+        // they count neither as its requests nor as its errors.
         assert_eq!((v3.requests, v3.errors, v3.predictions), (122, 2, 240));
         assert_eq!(v3.prediction_sum, -36.5);
         assert_eq!(

@@ -43,10 +43,13 @@ where
             Ok((predictions, model))
         }
         Err(e) => {
-            let outcome = if e.status_code().is_server_error() {
-                Outcome::Error
-            } else {
-                Outcome::Rejected
+            // Only what the model did is the version's error: a deadline passed while the
+            // pod was busy says nothing about the version (anyone who can flood a canary
+            // pod would fail a good version with it, or dilute a bad one's errors).
+            let outcome = match &e {
+                ApiError::PredictTimeout(_) => Outcome::Timeout,
+                e if e.status_code().is_server_error() => Outcome::Error,
+                _ => Outcome::Rejected,
             };
             versions.observe_request(version, outcome, seconds, &[]);
             Err(e)

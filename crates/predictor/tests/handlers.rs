@@ -314,4 +314,56 @@ async fn a_non_finite_prediction_is_an_error_never_null() {
             "{body}"
         );
     }
+    // What the model did wrong is the version's error (canary analysis counts it).
+    let req = test::TestRequest::get().uri("/metrics").to_request();
+    let text = String::from_utf8(test::call_and_read_body(&app, req).await.to_vec()).unwrap();
+    assert!(
+        text.contains(r#"predictor_model_requests_total{version="bundled",outcome="error"} 2"#),
+        "{text}"
+    );
+}
+
+#[actix_web::test]
+async fn a_missed_deadline_is_a_timeout_never_the_versions_error() {
+    let dir = bundled_model_dir();
+    let loader = Loader {
+        registry: None,
+        model_name: "unit".into(),
+        fallback_dir: Some(dir.path().to_owned()),
+        cache_versions: 3,
+    };
+    let mut state = AppState::new(loader, Selector::Alias("champion".into()), None, 100);
+    state.compute = predictor::compute::Compute::new(std::time::Duration::from_millis(20), 1);
+    let state = Arc::new(state);
+    state.load_initial().await.unwrap();
+    // A pod too busy to answer in time: work that never ends holds the only compute slot
+    // (past its own deadline it keeps the slot), so every prediction misses its deadline.
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let busy = state.compute.run(move || {
+        let _ = wait.recv();
+        Ok(())
+    });
+    assert!(busy.await.is_err(), "the busy work outlived its deadline");
+    let app = app!(state);
+    for _ in 0..3 {
+        let req = test::TestRequest::post()
+            .uri("/predict")
+            .set_json(json!({"instances": [[0, 9]]}))
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status(), 503);
+        let body: Value = test::read_body_json(resp).await;
+        assert_eq!(body["error"], "predict_timeout", "{body}");
+    }
+    let req = test::TestRequest::get().uri("/metrics").to_request();
+    let text = String::from_utf8(test::call_and_read_body(&app, req).await.to_vec()).unwrap();
+    assert!(
+        text.contains(r#"predictor_model_requests_total{version="bundled",outcome="timeout"} 3"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains(r#"outcome="error""#),
+        "a timeout counted as the version's error: {text}"
+    );
+    release.send(()).unwrap();
 }

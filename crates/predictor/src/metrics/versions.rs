@@ -34,9 +34,16 @@ pub struct OutcomeLabels {
 /// How a prediction request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// Answered.
     Ok,
+    /// The version failed the request (a non-finite prediction, an evaluation error):
+    /// what canary analysis counts as its errors.
     Error,
+    /// The request was refused (bad input).
     Rejected,
+    /// The prediction deadline passed (the pod was busy): neither an answer nor the
+    /// version's error, and no latency sample.
+    Timeout,
 }
 
 impl Outcome {
@@ -45,6 +52,7 @@ impl Outcome {
             Outcome::Ok => "ok",
             Outcome::Error => "error",
             Outcome::Rejected => "rejected",
+            Outcome::Timeout => "timeout",
         }
     }
 }
@@ -148,7 +156,7 @@ impl VersionMetrics {
                 outcome: outcome.label(),
             })
             .inc();
-        if outcome == Outcome::Rejected {
+        if matches!(outcome, Outcome::Rejected | Outcome::Timeout) {
             return;
         }
         self.duration.get_or_create(&label).observe(seconds);
@@ -215,7 +223,12 @@ impl VersionMetrics {
         let label = VersionLabel {
             version: version.to_owned(),
         };
-        for outcome in [Outcome::Ok, Outcome::Error, Outcome::Rejected] {
+        for outcome in [
+            Outcome::Ok,
+            Outcome::Error,
+            Outcome::Rejected,
+            Outcome::Timeout,
+        ] {
             self.requests.remove(&OutcomeLabels {
                 version: version.to_owned(),
                 outcome: outcome.label(),
