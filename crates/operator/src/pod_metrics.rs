@@ -12,6 +12,10 @@ use api::forecast_model::{LatencyBucket, PodCounters};
 pub const MAX_LINES: usize = 20_000;
 /// Versions per pod read at most.
 pub const MAX_VERSIONS: usize = 32;
+/// Histogram buckets per version read at most (the predictor has 27 latency and 30
+/// difference bounds); the rest are skipped, so what is merged and copied into
+/// `status.rollout.windowStart` stays small whatever a page holds.
+pub const MAX_BUCKETS: usize = 64;
 
 /// The shadow version's comparison on one pod.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -95,10 +99,12 @@ pub fn parse(text: &str) -> PodMetrics {
             }
             let v = out.versions.entry(version).or_default();
             match (sample.name, sample.label("outcome")) {
-                ("predictor_model_requests_total", Some("ok")) => v.requests += count(),
+                ("predictor_model_requests_total", Some("ok")) => {
+                    v.requests = v.requests.saturating_add(count())
+                }
                 ("predictor_model_requests_total", Some("error")) => {
-                    v.requests += count();
-                    v.errors += count();
+                    v.requests = v.requests.saturating_add(count());
+                    v.errors = v.errors.saturating_add(count());
                 }
                 ("predictor_model_predictions_total", _) => v.predictions = count(),
                 ("predictor_model_prediction_sum", _) => v.prediction_sum = finite(sample.value),
@@ -120,6 +126,9 @@ pub fn parse(text: &str) -> PodMetrics {
 
 /// A finite bucket bound and its count (`+Inf` and junk bounds are left out).
 fn push_bucket(buckets: &mut Vec<LatencyBucket>, sample: &Sample) {
+    if buckets.len() >= MAX_BUCKETS {
+        return;
+    }
     let le = sample.label("le").and_then(|le| le.parse::<f64>().ok());
     if let Some(le) = le.filter(|le| le.is_finite()) {
         buckets.push(LatencyBucket {
@@ -284,5 +293,23 @@ predictor_model_requests_total{version="6",outcome="ok"} -4
             })
             .collect();
         assert_eq!(parse(&page).versions.len(), MAX_VERSIONS);
+    }
+
+    #[test]
+    fn a_flood_of_buckets_is_cut_and_huge_counters_do_not_wrap() {
+        // The same counter many times, each just under what is read as a count...
+        let mut page =
+            "predictor_model_requests_total{version=\"1\",outcome=\"error\"} 9e17\n".repeat(40);
+        // ...then a histogram with thousands of bounds.
+        page.extend((0..10_000).map(|i| {
+            format!(
+                "predictor_model_request_duration_seconds_bucket{{le=\"{}\",version=\"1\"}} {i}\n",
+                i as f64 / 1000.0 + 0.001
+            )
+        }));
+        let m = parse(&page);
+        let v1 = m.counters("pod", "1");
+        assert_eq!(v1.latency.len(), MAX_BUCKETS);
+        assert_eq!((v1.requests, v1.errors), (u64::MAX, u64::MAX));
     }
 }

@@ -27,9 +27,10 @@ pub struct Totals {
 
 impl Totals {
     fn add(&mut self, c: &PodCounters) {
-        self.requests += c.requests;
-        self.errors += c.errors;
-        self.predictions += c.predictions;
+        // Figures from pods the spec's author controls: added without wrapping.
+        self.requests = self.requests.saturating_add(c.requests);
+        self.errors = self.errors.saturating_add(c.errors);
+        self.predictions = self.predictions.saturating_add(c.predictions);
         self.prediction_sum += c.prediction_sum;
         add_buckets(&mut self.latency, &c.latency);
     }
@@ -40,15 +41,39 @@ impl Totals {
 }
 
 /// Adds one cumulative histogram's buckets to another's, bound by bound (pods of one
-/// predictor build share their bounds), kept in bound order.
+/// predictor build share their bounds), kept in bound order: one merge of the two sorted
+/// lists, linear in their lengths (each at most [`crate::pod_metrics::MAX_BUCKETS`] from a
+/// pod).
 pub fn add_buckets(into: &mut Vec<LatencyBucket>, from: &[LatencyBucket]) {
-    for b in from {
-        match into.iter_mut().find(|t| t.le == b.le) {
-            Some(t) => t.count += b.count,
-            None => into.push(b.clone()),
-        }
+    let mut from = from.to_vec();
+    if !from.is_sorted_by(|a, b| a.le <= b.le) {
+        from.sort_by(|a, b| a.le.total_cmp(&b.le));
     }
-    into.sort_by(|a, b| a.le.total_cmp(&b.le));
+    let mut merged = Vec::with_capacity(into.len() + from.len());
+    let (mut a, mut b) = (
+        std::mem::take(into).into_iter().peekable(),
+        from.into_iter().peekable(),
+    );
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => match x.le.total_cmp(&y.le) {
+                std::cmp::Ordering::Less => a.next(),
+                std::cmp::Ordering::Greater => b.next(),
+                std::cmp::Ordering::Equal => {
+                    let (x, y) = (a.next(), b.next());
+                    x.zip(y).map(|(x, y)| LatencyBucket {
+                        le: x.le,
+                        count: x.count.saturating_add(y.count),
+                    })
+                }
+            },
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (None, None) => break,
+        };
+        merged.extend(next);
+    }
+    *into = merged;
 }
 
 /// What a pod served in the window: `now` minus what it had at `start` for the same pod
@@ -270,6 +295,43 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn histograms_merge_bound_by_bound_in_order_and_counts_saturate() {
+        let b = |le: f64, count: u64| LatencyBucket { le, count };
+        let mut into = vec![b(0.001, 1), b(0.004, 4)];
+        // Out of order, one bound shared, one new in the middle, one huge count.
+        add_buckets(&mut into, &[b(0.004, u64::MAX), b(0.002, 2), b(0.001, 10)]);
+        assert_eq!(into, vec![b(0.001, 11), b(0.002, 2), b(0.004, u64::MAX)]);
+        let mut empty = Vec::new();
+        add_buckets(&mut empty, &[b(1.0, 1)]);
+        assert_eq!(empty, vec![b(1.0, 1)]);
+    }
+
+    #[test]
+    fn totals_of_absurd_pods_saturate_instead_of_wrapping() {
+        let huge = counters(
+            "a",
+            "2",
+            u64::MAX - 1,
+            u64::MAX - 1,
+            1.0,
+            &[(0.001, u64::MAX)],
+        );
+        let (canary, _) = window(
+            &[],
+            &[
+                huge.clone(),
+                PodCounters {
+                    pod: "b".into(),
+                    ..huge
+                },
+            ],
+            &["a".into(), "b".into()],
+        );
+        assert_eq!((canary.requests, canary.errors), (u64::MAX, u64::MAX));
+        assert_eq!(canary.latency[0].count, u64::MAX);
     }
 
     fn settings() -> CanarySettings {

@@ -137,10 +137,11 @@ pub fn aggregate<'a>(
         let Some(s) = m.shadow.get(version) else {
             continue;
         };
-        status.compared += s.compared;
-        status.errors += s.errors;
-        status.dropped += s.dropped;
-        rows += s.rows;
+        // Figures from pods the spec's author controls: added without wrapping.
+        status.compared = status.compared.saturating_add(s.compared);
+        status.errors = status.errors.saturating_add(s.errors);
+        status.dropped = status.dropped.saturating_add(s.dropped);
+        rows = rows.saturating_add(s.rows);
         sum += s.abs_diff_sum;
         add_buckets(&mut buckets, &s.abs_diff);
     }
