@@ -438,3 +438,105 @@ async fn forecastctl_inspect_shows_a_version_as_the_predictor_would_serve_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("posix.system"), "{stderr}");
 }
+
+/// Runs `cmd` to its end; its exit code, its stderr, and the peak resident memory of that
+/// one process (KiB), from `wait4`'s rusage (which reaps it, so std's `wait` is not used).
+#[allow(clippy::zombie_processes)]
+fn run_measuring_peak_rss(cmd: &mut std::process::Command) -> (i32, String, u64) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, whose pid std gave us and has not reaped.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -libc::WTERMSIG(status)
+    };
+    (
+        code,
+        reader.join().unwrap_or_default(),
+        usage.ru_maxrss as u64,
+    )
+}
+
+/// An MLflow model directory whose one flavor file is `bytes`.
+fn hostile_model_dir(flavor: &str, bytes: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mlmodel = match flavor {
+        "xgboost" => {
+            "flavors:\n  xgboost:\n    data: model.ubj\n    model_format: ubj\n    xgb_version: 2.1.0\n    model_class: xgboost.sklearn.XGBRegressor\n"
+        }
+        _ => {
+            "flavors:\n  sklearn:\n    pickled_model: model.pkl\n    serialization_format: pickle\n    sklearn_version: 1.5.0\n"
+        }
+    };
+    std::fs::write(dir.path().join("MLmodel"), mlmodel).expect("MLmodel");
+    let file = if flavor == "xgboost" {
+        "model.ubj"
+    } else {
+        "model.pkl"
+    };
+    std::fs::write(dir.path().join(file), bytes).expect("model file");
+    dir
+}
+
+/// The most a refusal of these files may cost, documented in the README: 64 MiB peak
+/// resident memory for the whole `forecastctl inspect` process.
+const REFUSAL_PEAK_RSS_KIB: u64 = 64 * 1024;
+
+#[test]
+fn model_files_that_inflate_are_refused_within_a_bound_on_memory() {
+    // 64 KiB of sibling UBJSON containers of zero-size elements, each claiming the rest of
+    // the file: several GB decoded before the element budget (OOM in a 256Mi pod).
+    // The document is an object, as an XGBoost model is: {"a": [ [$Z#L n, ... ]}.
+    let siblings = 64 * 1024 / 13;
+    let mut ubj = b"{i\x01a[".to_vec();
+    let len = ubj.len() + siblings * 13 + 2;
+    for _ in 0..siblings {
+        let remaining = len - (ubj.len() + 13);
+        ubj.extend_from_slice(b"[$Z#L");
+        ubj.extend_from_slice(&(remaining as i64).to_be_bytes());
+    }
+    ubj.extend_from_slice(b"]}");
+    // 4 MB of pickle opcodes "push None, pop": two bytes per arena object.
+    let mut pickle = vec![0x80, 2];
+    pickle.extend(b"N0".repeat(2_000_000));
+    pickle.extend(b"N.");
+    for (flavor, bytes, says) in [
+        ("xgboost", ubj, "more values than the file's"),
+        ("sklearn", pickle, "more than its size allows"),
+    ] {
+        let dir = hostile_model_dir(flavor, &bytes);
+        let (code, stderr, peak_kib) = run_measuring_peak_rss(
+            std::process::Command::new(bin("forecastctl"))
+                .args(["inspect", "--model-dir"])
+                .arg(dir.path()),
+        );
+        assert_eq!(code, 1, "{flavor}: {stderr}");
+        assert!(stderr.contains(says), "{flavor}: {stderr}");
+        assert!(
+            peak_kib < REFUSAL_PEAK_RSS_KIB,
+            "{flavor}: refusing a {} byte file peaked at {peak_kib} KiB",
+            bytes.len()
+        );
+        eprintln!(
+            "{flavor}: {} byte file refused at a peak of {peak_kib} KiB",
+            bytes.len()
+        );
+    }
+}

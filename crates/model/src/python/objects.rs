@@ -47,10 +47,28 @@ pub enum Obj {
 }
 
 /// The arena. Its size is bounded by the input's size (each opcode or schema node adds at
-/// most one object).
-#[derive(Debug, Default)]
+/// most one object) and by its `limit`.
+#[derive(Debug)]
 pub struct Objects {
     objs: Vec<Obj>,
+    limit: usize,
+}
+
+impl Default for Objects {
+    fn default() -> Self {
+        Objects {
+            objs: Vec::new(),
+            limit: usize::MAX,
+        }
+    }
+}
+
+/// Objects a pickle of `len` bytes may hold: one per 16 bytes (at least 1,024). Two opcode
+/// bytes (push None, pop) add an object of about a hundred bytes, so without this a pickle
+/// could grow fifty-fold in memory; a real model pickle spends far more than 16 bytes per
+/// object (class paths, keys, array data).
+pub fn object_limit(len: usize) -> usize {
+    (len / 16).max(1024)
 }
 
 /// How deep nested containers may go before a walk gives up (also stops cycles).
@@ -61,9 +79,23 @@ impl Objects {
         Objects::default()
     }
 
-    pub fn push(&mut self, obj: Obj) -> Id {
+    /// An arena that refuses its `limit + 1`-th object.
+    pub fn with_limit(limit: usize) -> Self {
+        Objects {
+            objs: Vec::new(),
+            limit,
+        }
+    }
+
+    pub fn push(&mut self, obj: Obj) -> Result<Id, crate::error::ModelError> {
+        if self.objs.len() >= self.limit {
+            return Err(crate::error::ModelError::invalid(format!(
+                "the file makes more than {} objects, more than its size allows",
+                self.limit
+            )));
+        }
         self.objs.push(obj);
-        self.objs.len() - 1
+        Ok(self.objs.len() - 1)
     }
 
     pub fn get(&self, id: Id) -> &Obj {

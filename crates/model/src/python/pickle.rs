@@ -30,7 +30,7 @@ const MAX_NESTED_PICKLES: usize = 4;
 /// Reads a pickle (or a joblib file) into an object graph; returns the graph and the root.
 pub fn read_pickle(bytes: &[u8]) -> Result<(Objects, Id), ModelError> {
     check_not_compressed(bytes)?;
-    let mut objects = Objects::new();
+    let mut objects = Objects::with_limit(super::objects::object_limit(bytes.len()));
     let mut reader = Reader {
         bytes,
         pos: 0,
@@ -125,7 +125,7 @@ impl Reader<'_, '_> {
     }
 
     fn push(&mut self, stack: &mut Vec<Item>, obj: Obj) -> Result<(), ModelError> {
-        let id = self.objects.push(obj);
+        let id = self.objects.push(obj)?;
         push_id(stack, id)
     }
 
@@ -651,6 +651,24 @@ fn pairs(items: &[Id]) -> Result<Vec<(Id, Id)>, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_are_capped_by_the_file_size() {
+        // PROTO 2, then "push None, pop" a million times: two bytes per ~100-byte object.
+        let mut bomb = vec![0x80, 2];
+        bomb.extend(b"N0".repeat(1_000_000));
+        bomb.extend(b"N.");
+        let e = read_pickle(&bomb).unwrap_err().to_string();
+        assert!(
+            e.contains("makes more than 125000 objects, more than its size allows"),
+            "{e}"
+        );
+        // Small pickles keep a floor of 1,024 objects.
+        let mut small = vec![0x80, 2];
+        small.extend(b"N0".repeat(500));
+        small.extend(b"N.");
+        assert!(read_pickle(&small).is_ok());
+    }
 
     /// `pickle.dumps({"a": [1, 2.5, "x"], "b": (True, None)}, protocol=2)`
     const SIMPLE: &[u8] = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01]q\x02(K\x01G@\x04\x00\x00\x00\x00\x00\x00X\x01\x00\x00\x00xq\x03eX\x01\x00\x00\x00bq\x04\x88N\x86q\x05u.";

@@ -121,10 +121,10 @@ impl SkopsReader<'_> {
                 allow_list::refusal_hint(module, class)
             )));
         }
-        Ok(self.objects.push(Obj::Global {
+        self.objects.push(Obj::Global {
             module: module.to_owned(),
             name: class.to_owned(),
-        }))
+        })
     }
 
     fn new_node(&mut self, node: &Value, depth: usize) -> Result<Id, ModelError> {
@@ -137,7 +137,7 @@ impl SkopsReader<'_> {
                     .ok_or_else(|| ModelError::invalid("skops dict content is not an object"))?;
                 let mut pairs = Vec::with_capacity(content.len());
                 for (k, v) in content {
-                    let key = self.objects.push(Obj::Str(k.clone()));
+                    let key = self.objects.push(Obj::Str(k.clone()))?;
                     let value = self.node(v, depth + 1)?;
                     pairs.push((key, value));
                 }
@@ -190,7 +190,7 @@ impl SkopsReader<'_> {
                     let bytes = read_entry(&mut self.zip, &file, &mut self.budget)?;
                     let array = read_npy(&bytes)
                         .map_err(|e| ModelError::invalid(format!("skops array {file}: {e}")))?;
-                    let id = self.objects.push(Obj::Array(array));
+                    let id = self.objects.push(Obj::Array(array))?;
                     self.files.insert(file, id);
                     return Ok(id);
                 }
@@ -258,7 +258,7 @@ impl SkopsReader<'_> {
                 )));
             }
         };
-        Ok(self.objects.push(obj))
+        self.objects.push(obj)
     }
 }
 

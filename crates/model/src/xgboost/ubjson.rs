@@ -10,7 +10,11 @@ use crate::error::ModelError;
 const MAX_DEPTH: usize = 64;
 
 pub fn parse(bytes: &[u8]) -> Result<Value, ModelError> {
-    let mut p = Parser { bytes, pos: 0 };
+    let mut p = Parser {
+        bytes,
+        pos: 0,
+        budget: bytes.len(),
+    };
     let marker = p.marker()?;
     let value = p.value(marker, 0)?;
     Ok(value)
@@ -19,6 +23,11 @@ pub fn parse(bytes: &[u8]) -> Result<Value, ModelError> {
 struct Parser<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Values the document may still hold: one per byte of the file, for the whole
+    /// document. A typed container of zero-size elements (`[$Z#L n`) takes no bytes per
+    /// element, and sibling containers could each claim the rest of the file again: without
+    /// one budget, a 17 KiB file decoded to hundreds of MB.
+    budget: usize,
 }
 
 fn err(message: impl Into<String>) -> ModelError {
@@ -89,6 +98,12 @@ impl Parser<'_> {
         if depth > MAX_DEPTH {
             return Err(err("nested too deeply"));
         }
+        self.budget = self.budget.checked_sub(1).ok_or_else(|| {
+            err(format!(
+                "more values than the file's {} bytes could hold",
+                self.bytes.len()
+            ))
+        })?;
         Ok(match marker {
             b'Z' => Value::Null,
             b'T' => Value::Bool(true),
@@ -143,7 +158,7 @@ impl Parser<'_> {
 
     fn array(&mut self, depth: usize) -> Result<Value, ModelError> {
         let (element_type, count) = self.container_header()?;
-        let mut items = Vec::with_capacity(count.unwrap_or(0));
+        let mut items = Vec::with_capacity(count.unwrap_or(0).min(self.budget));
         match count {
             Some(n) => {
                 for _ in 0..n {
@@ -227,5 +242,30 @@ mod tests {
         assert!(e.contains("more than the file holds"), "{e}");
         assert!(parse(b"{i\x01a").is_err());
         assert!(parse(b"").is_err());
+    }
+
+    /// Sibling typed containers of zero-size elements, each claiming the rest of the file:
+    /// the 16.8 KiB file of issue 22 (376 MB decoded before the refusal).
+    fn sibling_null_containers(siblings: usize) -> Vec<u8> {
+        let len = 1 + siblings * 13 + 1;
+        let mut b = vec![b'['];
+        for _ in 0..siblings {
+            let remaining = len - (b.len() + 13);
+            b.extend_from_slice(b"[$Z#L");
+            b.extend_from_slice(&(remaining as i64).to_be_bytes());
+        }
+        b.push(b']');
+        b
+    }
+
+    #[test]
+    fn zero_size_elements_share_one_budget_of_the_file_length() {
+        let bomb = sibling_null_containers(1_300);
+        assert_eq!(bomb.len(), 16_902);
+        let e = parse(&bomb).unwrap_err().to_string();
+        assert!(
+            e.contains("more values than the file's 16902 bytes could hold"),
+            "{e}"
+        );
     }
 }
