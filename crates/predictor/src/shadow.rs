@@ -15,8 +15,10 @@ use crate::metrics::Metrics;
 
 /// Requests waiting for the shadow, at most.
 pub const QUEUE_REQUESTS: usize = 64;
-/// Rows waiting for the shadow, at most (bounds the queue's memory whatever the batch size).
-pub const QUEUE_ROWS: usize = 50_000;
+/// Feature values waiting for the shadow, at most (rows × features: 8 MB of `f64`): bounds
+/// the queue's memory whatever the batch size and the model's width. (Counting rows alone
+/// let 64 requests of wide rows hold hundreds of MB.)
+pub const QUEUE_VALUES: usize = 1_000_000;
 /// The scoring thread's nice value: the served model's predictions come first.
 #[cfg(target_os = "linux")]
 const NICE: i32 = 10;
@@ -43,7 +45,8 @@ struct Tally {
 struct Inner {
     model: ArcSwapOption<ServedModel>,
     tally: Mutex<Tally>,
-    queued_rows: AtomicUsize,
+    /// Feature values queued (see [`QUEUE_VALUES`]).
+    queued_values: AtomicUsize,
     metrics: Arc<Metrics>,
 }
 
@@ -66,7 +69,7 @@ impl Shadow {
         let inner = Arc::new(Inner {
             model: ArcSwapOption::empty(),
             tally: Mutex::new(Tally::default()),
-            queued_rows: AtomicUsize::new(0),
+            queued_values: AtomicUsize::new(0),
             metrics,
         });
         let (queue, jobs) = sync_channel(QUEUE_REQUESTS);
@@ -108,23 +111,20 @@ impl Shadow {
             return;
         };
         let version = &shadow.info.model_version;
-        let queued = self
-            .inner
-            .queued_rows
-            .fetch_add(rows.len(), Ordering::SeqCst);
-        let n = rows.len();
+        let n = values_of(&rows);
+        let queued = self.inner.queued_values.fetch_add(n, Ordering::SeqCst);
         let job = Job {
             champion: champion.clone(),
             rows,
             predictions: predictions.to_vec(),
         };
-        let refused = queued + n > QUEUE_ROWS
+        let refused = !admits(queued, n)
             || matches!(
                 self.queue.try_send(job),
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_))
             );
         if refused {
-            self.inner.queued_rows.fetch_sub(n, Ordering::SeqCst);
+            self.inner.queued_values.fetch_sub(n, Ordering::SeqCst);
             let mut tally = self.inner.tally();
             if tally.version == *version {
                 tally.dropped += 1;
@@ -156,12 +156,22 @@ impl Shadow {
     }
 }
 
+/// The feature values a request's rows hold (an empty row still costs one).
+fn values_of(rows: &[Vec<f64>]) -> usize {
+    rows.iter().map(|r| r.len().max(1)).sum()
+}
+
+/// Whether a job of `values` fits beside the `queued` ones.
+fn admits(queued: usize, values: usize) -> bool {
+    queued.saturating_add(values) <= QUEUE_VALUES
+}
+
 fn score_until_closed(inner: &Inner, jobs: &Receiver<Job>) {
     lower_priority();
     while let Ok(job) = jobs.recv() {
         inner
-            .queued_rows
-            .fetch_sub(job.rows.len(), Ordering::SeqCst);
+            .queued_values
+            .fetch_sub(values_of(&job.rows), Ordering::SeqCst);
         if let Some(shadow) = inner.model.load_full() {
             score(inner, &shadow, &job);
         }
@@ -213,5 +223,24 @@ fn lower_priority() {
         if libc::setpriority(libc::PRIO_PROCESS, 0, NICE) != 0 {
             tracing::debug!("could not lower the shadow scoring thread's priority");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_is_bounded_by_values_not_rows() {
+        // 100 rows of a 2,000-feature model: 200,000 values; five fit, not six.
+        let wide = vec![vec![0.0; 2_000]; 100];
+        assert_eq!(values_of(&wide), 200_000);
+        assert!(admits(4 * 200_000, values_of(&wide)));
+        assert!(!admits(5 * 200_000, values_of(&wide)));
+        // Narrow rows: many more fit.
+        let narrow = vec![vec![0.0; 8]; 100];
+        assert!(admits(QUEUE_VALUES - 800, values_of(&narrow)));
+        assert!(!admits(usize::MAX, 1));
+        assert_eq!(values_of(&[Vec::new()]), 1);
     }
 }
