@@ -60,6 +60,8 @@ pub struct WebhookState {
     pub allow_unsigned: bool,
     /// Delivery ids seen recently.
     pub deliveries: crate::webhook::Deliveries,
+    /// ForecastModels' webhook secrets, as last read.
+    pub secrets: crate::webhook::SecretCache,
     pub metrics: Arc<Metrics>,
     /// Answers about the delivery's model are forgotten before reconciling.
     pub registry: Arc<Registry>,
@@ -74,23 +76,44 @@ fn reject(
     HttpResponse::build(status).json(json!({"error": message}))
 }
 
-/// The webhook secrets of matching ForecastModels (Secret key `secret`).
+/// The webhook secrets of matching ForecastModels (Secret key `secret`), each read at most
+/// once per [`crate::webhook::SECRET_TTL`].
 async fn model_secrets(state: &WebhookState, models: &[Arc<ForecastModel>]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for fm in models {
         let Some(name) = &fm.spec.registry.webhook_secret else {
             continue;
         };
-        let secrets: Api<Secret> =
-            Api::namespaced(state.client.clone(), &fm.namespace().unwrap_or_default());
-        if let Ok(s) = secrets.get(name).await
-            && crate::secrets::check_type(&s, crate::secrets::WEBHOOK).is_ok()
-            && let Some(v) = crate::secrets::secret_bytes(&s, "secret")
-        {
-            out.push(v);
-        }
+        let ns = fm.namespace().unwrap_or_default();
+        let now = std::time::Instant::now();
+        let value = match state.secrets.get(&ns, name, now) {
+            Some(known) => known,
+            None => {
+                let secrets: Api<Secret> = Api::namespaced(state.client.clone(), &ns);
+                let value = match secrets.get(name).await {
+                    Ok(s) => crate::secrets::check_type(&s, crate::secrets::WEBHOOK)
+                        .ok()
+                        .and_then(|()| crate::secrets::secret_bytes(&s, "secret")),
+                    Err(_) => None,
+                };
+                state.secrets.record(&ns, name, value.clone(), now);
+                value
+            }
+        };
+        out.extend(value);
     }
     out
+}
+
+/// The client a standby relays deliveries with: short deadlines, no redirects.
+pub fn relay_client() -> reqwest::Client {
+    mlflow::install_crypto_provider();
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
 }
 
 /// The webhook listener of every replica. The leader handles deliveries itself; a standby
@@ -147,6 +170,8 @@ async fn relay(endpoint: &WebhookEndpoint, req: &HttpRequest, body: web::Bytes) 
     let Some(address) = address else {
         return unavailable("no leader is known yet; retry");
     };
+    // A socket address (checked when read from the Lease), so the URL has no room for a
+    // path, user-info or another host; the client follows no redirects.
     let mut request = endpoint
         .http
         .post(format!("http://{address}/webhooks/mlflow"))
@@ -256,4 +281,43 @@ async fn handle(state: &WebhookState, req: &HttpRequest, body: web::Bytes) -> Ht
 
 pub fn webhook_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(mlflow_webhook);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_relay_client_follows_no_redirect() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Where a redirect would send the delivery (and its signature headers).
+        let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let elsewhere_addr = elsewhere.local_addr().unwrap();
+        let reached = Arc::new(AtomicBool::new(false));
+        let flag = reached.clone();
+        tokio::spawn(async move {
+            if elsewhere.accept().await.is_ok() {
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+        let leader = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let leader_addr = leader.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = leader.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{elsewhere_addr}/x\r\ncontent-length: 0\r\n\r\n"
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        });
+        let response = relay_client()
+            .post(format!("http://{leader_addr}/webhooks/mlflow"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 307);
+        assert!(!reached.load(Ordering::SeqCst), "the redirect was followed");
+    }
 }

@@ -60,10 +60,38 @@ impl LeaseConfig {
 pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaseConfig,
+    /// The Lease as the election loop last read it: a standby answers "who leads, and
+    /// where" from it, never with an API call per webhook delivery.
+    last_seen: std::sync::Mutex<Option<Lease>>,
 }
 
 fn now() -> MicroTime {
     MicroTime(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// The webhook address another replica's unexpired lease advertises (pure). The
+/// annotation is written by whoever can write the Lease: only a `host:port` socket
+/// address is taken, never a URL.
+pub fn advertised_address(
+    lease: &Lease,
+    me: &str,
+    now: &MicroTime,
+) -> Option<std::net::SocketAddr> {
+    let spec = lease.spec.as_ref()?;
+    let holder = spec.holder_identity.as_deref().unwrap_or_default();
+    if holder.is_empty()
+        || holder == me
+        || expired(spec.renew_time.as_ref(), spec.lease_duration_seconds, now)
+    {
+        return None;
+    }
+    lease
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(WEBHOOK_ADDRESS_ANNOTATION)?
+        .parse()
+        .ok()
 }
 
 /// Whether a lease held by someone else has expired (pure).
@@ -86,6 +114,7 @@ impl LeaderElector {
         LeaderElector {
             api: Api::namespaced(client, &config.namespace),
             config,
+            last_seen: std::sync::Mutex::new(None),
         }
     }
 
@@ -107,33 +136,24 @@ impl LeaderElector {
     }
 
     /// The webhook address the current leader advertises, when another replica holds an
-    /// unexpired lease.
-    pub async fn leader_webhook_address(&self) -> Option<String> {
-        let lease = self.api.get_opt(&self.config.name).await.ok()??;
-        let spec = lease.spec.as_ref()?;
-        let holder = spec.holder_identity.as_deref().unwrap_or_default();
-        if holder.is_empty()
-            || holder == self.config.identity
-            || expired(
-                spec.renew_time.as_ref(),
-                spec.lease_duration_seconds,
-                &now(),
-            )
-        {
-            return None;
+    /// unexpired lease, as the election loop last read the Lease (no API call).
+    pub async fn leader_webhook_address(&self) -> Option<std::net::SocketAddr> {
+        let lease = self.last_seen.lock().ok()?.clone()?;
+        advertised_address(&lease, &self.config.identity, &now())
+    }
+
+    fn remember(&self, lease: Option<&Lease>) {
+        if let Ok(mut seen) = self.last_seen.lock() {
+            *seen = lease.cloned();
         }
-        lease
-            .metadata
-            .annotations
-            .as_ref()?
-            .get(WEBHOOK_ADDRESS_ANNOTATION)
-            .cloned()
     }
 
     /// One attempt to take or keep the lease; Ok(true) when this replica holds it.
     pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
         let me = &self.config.identity;
-        match self.api.get_opt(&self.config.name).await? {
+        let lease = self.api.get_opt(&self.config.name).await?;
+        self.remember(lease.as_ref());
+        match lease {
             None => {
                 let lease: Lease = serde_json::from_value(json!({
                     "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -272,5 +292,47 @@ mod tests {
         assert!(!expired(Some(&t(0)), Some(15), &t(10)));
         assert!(expired(Some(&t(0)), Some(15), &t(16)));
         assert!(expired(None, Some(15), &t(0)));
+    }
+
+    #[test]
+    fn only_a_socket_address_on_another_holders_live_lease_is_a_relay_target() {
+        let t = |s: i64| {
+            MicroTime(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + s).unwrap())
+        };
+        let lease = |holder: &str, address: &str| -> Lease {
+            serde_json::from_value(json!({
+                "metadata": {"name": "l", "annotations": {WEBHOOK_ADDRESS_ANNOTATION: address}},
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                         "renewTime": t(0)}
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            advertised_address(&lease("b", "10.244.1.7:8443"), "a", &t(5)),
+            Some("10.244.1.7:8443".parse().unwrap())
+        );
+        // Not a URL, a path, a user-info trick or a host name.
+        for hostile in [
+            "evil.example:80",
+            "10.0.0.1:80/steal?x=",
+            "user@10.0.0.1:80",
+            "http://10.0.0.1:80",
+            "10.0.0.1",
+        ] {
+            assert_eq!(
+                advertised_address(&lease("b", hostile), "a", &t(5)),
+                None,
+                "{hostile}"
+            );
+        }
+        // Mine, or expired: nobody to relay to.
+        assert_eq!(
+            advertised_address(&lease("a", "10.0.0.1:80"), "a", &t(5)),
+            None
+        );
+        assert_eq!(
+            advertised_address(&lease("b", "10.0.0.1:80"), "a", &t(60)),
+            None
+        );
     }
 }

@@ -368,11 +368,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let webhook = web::Data::new(WebhookEndpoint {
         local: Default::default(),
         elector: elector.clone(),
-        http: reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default(),
+        http: crate::http::relay_client(),
         metrics: metrics.clone(),
     });
     let webhook_data = webhook.clone();
@@ -414,6 +410,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         secret: config.webhook_secret.clone().filter(|s| !s.is_empty()),
         allow_unsigned: config.webhook_allow_unsigned,
         deliveries: Default::default(),
+        secrets: Default::default(),
         metrics: metrics.clone(),
     });
     debug_assert!(local.is_ok(), "the webhook state is set once");

@@ -76,6 +76,52 @@ impl Deliveries {
     }
 }
 
+/// ForecastModels' webhook secrets as last read (`None`: unusable), each kept
+/// [`SECRET_TTL`]: the leader checks a delivery's signature against them before anything
+/// else, and an unsigned flood naming a model must not become one Secret read per
+/// delivery.
+#[derive(Default)]
+pub struct SecretCache {
+    read: std::sync::Mutex<std::collections::HashMap<(String, String), Read>>,
+}
+
+type Read = (std::time::Instant, Option<Vec<u8>>);
+
+/// How long a webhook Secret's value is used before it is read again.
+pub const SECRET_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl SecretCache {
+    /// The value read for `namespace/name` less than [`SECRET_TTL`] before `now`, if any.
+    pub fn get(
+        &self,
+        namespace: &str,
+        name: &str,
+        now: std::time::Instant,
+    ) -> Option<Option<Vec<u8>>> {
+        let read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        read.get(&(namespace.to_owned(), name.to_owned()))
+            .filter(|(at, _)| now.saturating_duration_since(*at) < SECRET_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn record(
+        &self,
+        namespace: &str,
+        name: &str,
+        value: Option<Vec<u8>>,
+        now: std::time::Instant,
+    ) {
+        let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        if read.len() >= MAX_REMEMBERED {
+            read.retain(|_, (at, _)| now.saturating_duration_since(*at) < SECRET_TTL);
+            if read.len() >= MAX_REMEMBERED {
+                read.clear();
+            }
+        }
+        read.insert((namespace.to_owned(), name.to_owned()), (now, value));
+    }
+}
+
 /// The registered-model name a delivery is about (`data.name`), for the events this
 /// operator cares about: model versions created, aliases created or moved.
 pub fn model_name(payload: &serde_json::Value) -> Option<String> {
@@ -106,6 +152,27 @@ pub fn sign(secret: &[u8], delivery_id: &str, timestamp: &str, body: &[u8]) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_webhook_secret_is_read_again_only_after_its_ttl() {
+        let cache = SecretCache::default();
+        let t0 = std::time::Instant::now();
+        assert_eq!(cache.get("ns", "hook", t0), None);
+        cache.record("ns", "hook", Some(b"s3cret".to_vec()), t0);
+        cache.record("ns", "unlabelled", None, t0);
+        let soon = t0 + SECRET_TTL / 2;
+        assert_eq!(
+            cache.get("ns", "hook", soon),
+            Some(Some(b"s3cret".to_vec()))
+        );
+        assert_eq!(
+            cache.get("ns", "unlabelled", soon),
+            Some(None),
+            "a refusal is kept too"
+        );
+        assert_eq!(cache.get("other", "hook", soon), None);
+        assert_eq!(cache.get("ns", "hook", t0 + SECRET_TTL), None);
+    }
 
     #[test]
     fn signatures_verify_only_with_the_right_secret_and_body() {
