@@ -334,6 +334,70 @@ mod tests {
         assert_eq!(canary.latency[0].count, u64::MAX);
     }
 
+    #[test]
+    fn a_window_is_now_minus_its_start_unless_the_pod_restarted() {
+        let start = PodCounters {
+            pod: "a".into(),
+            version: "2".into(),
+            requests: 10,
+            errors: 1,
+            predictions: 20,
+            prediction_sum: 50.0,
+            latency: vec![LatencyBucket {
+                le: 0.001,
+                count: 5,
+            }],
+        };
+        let now = PodCounters {
+            requests: 15,
+            errors: 3,
+            predictions: 30,
+            prediction_sum: 80.0,
+            latency: vec![LatencyBucket {
+                le: 0.001,
+                count: 9,
+            }],
+            ..start.clone()
+        };
+        let d = delta(Some(&start), &now);
+        assert_eq!(
+            (d.requests, d.errors, d.predictions, d.prediction_sum),
+            (5, 2, 10, 30.0)
+        );
+        assert_eq!(
+            d.latency,
+            vec![LatencyBucket {
+                le: 0.001,
+                count: 4
+            }]
+        );
+        // Fewer predictions than at the start (requests alone still grew): a restart, so
+        // everything now is the window.
+        let restarted = PodCounters {
+            predictions: 3,
+            ..now.clone()
+        };
+        assert_eq!(delta(Some(&start), &restarted), restarted);
+        assert_eq!(delta(None, &now), now);
+    }
+
+    #[test]
+    fn totals_add_every_pod_and_no_predictions_have_no_mean() {
+        assert_eq!(Totals::default().mean_prediction(), None);
+        let (canary, baseline) = window(
+            &[],
+            &[
+                counters("a", "2", 10, 0, 2.0, &[]),
+                counters("b", "2", 30, 0, 4.0, &[]),
+                counters("c", "1", 5, 0, -1.0, &[]),
+            ],
+            &["a".into(), "b".into()],
+        );
+        assert_eq!((canary.predictions, canary.prediction_sum), (40, 140.0));
+        assert_eq!(canary.mean_prediction(), Some(3.5));
+        assert_eq!(baseline.mean_prediction(), Some(-1.0));
+    }
+
     fn settings() -> CanarySettings {
         CanarySettings {
             bake: Duration::from_secs(60),
