@@ -396,6 +396,17 @@ mod tests {
         assert_eq!((canary.predictions, canary.prediction_sum), (40, 140.0));
         assert_eq!(canary.mean_prediction(), Some(3.5));
         assert_eq!(baseline.mean_prediction(), Some(-1.0));
+        // A pod's start counts only for the same pod and version: pod "a" started the
+        // window on version 1, and another pod on version 2.
+        let (canary, _) = window(
+            &[
+                counters("a", "1", 8, 0, 1.0, &[]),
+                counters("b", "2", 9, 0, 1.0, &[]),
+            ],
+            &[counters("a", "2", 10, 0, 2.0, &[])],
+            &["a".into()],
+        );
+        assert_eq!(canary.requests, 10);
     }
 
     fn settings() -> CanarySettings {
