@@ -513,3 +513,65 @@ async fn a_shadow_alias_is_compared_in_status_and_removing_it_unloads_every_pod(
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shadow_version_that_fails_its_first_pod_is_loaded_into_no_other() {
+    let model = unique_name("shadow-bad");
+    let v = register_sklearn(&model, "1:1");
+    let v1 = &v[0];
+    // The challenger is a broken upload: no pod can load it.
+    let broken = tempfile::tempdir().unwrap();
+    write_corrupt_model(broken.path(), 2).unwrap();
+    let v2 = register_raw(&model, broken.path()).await.unwrap();
+    forecastctl(&[
+        "promote",
+        "--name",
+        &model,
+        "--version",
+        &v2,
+        "--alias",
+        "challenger",
+    ])
+    .unwrap();
+    let cluster = TestCluster::start().await;
+    let _operator = Operator::start(&cluster, &[]);
+    let fallback = tempfile::tempdir().unwrap();
+    let selector = json!({"alias": "champion", "shadow": {"alias": "challenger"}});
+    cluster
+        .apply_fm(
+            "daily",
+            spec(&model, selector, 2, fallback.path(), json!({})),
+        )
+        .await;
+    ready_on(&cluster, "daily", v1, 2).await;
+    wait_until(
+        "status.shadow.loadFailed",
+        Duration::from_secs(60),
+        || async { cluster.status("daily").await["shadow"]["loadFailed"].is_string() },
+    )
+    .await;
+    let shadow = cluster.status("daily").await["shadow"].clone();
+    assert_eq!(shadow["version"].as_str(), Some(v2.as_str()), "{shadow}");
+    cluster
+        .wait_for_events(reasons::SHADOW_LOAD_FAILED, 1)
+        .await;
+    let notes = cluster.event_notes(reasons::SHADOW_LOAD_FAILED).await;
+    let pods: Vec<String> = cluster
+        .pod_versions("daily")
+        .await
+        .into_iter()
+        .map(|(pod, _)| pod)
+        .collect();
+    assert_eq!(pods.len(), 2);
+    for note in &notes {
+        assert!(note.contains("is loaded into no other"), "{note}");
+        let named = pods.iter().filter(|p| note.contains(p.as_str())).count();
+        assert_eq!(named, 1, "one pod was asked, not every pod: {note}");
+    }
+    // Neither pod holds it, and both still serve the champion.
+    for pod in &pods {
+        let info = cluster.pod_info(pod).await.expect("pod info");
+        assert!(info["shadow"].is_null(), "{pod}: {info}");
+        assert_eq!(info["model_version"], v1.as_str());
+    }
+}

@@ -165,6 +165,11 @@ pub struct ShadowStatus {
     pub errors: u64,
     /// Requests not scored because a pod's shadow queue was full.
     pub dropped: u64,
+    /// Why this version could not be loaded as the shadow (its first pod refused it, or
+    /// died or hung while loading it): it is loaded into no pod again until the registry
+    /// names another shadow version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_failed: Option<String>,
 }
 
 impl ModelRef {

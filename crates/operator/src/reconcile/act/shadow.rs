@@ -1,6 +1,9 @@
-//! The shadow challenger in the pods: loaded in every ready pod that does not hold the
-//! version `spec.model.shadow` resolves to, unloaded from every pod once the spec has none,
-//! and compared over the pods' `/metrics` into `status.shadow`.
+//! The shadow challenger in the pods: a version no pod holds yet is loaded into one ready
+//! pod first, then into every other ready pod once a later reconcile sees it held there; a
+//! version its first pod refuses, or dies or hangs loading, is recorded in
+//! `status.shadow.loadFailed` and loaded into no pod until the registry names another. It
+//! is unloaded from every pod once the spec has none, and compared over the pods'
+//! `/metrics` into `status.shadow`.
 
 use api::forecast_model::ShadowStatus;
 use api::reasons;
@@ -8,6 +11,7 @@ use futures::future::join_all;
 use tracing::warn;
 
 use crate::context::Context;
+use crate::predictor_client::PredictorError;
 use crate::reconcile::analysis::{add_buckets, quantile};
 use crate::reconcile::events::Note;
 use crate::reconcile::observe::{self, Observation, ValidSpec};
@@ -18,6 +22,20 @@ use crate::reconcile::plan::PodObservation;
 pub struct ShadowOutcome {
     pub status: Option<ShadowStatus>,
     pub notes: Vec<Note>,
+}
+
+/// Whether a failed shadow load is the version's doing: the pod refused the model (it
+/// cannot be read, or does not fit the served model's features, or the registry has no
+/// such version), or the pod died or hung while loading it. A registry that is down, a
+/// wrong token or an overloaded pod are transient.
+pub fn fails_the_version(e: &PredictorError) -> bool {
+    match e {
+        PredictorError::Transport { .. } => true,
+        PredictorError::Refused { status, .. } => {
+            matches!(status, 400 | 404 | 409 | 413 | 422 | 500)
+        }
+        _ => false,
+    }
 }
 
 pub async fn sync(
@@ -66,11 +84,38 @@ pub async fn sync(
             notes,
         };
     };
-    let missing: Vec<&&PodObservation> = ready
+    // A version whose first pod refused it, or died or hung loading it, is not tried again
+    // until the registry names another one.
+    if let Some(failed) = observed
+        .previous
+        .shadow
+        .as_ref()
+        .filter(|s| s.version == version && s.load_failed.is_some())
+    {
+        return ShadowOutcome {
+            status: Some(failed.clone()),
+            notes,
+        };
+    }
+    let mut holding: Vec<&PodObservation> = ready
+        .iter()
+        .filter(|p| p.shadow.as_deref() == Some(version.as_str()))
+        .copied()
+        .collect();
+    let missing: Vec<&PodObservation> = ready
         .iter()
         .filter(|p| p.shadow.as_deref() != Some(version.as_str()))
+        .copied()
         .collect();
-    let loads = missing.iter().filter_map(|p| {
+    // A version no pod holds yet goes into one pod first; the others follow once a later
+    // reconcile sees it held there, so a version that kills pods takes down one, not all.
+    let first_pod = holding.is_empty();
+    let targets = if first_pod {
+        &missing[..missing.len().min(1)]
+    } else {
+        &missing[..]
+    };
+    let loads = targets.iter().filter_map(|p| {
         let url = p.base_url.as_deref()?;
         let name = p.name.clone();
         let version = version.clone();
@@ -82,12 +127,8 @@ pub async fn sync(
             (name, answer)
         })
     });
-    let mut holding: Vec<&PodObservation> = ready
-        .iter()
-        .filter(|p| p.shadow.as_deref() == Some(version.as_str()))
-        .copied()
-        .collect();
     let mut failures = Vec::new();
+    let mut version_failed = None;
     for (pod, answer) in join_all(loads).await {
         match answer {
             Ok(_) => {
@@ -95,14 +136,30 @@ pub async fn sync(
                     holding.push(p);
                 }
             }
+            Err(e) if first_pod && fails_the_version(&e) => {
+                version_failed = Some(format!("pod {pod}: {e}"));
+            }
             Err(e) => failures.push(format!("pod {pod}: {e}")),
         }
     }
-    if !missing.is_empty() && failures.len() < missing.len() {
+    if let Some(why) = version_failed {
         let note = format!(
-            "shadow version {version} loaded in {} pods",
-            missing.len() - failures.len()
+            "shadow version {version} failed in the first pod it was loaded into and is loaded \
+             into no other: {why}"
         );
+        notes.push(Note::warning(reasons::SHADOW_LOAD_FAILED, note));
+        return ShadowOutcome {
+            status: Some(ShadowStatus {
+                version,
+                load_failed: Some(why),
+                ..ShadowStatus::default()
+            }),
+            notes,
+        };
+    }
+    let loaded = targets.len() - failures.len();
+    if loaded > 0 {
+        let note = format!("shadow version {version} loaded in {loaded} pods");
         notes.push(Note::normal(reasons::SHADOW_LOADED, note));
     }
     if !failures.is_empty() {
@@ -155,6 +212,22 @@ pub fn aggregate<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_model_fails_the_version_and_a_busy_or_unreachable_registry_does_not() {
+        let refused = |status: u16| PredictorError::Refused {
+            call: crate::predictor_client::Call::LoadShadow,
+            status,
+            message: String::new(),
+        };
+        for status in [400, 404, 409, 413, 422, 500] {
+            assert!(fails_the_version(&refused(status)), "{status}");
+        }
+        for status in [401, 403, 429, 502, 503] {
+            assert!(!fails_the_version(&refused(status)), "{status}");
+        }
+        assert!(!fails_the_version(&PredictorError::NoPrediction));
+    }
 
     #[test]
     fn the_pods_comparisons_add_up() {
