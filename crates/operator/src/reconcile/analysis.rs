@@ -514,6 +514,66 @@ mod tests {
         );
     }
 
+    /// Every figure exactly at its limit, with enough traffic.
+    fn at_the_limits() -> AnalysisFigures {
+        let l = AnalysisSpec::default();
+        AnalysisFigures {
+            requests: 100,
+            baseline_requests: 1,
+            error_rate: l.max_error_rate,
+            latency_ratio: Some(l.max_latency_ratio),
+            canary_p99_ms: Some(4.0),
+            baseline_p99_ms: Some(2.0),
+            prediction_shift: Some(l.max_prediction_shift),
+        }
+    }
+
+    #[test]
+    fn limits_are_maxima_and_the_bake_is_judged_the_moment_it_ends() {
+        let s = settings();
+        assert_eq!(verdict(&at_the_limits(), &s, s.bake), Verdict::Pass);
+        let over = |f: fn(&mut AnalysisFigures)| {
+            let mut figures = at_the_limits();
+            f(&mut figures);
+            verdict(&figures, &s, s.bake)
+        };
+        assert!(matches!(over(|f| f.error_rate += 1e-9), Verdict::Fail(_)));
+        assert!(matches!(
+            over(|f| f.latency_ratio = Some(2.001)),
+            Verdict::Fail(_)
+        ));
+        assert!(matches!(
+            over(|f| f.prediction_shift = Some(0.2501)),
+            Verdict::Fail(_)
+        ));
+        // No baseline traffic: nothing to compare with, whatever the canary did.
+        assert!(matches!(
+            over(|f| f.baseline_requests = 0),
+            Verdict::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn figures_read_milliseconds_and_do_not_divide_by_a_zero_baseline() {
+        let canary = window(
+            &[],
+            &[counters("a", "2", 100, 0, 2.0, &[(0.01, 100)])],
+            &["a".into()],
+        )
+        .0;
+        let baseline = window(&[], &[counters("b", "1", 100, 0, 0.0, &[(0.02, 100)])], &[]).1;
+        let f = figures(&canary, &baseline);
+        assert_eq!(
+            (f.canary_p99_ms, f.baseline_p99_ms),
+            (Some(9.9), Some(19.8))
+        );
+        // A baseline mean of 0: the absolute difference, not a division by zero.
+        assert_eq!(f.prediction_shift, Some(2.0));
+        // A baseline p99 of 0: no ratio rather than an infinite one.
+        let instant = window(&[], &[counters("b", "1", 100, 0, 1.0, &[(0.0, 100)])], &[]).1;
+        assert_eq!(figures(&canary, &instant).latency_ratio, None);
+    }
+
     #[test]
     fn the_bake_waits_for_its_time_then_for_traffic_then_gives_up() {
         let s = settings();
