@@ -21,5 +21,7 @@ pub use ensemble::TreeEnsemble;
 pub use error::ModelError;
 pub use imported::ImportedModel;
 pub use model_dir::{
-    LoadedModel, ModelDirInfo, load_model_dir, load_model_file, load_model_path, write_model_dir,
+    LoadedModel, MAX_MODEL_FILE_BYTES, ModelDirInfo, load_model_dir, load_model_dir_within,
+    load_model_file, load_model_file_within, load_model_path, load_model_path_within,
+    write_model_dir,
 };

@@ -56,7 +56,7 @@ pub const ENSEMBLE_FILE: &str = "ensemble.json";
 pub const ENSEMBLE_FORMAT_VERSION: u32 = 1;
 
 /// Largest model file accepted (a 100-tree depth-10 forest is a few MB).
-const MAX_MODEL_FILE_BYTES: u64 = 512 * 1024 * 1024;
+pub const MAX_MODEL_FILE_BYTES: u64 = 512 * 1024 * 1024;
 
 /// The contents of `ensemble.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,6 +172,14 @@ pub fn write_model_dir(
 
 /// Reads and validates the model in an MLflow model directory.
 pub fn load_model_dir(dir: &Path) -> Result<LoadedModel, ModelError> {
+    load_model_dir_within(dir, MAX_MODEL_FILE_BYTES)
+}
+
+/// [`load_model_dir`] where no model file, and nothing a file inflates to (a skops
+/// archive's members), may exceed `max_bytes` (the predictor's `MODEL_MAX_BYTES`; never
+/// more than [`MAX_MODEL_FILE_BYTES`]).
+pub fn load_model_dir_within(dir: &Path, max_bytes: u64) -> Result<LoadedModel, ModelError> {
+    let max_bytes = max_bytes.min(MAX_MODEL_FILE_BYTES);
     let mlmodel_path = dir.join(MLMODEL_FILE);
     let text =
         std::fs::read_to_string(&mlmodel_path).map_err(|e| ModelError::io(&mlmodel_path, e))?;
@@ -197,7 +205,7 @@ pub fn load_model_dir(dir: &Path) -> Result<LoadedModel, ModelError> {
             SERVED_FLAVORS.join(", ")
         )));
     };
-    let imported = import_flavor(dir, flavor, config)?;
+    let imported = import_flavor(dir, flavor, config, max_bytes)?;
 
     let metadata_names = mlmodel
         .get("metadata")
@@ -247,12 +255,13 @@ fn import_flavor(
     dir: &Path,
     flavor: &str,
     config: &serde_yaml::Value,
+    max_bytes: u64,
 ) -> Result<ImportedModel, ModelError> {
     let text_of = |key: &str| config.get(key).and_then(|v| v.as_str());
     match flavor {
         TREE_ENSEMBLE_FLAVOR => {
             let path = safe_join(dir, &flavor_file(config, "model_file", ENSEMBLE_FILE))?;
-            let bytes = read_limited(&path)?;
+            let bytes = read_limited(&path, max_bytes)?;
             let parsed: EnsembleFile = serde_json::from_slice(&bytes)
                 .map_err(|e| ModelError::format(&path, format!("not a tree-ensemble file: {e}")))?;
             if parsed.format_version != ENSEMBLE_FORMAT_VERSION {
@@ -270,7 +279,7 @@ fn import_flavor(
         }
         ONNX_FLAVOR => {
             let path = safe_join(dir, &flavor_file(config, "data", "model.onnx"))?;
-            let bytes = read_limited(&path)?;
+            let bytes = read_limited(&path, max_bytes)?;
             let imported =
                 import_onnx(&bytes).map_err(|e| ModelError::format(&path, e.to_string()))?;
             Ok(ImportedModel {
@@ -282,9 +291,9 @@ fn import_flavor(
         }
         SKLEARN_FLAVOR => {
             let path = safe_join(dir, &flavor_file(config, "pickled_model", "model.pkl"))?;
-            let bytes = read_limited(&path)?;
+            let bytes = read_limited(&path, max_bytes)?;
             let format = SklearnFormat::from_mlflow(text_of("serialization_format"), &bytes)?;
-            import_sklearn(&bytes, format, MAX_MODEL_FILE_BYTES)
+            import_sklearn(&bytes, format, max_bytes)
                 .map_err(|e| ModelError::format(&path, e.to_string()))
         }
         XGBOOST_FLAVOR => {
@@ -298,7 +307,7 @@ fn import_flavor(
                     .to_owned(),
             };
             let format = XgboostFormat::from_name(&format)?;
-            let bytes = read_limited(&path)?;
+            let bytes = read_limited(&path, max_bytes)?;
             let class = text_of("model_class").unwrap_or("xgboost.Booster");
             let class = class.rsplit('.').next().unwrap_or(class);
             import_xgboost(&bytes, format, class)
@@ -306,7 +315,7 @@ fn import_flavor(
         }
         LIGHTGBM_FLAVOR => {
             let path = safe_join(dir, &flavor_file(config, "data", "model.lgb"))?;
-            let bytes = read_limited(&path)?;
+            let bytes = read_limited(&path, max_bytes)?;
             let class = text_of("model_class").unwrap_or("lightgbm.basic.Booster");
             let class = class.rsplit('.').next().unwrap_or(class);
             let is_text = path.extension().is_some_and(|e| e == "lgb" || e == "txt")
@@ -317,7 +326,7 @@ fn import_flavor(
                 import_lightgbm_text(text, class)
             } else {
                 let format = SklearnFormat::from_mlflow(text_of("serialization_format"), &bytes)?;
-                let (objects, root) = format.read_objects(&bytes, MAX_MODEL_FILE_BYTES)?;
+                let (objects, root) = format.read_objects(&bytes, max_bytes)?;
                 import_lightgbm_object(&objects, root)
             };
             imported.map_err(|e| ModelError::format(&path, e.to_string()))
@@ -329,19 +338,30 @@ fn import_flavor(
 /// Reads a model from `path`: an MLflow model directory, or a bare joblib/pickle/skops
 /// file (see [`load_model_file`]).
 pub fn load_model_path(path: &Path) -> Result<LoadedModel, ModelError> {
+    load_model_path_within(path, MAX_MODEL_FILE_BYTES)
+}
+
+/// [`load_model_path`] within `max_bytes` (see [`load_model_dir_within`]).
+pub fn load_model_path_within(path: &Path, max_bytes: u64) -> Result<LoadedModel, ModelError> {
     if path.is_file() {
-        load_model_file(path)
+        load_model_file_within(path, max_bytes)
     } else {
-        load_model_dir(path)
+        load_model_dir_within(path, max_bytes)
     }
 }
 
 /// Reads a bare scikit-learn model file saved with `joblib.dump` or `pickle.dump` (the old
 /// service's disk model), or `skops.io.dump`. Feature names come from the model, else `f0…`.
 pub fn load_model_file(path: &Path) -> Result<LoadedModel, ModelError> {
-    let bytes = read_limited(path)?;
+    load_model_file_within(path, MAX_MODEL_FILE_BYTES)
+}
+
+/// [`load_model_file`] within `max_bytes` (see [`load_model_dir_within`]).
+pub fn load_model_file_within(path: &Path, max_bytes: u64) -> Result<LoadedModel, ModelError> {
+    let max_bytes = max_bytes.min(MAX_MODEL_FILE_BYTES);
+    let bytes = read_limited(path, max_bytes)?;
     let format = SklearnFormat::from_mlflow(None, &bytes)?;
-    let imported = import_sklearn(&bytes, format, MAX_MODEL_FILE_BYTES)
+    let imported = import_sklearn(&bytes, format, max_bytes)
         .map_err(|e| ModelError::format(path, e.to_string()))?;
     let n = imported.ensemble.n_features();
     let feature_names = imported
@@ -384,12 +404,12 @@ fn safe_join(dir: &Path, file: &str) -> Result<PathBuf, ModelError> {
     Ok(dir.join(rel))
 }
 
-fn read_limited(path: &Path) -> Result<Vec<u8>, ModelError> {
+fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ModelError> {
     let meta = std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?;
-    if meta.len() > MAX_MODEL_FILE_BYTES {
+    if meta.len() > max_bytes {
         return Err(ModelError::format(
             path,
-            "model file is larger than 512 MiB",
+            format!("model file is larger than the limit of {max_bytes} bytes"),
         ));
     }
     std::fs::read(path).map_err(|e| ModelError::io(path, e))
@@ -460,6 +480,40 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), M
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_skops_member_inflating_past_the_configured_limit_is_refused() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(MLMODEL_FILE),
+            "flavors:\n  sklearn:\n    pickled_model: model.skops\n    serialization_format: skops\n",
+        )
+        .unwrap();
+        // 4 MiB of spaces, deflated to a few KiB.
+        let mut zip_bytes = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut zip_bytes);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("schema.json", options).unwrap();
+        zip.write_all(&vec![b' '; 4 * 1024 * 1024]).unwrap();
+        zip.finish().unwrap();
+        let file = zip_bytes.into_inner();
+        assert!(file.len() < 64 * 1024);
+        std::fs::write(dir.path().join("model.skops"), &file).unwrap();
+        // MODEL_MAX_BYTES of 1 MiB: refused for what it inflates to, not its 4 KiB.
+        let e = load_model_dir_within(dir.path(), 1024 * 1024)
+            .map(|_| ())
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("over the model size limit"), "{e}");
+        // Within a larger limit the member is read (and then found not to be a schema).
+        let e = load_model_dir_within(dir.path(), 8 * 1024 * 1024)
+            .map(|_| ())
+            .expect_err("not a model")
+            .to_string();
+        assert!(!e.contains("size limit"), "{e}");
+    }
     use crate::ensemble::{
         Aggregate, InputPrecision, NodeSpec, PostTransform, SplitRule, TreeSpec,
     };

@@ -154,6 +154,8 @@ pub struct Loader {
     /// How many registry versions the cache keeps (`MODEL_CACHE_VERSIONS`): the one just
     /// stored and the most recently stored others.
     pub cache_versions: usize,
+    /// The most bytes a model file, or what it inflates to, may hold (`MODEL_MAX_BYTES`).
+    pub max_model_bytes: u64,
 }
 
 impl Loader {
@@ -192,7 +194,12 @@ impl Loader {
         let downloaded = client
             .download_model_version(&self.model_name, &version.version, staging.path())
             .await?;
-        let loaded = load_blocking(staging.path().to_owned(), &version.version).await?;
+        let loaded = load_blocking(
+            staging.path().to_owned(),
+            &version.version,
+            self.max_model_bytes,
+        )
+        .await?;
         verify(&loaded, &version.version)?;
         let info = ModelInfo {
             model_name: self.model_name.clone(),
@@ -244,7 +251,7 @@ impl Loader {
         if let Some(cache) = self.cache_dir() {
             for version in cached_versions(&cache, preferred_version) {
                 let path = cache.join(&version);
-                match load_blocking(path.clone(), &version).await {
+                match load_blocking(path.clone(), &version, self.max_model_bytes).await {
                     Ok(loaded) => {
                         if let Err(e) = verify(&loaded, &version) {
                             reasons.push(e.to_string());
@@ -272,7 +279,7 @@ impl Loader {
                 Some(file) if !dir.join(model::model_dir::MLMODEL_FILE).is_file() => file,
                 _ => dir.clone(),
             };
-            match load_blocking(path.clone(), &version).await {
+            match load_blocking(path.clone(), &version, self.max_model_bytes).await {
                 Ok(loaded) => {
                     verify(&loaded, &version)?;
                     let source = path.display().to_string();
@@ -323,10 +330,15 @@ impl Loader {
 
 /// Parsing a model file is CPU work: keep it off the request-serving threads. `path` is
 /// an MLflow model directory, or a bare joblib/pickle file.
-async fn load_blocking(path: PathBuf, version: &str) -> Result<LoadedModel, LoadError> {
-    let loaded = tokio::task::spawn_blocking(move || model::load_model_path(&path))
-        .await
-        .map_err(|e| LoadError::Internal(format!("model loading task failed: {e}")))?;
+async fn load_blocking(
+    path: PathBuf,
+    version: &str,
+    max_bytes: u64,
+) -> Result<LoadedModel, LoadError> {
+    let loaded =
+        tokio::task::spawn_blocking(move || model::load_model_path_within(&path, max_bytes))
+            .await
+            .map_err(|e| LoadError::Internal(format!("model loading task failed: {e}")))?;
     loaded.map_err(|source| LoadError::Model {
         version: version.to_owned(),
         source,

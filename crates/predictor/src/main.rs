@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         model_name: config.model_name.clone(),
         fallback_dir: config.fallback_dir.clone(),
         cache_versions: config.cache_versions,
+        max_model_bytes: config.model_max_bytes as u64,
     };
     let mut state = AppState::new(
         loader,

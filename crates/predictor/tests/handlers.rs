@@ -53,6 +53,7 @@ async fn state_with_bundled_model(dir: &std::path::Path, token: Option<&str>) ->
         model_name: "unit".into(),
         fallback_dir: Some(dir.to_owned()),
         cache_versions: 3,
+        max_model_bytes: model::MAX_MODEL_FILE_BYTES,
     };
     let state = Arc::new(AppState::new(
         loader,
@@ -213,6 +214,7 @@ async fn health_ping_and_version_answer_as_the_old_service_and_mlflow_serve_do()
         model_name: "unit".into(),
         fallback_dir: Some(empty.path().to_owned()),
         cache_versions: 3,
+        max_model_bytes: model::MAX_MODEL_FILE_BYTES,
     };
     let state = Arc::new(AppState::new(
         loader,
@@ -331,6 +333,7 @@ async fn a_missed_deadline_is_a_timeout_never_the_versions_error() {
         model_name: "unit".into(),
         fallback_dir: Some(dir.path().to_owned()),
         cache_versions: 3,
+        max_model_bytes: model::MAX_MODEL_FILE_BYTES,
     };
     let mut state = AppState::new(loader, Selector::Alias("champion".into()), None, 100);
     state.compute = predictor::compute::Compute::new(std::time::Duration::from_millis(20), 1);
