@@ -372,32 +372,43 @@ async fn an_operator_restarted_mid_bake_resumes_the_bake_from_status() {
     assert_eq!(record["result"], "Succeeded");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_shadow_alias_is_compared_in_status_and_removing_it_unloads_every_pod() {
-    let model = unique_name("shadow-fm");
-    let v = register_sklearn(&model, "1:1,2:1");
-    let (v1, v2) = (&v[0], &v[1]);
+/// `shadow` becomes the `challenger` alias; a two-pod ForecastModel serves `champion`
+/// (`served`) with `challenger` as its shadow, under a running operator.
+async fn shadow_fleet(
+    model: &str,
+    served: &str,
+    shadow: &str,
+) -> (TestCluster, Operator, tempfile::TempDir) {
     forecastctl(&[
         "promote",
         "--name",
-        &model,
+        model,
         "--version",
-        v2,
+        shadow,
         "--alias",
         "challenger",
     ])
     .unwrap();
     let cluster = TestCluster::start().await;
-    let _operator = Operator::start(&cluster, &[]);
+    let operator = Operator::start(&cluster, &[]);
     let fallback = tempfile::tempdir().unwrap();
     let selector = json!({"alias": "champion", "shadow": {"alias": "challenger"}});
     cluster
         .apply_fm(
             "daily",
-            spec(&model, selector, 2, fallback.path(), json!({})),
+            spec(model, selector, 2, fallback.path(), json!({})),
         )
         .await;
-    ready_on(&cluster, "daily", v1, 2).await;
+    ready_on(&cluster, "daily", served, 2).await;
+    (cluster, operator, fallback)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shadow_alias_is_compared_in_status_and_removing_it_unloads_every_pod() {
+    let model = unique_name("shadow-fm");
+    let v = register_sklearn(&model, "1:1,2:1");
+    let (v1, v2) = (&v[0], &v[1]);
+    let (cluster, _operator, fallback) = shadow_fleet(&model, v1, v2).await;
     wait_until(
         "every pod holds the shadow",
         Duration::from_secs(60),
@@ -523,27 +534,7 @@ async fn a_shadow_version_that_fails_its_first_pod_is_loaded_into_no_other() {
     let broken = tempfile::tempdir().unwrap();
     write_corrupt_model(broken.path(), 2).unwrap();
     let v2 = register_raw(&model, broken.path()).await.unwrap();
-    forecastctl(&[
-        "promote",
-        "--name",
-        &model,
-        "--version",
-        &v2,
-        "--alias",
-        "challenger",
-    ])
-    .unwrap();
-    let cluster = TestCluster::start().await;
-    let _operator = Operator::start(&cluster, &[]);
-    let fallback = tempfile::tempdir().unwrap();
-    let selector = json!({"alias": "champion", "shadow": {"alias": "challenger"}});
-    cluster
-        .apply_fm(
-            "daily",
-            spec(&model, selector, 2, fallback.path(), json!({})),
-        )
-        .await;
-    ready_on(&cluster, "daily", v1, 2).await;
+    let (cluster, _operator, _fallback) = shadow_fleet(&model, v1, &v2).await;
     wait_until(
         "status.shadow.loadFailed",
         Duration::from_secs(60),

@@ -164,7 +164,7 @@ async fn relay(endpoint: &WebhookEndpoint, req: &HttpRequest, body: web::Bytes) 
         return unavailable("relayed to a replica that does not lead; retry");
     }
     let address = match &endpoint.elector {
-        Some(e) => e.leader_webhook_address().await,
+        Some(e) => e.leader_webhook_address(),
         None => None,
     };
     let Some(address) = address else {

@@ -137,7 +137,7 @@ impl LeaderElector {
 
     /// The webhook address the current leader advertises, when another replica holds an
     /// unexpired lease, as the election loop last read the Lease (no API call).
-    pub async fn leader_webhook_address(&self) -> Option<std::net::SocketAddr> {
+    pub fn leader_webhook_address(&self) -> Option<std::net::SocketAddr> {
         let lease = self.last_seen.lock().ok()?.clone()?;
         advertised_address(&lease, &self.config.identity, &now())
     }
