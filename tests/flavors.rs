@@ -478,6 +478,7 @@ fn run_measuring_peak_rss(cmd: &mut std::process::Command) -> (i32, String, u64)
 fn hostile_model_dir(flavor: &str, bytes: &[u8]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let mlmodel = match flavor {
+        "onnx" => "flavors:\n  onnx:\n    data: model.onnx\n",
         "xgboost" => {
             "flavors:\n  xgboost:\n    data: model.ubj\n    model_format: ubj\n    xgb_version: 2.1.0\n    model_class: xgboost.sklearn.XGBRegressor\n"
         }
@@ -486,10 +487,10 @@ fn hostile_model_dir(flavor: &str, bytes: &[u8]) -> tempfile::TempDir {
         }
     };
     std::fs::write(dir.path().join("MLmodel"), mlmodel).expect("MLmodel");
-    let file = if flavor == "xgboost" {
-        "model.ubj"
-    } else {
-        "model.pkl"
+    let file = match flavor {
+        "onnx" => "model.onnx",
+        "xgboost" => "model.ubj",
+        _ => "model.pkl",
     };
     std::fs::write(dir.path().join(file), bytes).expect("model file");
     dir
@@ -517,9 +518,20 @@ fn model_files_that_inflate_are_refused_within_a_bound_on_memory() {
     let mut pickle = vec![0x80, 2];
     pickle.extend(b"N0".repeat(2_000_000));
     pickle.extend(b"N.");
+    // 4 MB of empty ONNX nodes (graph field 1, length 0): ~150 bytes decoded per two.
+    let nodes = b"\x0a\x00".repeat(2_000_000);
+    let mut onnx = vec![0x3a];
+    let mut len = nodes.len();
+    while len >= 0x80 {
+        onnx.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    onnx.push(len as u8);
+    onnx.extend_from_slice(&nodes);
     for (flavor, bytes, says) in [
         ("xgboost", ubj, "more values than the file's"),
         ("sklearn", pickle, "more than its size allows"),
+        ("onnx", onnx, "refused before decoding"),
     ] {
         let dir = hostile_model_dir(flavor, &bytes);
         let (code, stderr, peak_kib) = run_measuring_peak_rss(
@@ -527,13 +539,13 @@ fn model_files_that_inflate_are_refused_within_a_bound_on_memory() {
                 .args(["inspect", "--model-dir"])
                 .arg(dir.path()),
         );
-        assert_eq!(code, 1, "{flavor}: {stderr}");
-        assert!(stderr.contains(says), "{flavor}: {stderr}");
         assert!(
             peak_kib < REFUSAL_PEAK_RSS_KIB,
             "{flavor}: refusing a {} byte file peaked at {peak_kib} KiB",
             bytes.len()
         );
+        assert_eq!(code, 1, "{flavor}: {stderr}");
+        assert!(stderr.contains(says), "{flavor}: {stderr}");
         eprintln!(
             "{flavor}: {} byte file refused at a peak of {peak_kib} KiB",
             bytes.len()

@@ -22,6 +22,8 @@ const PASS_THROUGH_OPS: &[&str] = &["Cast", "Identity"];
 
 /// Parses ONNX model bytes holding a single ONNX-ML `TreeEnsembleRegressor` node.
 pub fn import_onnx(bytes: &[u8]) -> Result<OnnxImport, ModelError> {
+    super::budget::check_decoded_size(bytes)
+        .map_err(|e| ModelError::invalid(format!("not an ONNX model we decode: {e}")))?;
     let model = ModelProto::decode(bytes)
         .map_err(|e| ModelError::invalid(format!("not an ONNX model (protobuf: {e})")))?;
     let graph = model
@@ -33,10 +35,20 @@ pub fn import_onnx(bytes: &[u8]) -> Result<OnnxImport, ModelError> {
         .iter()
         .filter(|n| n.op_type == "TreeEnsembleRegressor");
     let node = ensembles.next().ok_or_else(|| {
-        let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        // Each operator named once, at most ten of them: the names come from the file.
+        let mut ops: Vec<&str> = Vec::new();
+        for op in graph.node.iter().map(|n| n.op_type.as_str()) {
+            if ops.len() == 10 {
+                ops.push("…");
+                break;
+            }
+            if !ops.contains(&op) {
+                ops.push(op);
+            }
+        }
         ModelError::unsupported(format!(
-            "the ONNX graph has no TreeEnsembleRegressor (operators: {})",
-            ops.join(", ")
+            "the ONNX graph has no TreeEnsembleRegressor (operators: {:?})",
+            ops
         ))
     })?;
     if ensembles.next().is_some() {

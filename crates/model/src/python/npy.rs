@@ -9,8 +9,16 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 /// numpy itself refuses headers over 10 kB by default; structured ones stay far below.
 const MAX_HEADER: usize = 64 * 1024;
 
-/// Parses one `.npy` file.
-pub fn read_npy(bytes: &[u8]) -> Result<NdArray, ModelError> {
+/// Parses one `.npy` file, keeping its buffer as the array's data (no second copy of a
+/// member that may be as large as the model size limit).
+pub fn read_npy(mut bytes: Vec<u8>) -> Result<NdArray, ModelError> {
+    let (dtype, shape, fortran_order, data_start) = read_header(&bytes)?;
+    bytes.drain(..data_start);
+    NdArray::new(dtype, shape, fortran_order, ArrayData::Bytes(bytes))
+}
+
+/// The dtype, shape, order and where the data starts.
+fn read_header(bytes: &[u8]) -> Result<(Dtype, Vec<usize>, bool, usize), ModelError> {
     let bad = |m: &str| ModelError::invalid(format!("not a valid .npy file: {m}"));
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad("no NUMPY magic"));
@@ -65,8 +73,7 @@ pub fn read_npy(bytes: &[u8]) -> Result<NdArray, ModelError> {
             .collect::<Result<Vec<_>, _>>()?,
         _ => return Err(bad("shape is not a tuple")),
     };
-    let data = bytes[start + header_len..].to_vec();
-    NdArray::new(dtype, shape, fortran_order, ArrayData::Bytes(data))
+    Ok((dtype, shape, fortran_order, start + header_len))
 }
 
 fn record_dtype(fields: &[Literal]) -> Result<Dtype, ModelError> {
@@ -283,7 +290,7 @@ mod tests {
             .iter()
             .flat_map(|f| f.to_le_bytes())
             .collect();
-        let a = read_npy(&npy(
+        let a = read_npy(npy(
             "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
             &data,
         ))
@@ -296,7 +303,7 @@ mod tests {
             rec.extend_from_slice(&t.to_le_bytes());
             rec.extend_from_slice(&[0u8; 4]);
         }
-        let a = read_npy(&npy(
+        let a = read_npy(npy(
             "{'descr': [('left', '<i8'), ('thr', '<f8'), ('', '|V4')], 'fortran_order': False, 'shape': (2,), }",
             &rec,
         ))
@@ -307,17 +314,17 @@ mod tests {
 
     #[test]
     fn a_shape_larger_than_the_data_is_refused() {
-        let err = read_npy(&npy(
+        let err = read_npy(npy(
             "{'descr': '<f8', 'fortran_order': False, 'shape': (100000000000, 1000), }",
             &[0; 8],
         ))
         .unwrap_err()
         .to_string();
         assert!(err.contains("needs"), "{err}");
-        assert!(read_npy(b"\x93NUMPY\x01\x00\xff\xff{").is_err());
-        assert!(read_npy(b"garbage").is_err());
+        assert!(read_npy(b"\x93NUMPY\x01\x00\xff\xff{".to_vec()).is_err());
+        assert!(read_npy(b"garbage".to_vec()).is_err());
         assert!(
-            read_npy(&npy(
+            read_npy(npy(
                 "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
                 &[0; 8]
             ))

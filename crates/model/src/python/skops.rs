@@ -52,7 +52,9 @@ fn read_entry(
             entry.size()
         )));
     }
-    let mut out = Vec::new();
+    // The declared size (checked above) sizes the buffer once; a read that doubles its way
+    // up would hold twice the member at its peak.
+    let mut out = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
     // `take` bounds the read even when the declared size lies.
     entry
         .take(*budget + 1)
@@ -188,7 +190,7 @@ impl SkopsReader<'_> {
                         return Ok(id);
                     }
                     let bytes = read_entry(&mut self.zip, &file, &mut self.budget)?;
-                    let array = read_npy(&bytes)
+                    let array = read_npy(bytes)
                         .map_err(|e| ModelError::invalid(format!("skops array {file}: {e}")))?;
                     let id = self.objects.push(Obj::Array(array))?;
                     self.files.insert(file, id);
