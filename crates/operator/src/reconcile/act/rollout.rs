@@ -30,6 +30,10 @@ pub struct RolloutSettings {
 pub enum VerifyError {
     #[error("{0}")]
     Unanswered(PredictorError),
+    /// The connection of the reload call broke after the request was sent: the pod's
+    /// process died (crashed, or was killed out of memory) while loading the version.
+    #[error("the pod died while loading the version ({0})")]
+    Died(PredictorError),
     #[error("reports version {reported} after reloading {expected}")]
     Mismatch { reported: String, expected: String },
     #[error("{0}")]
@@ -59,17 +63,17 @@ impl PodFailure {
         matches!(self, PodFailure::MayHaveSwitched { .. })
     }
 
-    /// Whether the pod proved the version bad (refused to load it with a 4xx, reported
-    /// another version, or failed the smoke input). Anything else — no answer, a timeout,
-    /// a 5xx such as the pod's registry being unreachable — is transient: the version is
-    /// tried again, never marked failed.
+    /// Whether the pod proved the version bad (refused to load it with a 4xx, died while
+    /// loading it, reported another version, or failed the smoke input). Anything else —
+    /// no connection, a timeout, a 5xx such as the pod's registry being unreachable — is
+    /// transient: the version is tried again, never marked failed.
     pub fn is_model_failure(&self) -> bool {
         let refused_4xx = |e: &PredictorError| matches!(e, PredictorError::Refused { status, .. } if (400..500).contains(status));
         match self {
             PodFailure::NotSwitched { error, .. } => refused_4xx(error),
             PodFailure::MayHaveSwitched { error, .. } => match error {
                 VerifyError::Unanswered(_) => false,
-                VerifyError::Mismatch { .. } => true,
+                VerifyError::Died(_) | VerifyError::Mismatch { .. } => true,
                 VerifyError::Smoke(e) => {
                     !matches!(e, PredictorError::Transport { .. })
                         && !matches!(e, PredictorError::Refused { status, .. } if *status >= 500)
@@ -122,10 +126,19 @@ pub async fn reload_and_verify(
         .reload(&pod.base_url, &settings.admin_token, version, timeout)
         .await
     {
-        // A reload sent and not answered in time may still complete.
-        let sent =
-            matches!(&error, PredictorError::Transport { source, .. } if !source.is_connect());
-        return Err(if sent {
+        // A reload sent and not answered in time may still complete; one whose connection
+        // broke (neither refused nor timed out) killed the pod. The operator's idle
+        // connections close (30 s) before the predictor's keep-alive (75 s), so a reused
+        // connection is not closed under a request by the server's own housekeeping.
+        let (sent, dropped) = match &error {
+            PredictorError::Transport { source, .. } if !source.is_connect() => {
+                (true, !source.is_timeout())
+            }
+            _ => (false, false),
+        };
+        return Err(if dropped {
+            may_have_switched(VerifyError::Died(error))
+        } else if sent {
             may_have_switched(VerifyError::Unanswered(error))
         } else {
             PodFailure::NotSwitched {
@@ -232,4 +245,83 @@ pub async fn revert(
         }
     }
     Revert::Done { reverted, failures }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A "pod" on loopback that reads the reload request and then does `then` with the
+    /// connection: drop it (the process died) or hold it open (the process hangs).
+    async fn pod(hold: bool) -> PodTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                if hold {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                drop(conn);
+            }
+        });
+        PodTarget {
+            name: "p".into(),
+            base_url: format!("http://{addr}"),
+        }
+    }
+
+    fn settings() -> RolloutSettings {
+        RolloutSettings {
+            max_concurrent: 1,
+            verify_timeout: Duration::from_millis(300),
+            smoke_input: None,
+            admin_token: "t".into(),
+            acting: crate::leader::Acting::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pod_whose_connection_breaks_while_loading_fails_the_version() {
+        mlflow::install_crypto_provider();
+        let predictors = PredictorClient::new(reqwest::Client::new());
+        let failure = reload_and_verify(&predictors, &pod(false).await, "7", &settings())
+            .await
+            .unwrap_err();
+        assert!(failure.is_model_failure(), "{failure}");
+        assert!(failure.may_have_switched());
+        assert!(
+            failure.to_string().contains("died while loading"),
+            "{failure}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pod_that_is_slow_or_unreachable_does_not_fail_the_version() {
+        mlflow::install_crypto_provider();
+        let predictors = PredictorClient::new(reqwest::Client::new());
+        let slow = reload_and_verify(&predictors, &pod(true).await, "7", &settings())
+            .await
+            .unwrap_err();
+        assert!(!slow.is_model_failure(), "{slow}");
+        assert!(slow.may_have_switched());
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let gone = PodTarget {
+            name: "p".into(),
+            base_url: url,
+        };
+        let unreachable = reload_and_verify(&predictors, &gone, "7", &settings())
+            .await
+            .unwrap_err();
+        assert!(!unreachable.is_model_failure(), "{unreachable}");
+        assert!(!unreachable.may_have_switched());
+    }
 }
