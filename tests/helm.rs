@@ -118,6 +118,8 @@ fn with_watch_namespace_the_chart_grants_rights_in_that_namespace_only() {
         "allowedTrackingUris={http://mlflow.mlflow:5000,https://ml.example.com}",
         "--set",
         "allowedPredictorImages={ghcr.io/forecast-operator/}",
+        "--set",
+        "predictorRegistryProxy=http://proxy.egress:3128",
     ]);
     assert!(
         of_kind(&docs, "ClusterRole").is_empty(),
@@ -170,6 +172,10 @@ fn with_watch_namespace_the_chart_grants_rights_in_that_namespace_only() {
     assert_eq!(
         value("ALLOWED_PREDICTOR_IMAGES"),
         Some("ghcr.io/forecast-operator/".into())
+    );
+    assert_eq!(
+        value("PREDICTOR_REGISTRY_PROXY"),
+        Some("http://proxy.egress:3128".into())
     );
 }
 
