@@ -2,7 +2,7 @@
 //! so clients of `mlflow models serve` switch unchanged.
 
 use actix_web::guard::GuardContext;
-use actix_web::{HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, post, web};
 use api::predictor::InvocationsResponse;
 use serde_json::Value;
 
@@ -42,9 +42,10 @@ async fn answer(
 async fn invocations_csv(
     state: web::Data<AppState>,
     limit: web::Data<BodyLimit>,
+    request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_limited(body, &limit).await?;
+    let body = read_limited(&request, body, &limit).await?;
     answer(&state, move |schema, max| {
         rows_from_csv(&body, schema, max).map_err(ApiError::BadRequest)
     })
@@ -57,9 +58,10 @@ const FORMATS: &str = "dataframe_split, dataframe_records, instances, inputs";
 async fn invocations(
     state: web::Data<AppState>,
     limit: web::Data<BodyLimit>,
+    request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_limited(body, &limit).await?;
+    let body = read_limited(&request, body, &limit).await?;
     answer(&state, move |features, max| {
         rows_from_body(&parse_json(&body)?, features, max).map_err(ApiError::BadRequest)
     })

@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, post, web};
 use api::predictor::{PredictRequest, PredictResponse};
 
 use crate::body::{parse_json, read_limited};
@@ -16,9 +16,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn predict(
     state: web::Data<AppState>,
     limit: web::Data<BodyLimit>,
+    request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_limited(body, &limit).await?;
+    let body = read_limited(&request, body, &limit).await?;
     let (predictions, model) = score(&state, move |schema, max| {
         let request: PredictRequest = serde_json::from_value(parse_json(&body)?)
             .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;

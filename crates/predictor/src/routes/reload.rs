@@ -1,7 +1,9 @@
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use api::predictor::ReloadRequest;
 
+use crate::body::read_limited;
 use crate::error::ApiError;
+use crate::routes::BodyLimit;
 use crate::routes::admin::authorise;
 use crate::state::AppState;
 
@@ -14,10 +16,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[post("/reload-model")]
 async fn reload_model(
     state: web::Data<AppState>,
+    limit: web::Data<BodyLimit>,
     http: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     authorise(&state, &http)?;
+    let body = read_limited(&http, body, &limit).await?;
     let request: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadRequest::default()
     } else {

@@ -5,7 +5,9 @@
 use actix_web::{HttpRequest, HttpResponse, delete, post, web};
 use api::predictor::ShadowRequest;
 
+use crate::body::read_limited;
 use crate::error::ApiError;
+use crate::routes::BodyLimit;
 use crate::routes::admin::authorise;
 use crate::state::AppState;
 
@@ -20,14 +22,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn load_shadow(
     state: web::Data<AppState>,
     http: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     authorise(&state, &http)?;
-    if body.len() > MAX_BODY {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "a shadow request is at most {MAX_BODY} bytes"
-        )));
-    }
+    let body = read_limited(&http, body, &BodyLimit(MAX_BODY)).await?;
     let request: ShadowRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("malformed shadow request: {e}")))?;
     let response = state.load_shadow(request).await?;

@@ -1,30 +1,28 @@
-//! Reading request bodies: bounded by `PREDICTOR_MAX_BODY_BYTES`, and JSON as Python
+//! Reading request bodies: decoded (gzip, deflate) and bounded by
+//! `PREDICTOR_MAX_BODY_BYTES` after decoding (`encoding.rs`), and JSON as Python
 //! clients write it. MLflow's scoring client and the old service's clients send missing
 //! values as the bare token `NaN` (Python's `json.dumps` default), which strict JSON
 //! refuses: outside strings, `NaN` is read as `null` (a missing value) and `Infinity` /
 //! `-Infinity` as strings, refused by name later.
 
-use actix_web::web;
+mod encoding;
+
+use actix_web::{HttpRequest, web};
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::routes::BodyLimit;
 
-/// The whole body, or `413` past the limit.
+pub use encoding::{Coding, coding};
+
+/// The whole body, decoded from its `Content-Encoding`; `413` as soon as it passes the
+/// limit (raw or decoded), `415` for an encoding not decoded here.
 pub async fn read_limited(
+    request: &HttpRequest,
     payload: web::Payload,
     limit: &BodyLimit,
 ) -> Result<web::Bytes, ApiError> {
-    payload
-        .to_bytes_limited(limit.0)
-        .await
-        .map_err(|_| {
-            ApiError::PayloadTooLarge(format!(
-                "the body is larger than the limit of {} bytes",
-                limit.0
-            ))
-        })?
-        .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))
+    encoding::read_decoded(request.headers(), payload, limit.0).await
 }
 
 /// Parses a JSON body, accepting Python's `NaN`, `Infinity` and `-Infinity` tokens.
