@@ -367,14 +367,31 @@ impl TreeEnsemble {
     /// rows' paths interleaved (independent loads overlap), while the tree stays in cache.
     pub fn predict_into(&self, rows: &[Vec<f64>], out: &mut [f64]) {
         debug_assert_eq!(rows.len(), out.len());
+        self.predict_rows_into(rows.len(), |i| &rows[i][..self.n_features], out);
+    }
+
+    /// Predicts the rows of a row-major matrix (`values.len()` a multiple of
+    /// `n_features()`, one row after another) into `out`, one value per row.
+    pub fn predict_matrix_into(&self, values: &[f64], out: &mut [f64]) {
+        let n = self.n_features.max(1);
+        debug_assert_eq!(values.len(), out.len() * self.n_features);
+        self.predict_rows_into(out.len(), |i| &values[i * n..i * n + self.n_features], out);
+    }
+
+    /// The batch walk over `count` rows, each read with `row`.
+    fn predict_rows_into<'r>(
+        &self,
+        count: usize,
+        row: impl Fn(usize) -> &'r [f64],
+        out: &mut [f64],
+    ) {
         let n = self.n_features;
         let mut block = vec![0.0f64; ROW_BLOCK * n];
-        for (chunk, out) in rows.chunks(ROW_BLOCK).zip(out.chunks_mut(ROW_BLOCK)) {
+        for (b, out) in out[..count].chunks_mut(ROW_BLOCK).enumerate() {
+            let first = b * ROW_BLOCK;
             // A short last block is padded with its last row (those answers are dropped).
             for (r, dst) in block.chunks_exact_mut(n).enumerate() {
-                let row = &chunk[r.min(chunk.len() - 1)];
-                debug_assert_eq!(row.len(), n);
-                dst.copy_from_slice(&row[..n]);
+                dst.copy_from_slice(row(first + r.min(out.len() - 1)));
                 self.prepare(dst);
             }
             let acc = match self.plain_rule(&block) {
@@ -1003,12 +1020,16 @@ mod tests {
                 .collect();
             let mut batch = vec![0.0; rows.len()];
             e.predict_into(&rows, &mut batch);
-            for (row, b) in rows.iter().zip(&batch) {
+            let flat: Vec<f64> = rows.concat();
+            let mut from_matrix = vec![0.0; rows.len()];
+            e.predict_matrix_into(&flat, &mut from_matrix);
+            for ((row, b), m) in rows.iter().zip(&batch).zip(&from_matrix) {
                 assert_eq!(
                     e.predict_row(row).to_bits(),
                     b.to_bits(),
                     "{aggregate:?} {row:?}"
                 );
+                assert_eq!(b.to_bits(), m.to_bits(), "{aggregate:?} {row:?}");
             }
         }
     }

@@ -26,13 +26,13 @@ pub struct ServedModel {
 
 impl ServedModel {
     /// Predictions for validated rows (the batch path walks blocks of rows per tree).
-    pub fn predict(&self, rows: &[Vec<f64>]) -> Vec<f64> {
+    pub fn predict(&self, rows: &crate::input::Matrix) -> Vec<f64> {
         let ensemble = &self.model.ensemble;
-        match rows {
-            [row] => vec![ensemble.predict_row(row)],
-            _ => {
-                let mut out = vec![0.0; rows.len()];
-                ensemble.predict_into(rows, &mut out);
+        match rows.rows() {
+            1 => vec![ensemble.predict_row(rows.row(0))],
+            n => {
+                let mut out = vec![0.0; n];
+                ensemble.predict_matrix_into(rows.values(), &mut out);
                 out
             }
         }

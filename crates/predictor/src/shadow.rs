@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use api::predictor::ShadowInfo;
 use arc_swap::ArcSwapOption;
 
+use crate::input::Matrix;
 use crate::loader::ServedModel;
 use crate::metrics::Metrics;
 
@@ -26,7 +27,7 @@ const NICE: i32 = 10;
 /// A request the served model answered, for the shadow to score.
 struct Job {
     champion: Arc<ServedModel>,
-    rows: Vec<Vec<f64>>,
+    rows: Matrix,
     predictions: Vec<f64>,
 }
 
@@ -106,7 +107,7 @@ impl Shadow {
 
     /// Offers a request the served model answered. Without a shadow this costs nothing;
     /// with a full queue the request is dropped (counted), never waited for.
-    pub fn offer(&self, champion: &Arc<ServedModel>, rows: Vec<Vec<f64>>, predictions: &[f64]) {
+    pub fn offer(&self, champion: &Arc<ServedModel>, rows: Matrix, predictions: &[f64]) {
         let Some(shadow) = self.inner.model.load_full() else {
             return;
         };
@@ -156,9 +157,9 @@ impl Shadow {
     }
 }
 
-/// The feature values a request's rows hold (an empty row still costs one).
-fn values_of(rows: &[Vec<f64>]) -> usize {
-    rows.iter().map(|r| r.len().max(1)).sum()
+/// The feature values a request's rows hold (a row of no features still costs one).
+fn values_of(rows: &Matrix) -> usize {
+    rows.values().len().max(rows.rows())
 }
 
 /// Whether a job of `values` fits beside the `queued` ones.
@@ -233,14 +234,14 @@ mod tests {
     #[test]
     fn the_queue_is_bounded_by_values_not_rows() {
         // 100 rows of a 2,000-feature model: 200,000 values; five fit, not six.
-        let wide = vec![vec![0.0; 2_000]; 100];
+        let wide = Matrix::new(vec![0.0; 2_000 * 100], 2_000);
         assert_eq!(values_of(&wide), 200_000);
         assert!(admits(4 * 200_000, values_of(&wide)));
         assert!(!admits(5 * 200_000, values_of(&wide)));
         // Narrow rows: many more fit.
-        let narrow = vec![vec![0.0; 8]; 100];
+        let narrow = Matrix::new(vec![0.0; 8 * 100], 8);
         assert!(admits(QUEUE_VALUES - 800, values_of(&narrow)));
         assert!(!admits(usize::MAX, 1));
-        assert_eq!(values_of(&[Vec::new()]), 1);
+        assert_eq!(values_of(&Matrix::from_rows(vec![vec![1.0]], 1)), 1);
     }
 }

@@ -6,15 +6,16 @@
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::json;
 
+use crate::bench_load::{load, post_once, wait_for};
 use crate::connection::Connection;
 use crate::mlflow_server::{MlflowServer, free_port};
-use crate::server::{Server, spawn};
+use crate::server::spawn;
 use crate::{root, venv};
 
 #[derive(Debug, clap::Args)]
@@ -28,113 +29,14 @@ pub struct BenchArgs {
     /// Workers of `mlflow models serve` (the predictor uses one per core).
     #[arg(long, default_value_t = 2)]
     mlflow_workers: usize,
-    /// Which part to run: `evaluator` (per-row cost against each library), `servers`
-    /// (the predictor against `mlflow models serve`), or `all`.
+    /// Which part to run: `evaluator` (per-row cost against each library), `request-path`
+    /// (single-row `/predict` against the predictor of 072c47d, A/B), `servers` (the
+    /// predictor against `mlflow models serve`), or `all`.
     #[arg(long, default_value = "all")]
     part: String,
     /// Seconds of timing per library, model and batch size in the evaluator part.
     #[arg(long, default_value_t = 2.0)]
     evaluator_seconds: f64,
-}
-
-#[derive(Debug, Default)]
-struct LoadResult {
-    ok: u64,
-    failed: u64,
-    seconds: f64,
-    latencies_us: Vec<u64>,
-}
-
-impl LoadResult {
-    fn throughput(&self) -> f64 {
-        self.ok as f64 / self.seconds
-    }
-    fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[i] as f64 / 1000.0
-    }
-}
-
-/// `concurrency` connections sending `bodies` round-robin for `duration`.
-async fn load(
-    addr: SocketAddr,
-    bodies: Arc<Vec<Vec<u8>>>,
-    concurrency: usize,
-    duration: Duration,
-) -> anyhow::Result<LoadResult> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let failed = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for worker in 0..concurrency {
-        let (bodies, stop, failed) = (bodies.clone(), stop.clone(), failed.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(1 << 16);
-            let mut conn = Connection::open(addr).await.ok();
-            let mut i = worker;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let body = &bodies[i % bodies.len()];
-                let t = Instant::now();
-                let outcome = match conn.as_mut() {
-                    Some(c) => c.post("/invocations", body).await,
-                    None => Err(anyhow::anyhow!("not connected")),
-                };
-                match outcome {
-                    Ok((200, _)) => latencies.push(t.elapsed().as_micros() as u64),
-                    _ => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        conn = Connection::open(addr).await.ok();
-                    }
-                }
-            }
-            latencies
-        }));
-    }
-    tokio::time::sleep(duration).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies_us = Vec::new();
-    for t in tasks {
-        latencies_us.extend(t.await?);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    latencies_us.sort_unstable();
-    Ok(LoadResult {
-        ok: latencies_us.len() as u64,
-        failed: failed.load(Ordering::Relaxed),
-        seconds,
-        latencies_us,
-    })
-}
-
-/// One POST on a fresh connection; true when it answered 200.
-async fn post_once(addr: SocketAddr, path: &str, body: &[u8]) -> bool {
-    match Connection::open(addr).await {
-        Ok(mut c) => matches!(c.post(path, body).await, Ok((200, _))),
-        Err(_) => false,
-    }
-}
-
-async fn wait_for(
-    addr: SocketAddr,
-    path: &str,
-    body: &[u8],
-    server: &mut Server,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while Instant::now() < deadline {
-        if let Some(status) = server.child.try_wait()? {
-            bail!("{} exited with {status}", server.name);
-        }
-        if post_once(addr, path, body).await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    bail!("{} did not answer in time", server.name)
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -151,6 +53,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "xtask: evaluator report in {}",
             work.join("evaluator.json").display()
         );
+    }
+    if matches!(args.part.as_str(), "all" | "request-path") {
+        let report = crate::bench_request_path::run(&work, args.concurrency, args.seconds)?;
+        let path = work.join("request-path.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+        eprintln!("xtask: request-path report in {}", path.display());
     }
     if !matches!(args.part.as_str(), "all" | "servers") {
         return Ok(());
@@ -240,6 +148,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             wait_for(predictor_addr, "/invocations", &bodies[0], &mut predictor).await?;
             load(
                 predictor_addr,
+                "/invocations",
                 bodies.clone(),
                 args.concurrency,
                 Duration::from_secs(2),
@@ -248,6 +157,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             eprintln!("xtask: predictor under load for {} s", args.seconds);
             let result = load(
                 predictor_addr,
+                "/invocations",
                 bodies.clone(),
                 args.concurrency,
                 Duration::from_secs(args.seconds),
@@ -273,6 +183,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             };
             let under_reload = load(
                 predictor_addr,
+                "/invocations",
                 bodies.clone(),
                 args.concurrency,
                 Duration::from_secs(5),
@@ -291,6 +202,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
             let with_shadow = load(
                 predictor_addr,
+                "/invocations",
                 bodies.clone(),
                 args.concurrency,
                 Duration::from_secs(args.seconds),
@@ -340,6 +252,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         wait_for(mlflow_addr, "/invocations", &bodies[0], &mut serve).await?;
         load(
             mlflow_addr,
+            "/invocations",
             bodies.clone(),
             args.concurrency,
             Duration::from_secs(2),
@@ -351,6 +264,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         );
         let result = load(
             mlflow_addr,
+            "/invocations",
             bodies.clone(),
             args.concurrency,
             Duration::from_secs(args.seconds),

@@ -5,7 +5,9 @@
 mod bench;
 mod bench_canary;
 mod bench_evaluator;
+mod bench_load;
 mod bench_operator;
+mod bench_request_path;
 mod cluster;
 mod connection;
 mod demo;

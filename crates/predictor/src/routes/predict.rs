@@ -1,9 +1,9 @@
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use api::predictor::{PredictRequest, PredictResponse};
+use api::predictor::PredictResponse;
 
-use crate::body::{parse_json, read_limited};
+use crate::body::read_limited;
 use crate::error::ApiError;
-use crate::input::rows_from_instances;
+use crate::input::predict_rows;
 use crate::routes::BodyLimit;
 use crate::scoring::score;
 use crate::state::AppState;
@@ -20,10 +20,8 @@ async fn predict(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_limited(&request, body, &limit).await?;
-    let (predictions, model) = score(&state, move |schema, max| {
-        let request: PredictRequest = serde_json::from_value(parse_json(&body)?)
-            .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
-        rows_from_instances(&request.instances, schema, max).map_err(ApiError::BadRequest)
+    let (predictions, model) = score(&state, body.len(), move |schema, max| {
+        predict_rows(&body, schema, max)
     })
     .await?;
     Ok(HttpResponse::Ok().json(PredictResponse {

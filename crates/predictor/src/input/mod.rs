@@ -1,7 +1,17 @@
-//! Turning request instances into feature rows, with errors that name the instance and
-//! the feature that is wrong. Shared by `/predict` and `/invocations`.
+//! Turning request bodies into feature rows, with errors that name the instance and the
+//! feature that is wrong. Shared by `/predict` and `/invocations`. The fast reader
+//! (`stream.rs`) writes valid bodies straight into the [`Matrix`]; the tree reader here
+//! (`serde_json::Value`) answers every other body (`read.rs` chooses).
+
+mod matrix;
+mod read;
+mod scan;
+mod stream;
 
 use serde_json::{Map, Value};
+
+pub use matrix::Matrix;
+pub use read::{csv_rows, invocation_rows, predict_rows};
 
 /// What the served model takes: its features in order, and whether a missing value
 /// (`null`, Python's `NaN`, an empty CSV field) may be sent for one.
