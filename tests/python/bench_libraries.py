@@ -95,6 +95,7 @@ def main():
     for name, predict in predictors.items():
         timings[name] = {
             "batch_1_us_per_row": per_row_us(predict, rows, 1, args.seconds),
+            "batch_64_us_per_row": per_row_us(predict, rows, 64, args.seconds),
             "batch_1024_us_per_row": per_row_us(predict, rows, 1024, args.seconds),
         }
     np.save(os.path.join(args.out, "rows.npy"), rows)

@@ -55,7 +55,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     if matches!(args.part.as_str(), "all" | "request-path") {
-        let report = crate::bench_request_path::run(&work, args.concurrency, args.seconds)?;
+        let report =
+            crate::bench_request_path::run(&python, &work, args.concurrency, args.seconds)?;
         let path = work.join("request-path.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
         eprintln!("xtask: request-path report in {}", path.display());

@@ -21,18 +21,24 @@ const TARGETS_BATCH_1: &[(&str, f64)] = &[
     ("onnxruntime", 2.0),
 ];
 
-pub fn run(python: &Path, seconds: f64, work: &Path) -> anyhow::Result<Value> {
-    let dir = work.join("evaluator");
-    std::fs::create_dir_all(&dir)?;
+/// Trains the four models, saves them as MLflow model directories with the rows in `dir`,
+/// and times each library on them (`libraries.json`).
+pub fn time_libraries(python: &Path, seconds: f64, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
     eprintln!("xtask: timing scikit-learn, XGBoost, LightGBM and onnxruntime on their own models");
     crate::run(
         Command::new(python)
             .arg(root().join("tests/python/bench_libraries.py"))
             .arg("--out")
-            .arg(&dir)
+            .arg(dir)
             .args(["--seconds", &seconds.to_string()])
             .env("OMP_NUM_THREADS", "1"),
-    )?;
+    )
+}
+
+pub fn run(python: &Path, seconds: f64, work: &Path) -> anyhow::Result<Value> {
+    let dir = work.join("evaluator");
+    time_libraries(python, seconds, &dir)?;
     eprintln!("xtask: timing the evaluator on the same models and rows");
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root())

@@ -3,6 +3,7 @@
 //! a project-local virtualenv) and stops it afterwards. Never shipped.
 
 mod bench;
+mod bench_batch;
 mod bench_canary;
 mod bench_evaluator;
 mod bench_load;

@@ -11,7 +11,7 @@ mod stream;
 use serde_json::{Map, Value};
 
 pub use matrix::Matrix;
-pub use read::{csv_rows, invocation_rows, predict_rows};
+pub use read::{csv_rows, invocation_rows, invocation_rows_by_tree, predict_rows};
 
 /// What the served model takes: its features in order, and whether a missing value
 /// (`null`, Python's `NaN`, an empty CSV field) may be sent for one.

@@ -69,7 +69,19 @@ fn difference_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 30))
 }
 
+/// The series an answered request of one version adds to, held so the request path
+/// counts with a few atomic operations instead of looking each series up by label.
+struct AnsweredSeries {
+    version: String,
+    ok: Counter,
+    duration: Histogram,
+    predictions: Counter,
+    prediction_sum: Gauge<f64, AtomicU64>,
+}
+
 pub struct VersionMetrics {
+    /// The series of the version that answered last (almost always the served one).
+    answered: arc_swap::ArcSwapOption<AnsweredSeries>,
     requests: Family<OutcomeLabels, Counter>,
     duration: VersionHistogram,
     predictions: Family<VersionLabel, Counter>,
@@ -85,6 +97,7 @@ pub struct VersionMetrics {
 impl VersionMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = VersionMetrics {
+            answered: arc_swap::ArcSwapOption::empty(),
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
             predictions: Family::default(),
@@ -147,6 +160,14 @@ impl VersionMetrics {
         seconds: f64,
         predictions: &[f64],
     ) {
+        if outcome == Outcome::Ok {
+            let series = self.answered_series(version);
+            series.ok.inc();
+            series.duration.observe(seconds);
+            series.predictions.inc_by(predictions.len() as u64);
+            series.prediction_sum.inc_by(predictions.iter().sum());
+            return;
+        }
         let label = VersionLabel {
             version: version.to_owned(),
         };
@@ -168,6 +189,34 @@ impl VersionMetrics {
                 .get_or_create(&label)
                 .inc_by(predictions.iter().sum());
         }
+    }
+
+    /// The answered-request series of `version`, looked up by label only when another
+    /// version answered last.
+    fn answered_series(&self, version: &str) -> std::sync::Arc<AnsweredSeries> {
+        if let Some(series) = self.answered.load_full()
+            && series.version == version
+        {
+            return series;
+        }
+        let label = VersionLabel {
+            version: version.to_owned(),
+        };
+        let series = std::sync::Arc::new(AnsweredSeries {
+            version: version.to_owned(),
+            ok: self
+                .requests
+                .get_or_create(&OutcomeLabels {
+                    version: version.to_owned(),
+                    outcome: Outcome::Ok.label(),
+                })
+                .clone(),
+            duration: self.duration.get_or_create(&label).clone(),
+            predictions: self.predictions.get_or_create(&label).clone(),
+            prediction_sum: self.prediction_sum.get_or_create(&label).clone(),
+        });
+        self.answered.store(Some(series.clone()));
+        series
     }
 
     /// The shadow `version` scored a request: one absolute difference per row.
@@ -220,6 +269,15 @@ impl VersionMetrics {
     }
 
     fn forget(&self, version: &str) {
+        // Held series of a forgotten version would count where nobody reads.
+        if self
+            .answered
+            .load()
+            .as_ref()
+            .is_some_and(|s| s.version == version)
+        {
+            self.answered.store(None);
+        }
         let label = VersionLabel {
             version: version.to_owned(),
         };
@@ -280,5 +338,30 @@ mod tests {
         assert!(!text.contains(r#"version="3""#));
         assert!(text.contains(r#"version="4""#));
         assert!(text.contains(r#"version="7""#));
+        // Answering alternately from two versions counts each on its own series.
+        m.observe_request("8", Outcome::Ok, 0.001, &[1.0]);
+        m.observe_request("1", Outcome::Ok, 0.001, &[1.0]);
+        m.observe_request("8", Outcome::Ok, 0.001, &[3.0]);
+        let text = encoded(&registry);
+        assert!(
+            text.contains(r#"predictor_model_requests_total{version="8",outcome="ok"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"predictor_model_prediction_sum{version="8"} 4"#),
+            "{text}"
+        );
+        // A version forgotten while it was the last to answer is counted again when it
+        // answers again.
+        for v in 9..=14 {
+            m.loaded(&v.to_string(), &["1", "14"]);
+        }
+        assert!(!encoded(&registry).contains(r#"version="8""#));
+        m.observe_request("8", Outcome::Ok, 0.001, &[1.0]);
+        let text = encoded(&registry);
+        assert!(
+            text.contains(r#"predictor_model_requests_total{version="8",outcome="ok"} 1"#),
+            "{text}"
+        );
     }
 }
