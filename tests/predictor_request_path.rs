@@ -177,3 +177,79 @@ async fn compressed_bodies_score_like_plain_ones_and_bombs_stop_at_the_limit() {
     let (status, answer) = post(&c, &predict, "application/json", None, body).await;
     assert_eq!(status, 200, "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_rows_are_refused_naming_the_row_and_the_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(dir.path(), &[]);
+    let c = http();
+    serving(&c, &p).await;
+    let names = model::features::FEATURE_NAMES;
+    let good = |day: u32| archive_row(day).to_string();
+    let record_twice = format!(
+        r#"{{"{}": 1, "{}": 2, "{}": 3, "{}": 0, "{}": 0, "{}": 900, "{}": 880, "{}": 870, "{}": 5}}"#,
+        names[0], names[1], names[2], names[3], names[4], names[5], names[6], names[7], names[0]
+    );
+    let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+    let long_number = "9".repeat(1_000_000);
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "a key twice in a record",
+            format!(r#"{{"instances": [{}, {record_twice}]}}"#, good(1)),
+            format!(r#"instance 1, feature "{}""#, names[0]),
+        ),
+        (
+            "nesting deeper than JSON readers go",
+            format!(
+                r#"{{"instances": [{}, [1, 2, {deep}, 0, 0, 900, 880, 870]]}}"#,
+                good(1)
+            ),
+            format!(r#"instance 1, feature "{}""#, names[2]),
+        ),
+        (
+            "a number of a million digits",
+            format!(r#"{{"instances": [[1, 2, 3, 0, 0, {long_number}, 880, 870]]}}"#),
+            format!(r#"instance 0, feature "{}""#, names[5]),
+        ),
+        (
+            "a string where a number belongs",
+            r#"{"instances": [[1, 2, 3, 0, 0, "900", 880, 870]]}"#.to_string(),
+            format!(r#"instance 0, feature "{}": expected a number"#, names[5]),
+        ),
+        (
+            "a row of the wrong length",
+            format!(r#"{{"instances": [{}, {}, [1, 2, 3]]}}"#, good(1), good(2)),
+            "instance 2 has 3 values".to_string(),
+        ),
+    ];
+    for (what, body, says) in cases {
+        for route in ["predict", "invocations"] {
+            let url = format!("{}/{route}", p.url);
+            let (status, answer) = post(
+                &c,
+                &url,
+                "application/json",
+                None,
+                body.clone().into_bytes(),
+            )
+            .await;
+            assert_eq!(status, 400, "{what} on /{route}: {answer}");
+            assert_eq!(answer["error"], "invalid_input", "{what}: {answer}");
+            let message = answer["message"].as_str().unwrap_or_default();
+            assert!(message.contains(&says), "{what} on /{route}: {message}");
+        }
+    }
+    // Nothing of it stuck: the next body scores.
+    let body = json!({ "instances": [archive_row(1)] })
+        .to_string()
+        .into_bytes();
+    let (status, answer) = post(
+        &c,
+        &format!("{}/predict", p.url),
+        "application/json",
+        None,
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+}
