@@ -7,17 +7,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::bench_load::wait_for;
+use crate::bench_load::{serve_from_disk, wait_for};
 use crate::connection::Connection;
-use crate::mlflow_server::free_port;
-use crate::root;
-use crate::server::spawn;
 
 const BATCHES: [usize; 3] = [1, 64, 1024];
 
@@ -54,24 +49,8 @@ fn serve_and_time(
     seconds: f64,
     log: &Path,
 ) -> anyhow::Result<Vec<f64>> {
-    let port = free_port()?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut server = spawn(
-        name,
-        Command::new(binary)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "MLFLOW_TRACKING_URI",
-                format!("http://127.0.0.1:{}", free_port()?),
-            )
-            .env("MODEL_FALLBACK_DIR", model)
-            .env("PREDICTOR_WORKERS", "1")
-            .env("BIND_ADDR", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("RUST_LOG", "warn"),
-        log,
-    )?;
+    let (mut server, addr) =
+        serve_from_disk(name, binary, model, &[("PREDICTOR_WORKERS", "1")], log)?;
     runtime.block_on(async {
         wait_for(addr, "/invocations", &bodies[0], &mut server).await?;
         http_per_row(addr, bodies, seconds / 4.0).await?;
@@ -128,29 +107,8 @@ pub fn run(
         &work.join("request-path/batch-reference.log"),
     )?;
     eprintln!("xtask: where the time goes inside the predictor");
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root())
-        .args([
-            "bench",
-            "-q",
-            "-p",
-            "forecast-predictor",
-            "--bench",
-            "request_path",
-        ])
-        .env("FORECAST_BENCH_DIR", &dir)
-        .output()
-        .context("cargo bench -p forecast-predictor")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "the request-path benchmark failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let inside: Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .context("the request-path benchmark printed no JSON")?;
+    let inside =
+        crate::bench_evaluator::cargo_bench_json("forecast-predictor", "request_path", &dir, &[])?;
     let onnx = &libraries["timings"]["onnxruntime"];
     println!(
         "\n/invocations through HTTP, one worker thread, vs onnxruntime in process (µs per row)\n"

@@ -40,30 +40,12 @@ pub fn run(python: &Path, seconds: f64, work: &Path) -> anyhow::Result<Value> {
     let dir = work.join("evaluator");
     time_libraries(python, seconds, &dir)?;
     eprintln!("xtask: timing the evaluator on the same models and rows");
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root())
-        .args([
-            "bench",
-            "-q",
-            "-p",
-            "forecast-model",
-            "--bench",
-            "evaluator",
-        ])
-        .env("FORECAST_BENCH_DIR", &dir)
-        .env("FORECAST_BENCH_SECONDS", seconds.to_string())
-        .output()
-        .context("cargo bench -p forecast-model")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "the evaluator benchmark failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let evaluator: Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .context("the evaluator benchmark printed no JSON")?;
+    let evaluator = cargo_bench_json(
+        "forecast-model",
+        "evaluator",
+        &dir,
+        &[("FORECAST_BENCH_SECONDS", seconds.to_string())],
+    )?;
     let libraries: Value = serde_json::from_slice(&std::fs::read(dir.join("libraries.json"))?)?;
     let timings = &libraries["timings"];
 
@@ -101,4 +83,31 @@ pub fn run(python: &Path, seconds: f64, work: &Path) -> anyhow::Result<Value> {
         );
     }
     Ok(Value::Object(rows))
+}
+
+/// Runs `cargo bench -p <package> --bench <bench>` on the models in `dir` and returns the
+/// JSON object it prints last.
+pub fn cargo_bench_json(
+    package: &str,
+    bench: &str,
+    dir: &Path,
+    env: &[(&str, String)],
+) -> anyhow::Result<Value> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root())
+        .args(["bench", "-q", "-p", package, "--bench", bench])
+        .env("FORECAST_BENCH_DIR", dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .with_context(|| format!("cargo bench -p {package}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the {bench} benchmark failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .with_context(|| format!("the {bench} benchmark printed no JSON"))
 }

@@ -111,3 +111,29 @@ pub async fn wait_for(
     }
     bail!("{} did not answer in time", server.name)
 }
+
+/// A predictor binary serving `model` from disk (its registry a closed port) on loopback,
+/// with `extra` environment; the server and its address.
+pub fn serve_from_disk(
+    name: &'static str,
+    binary: &std::path::Path,
+    model: &std::path::Path,
+    extra: &[(&str, &str)],
+    log: &std::path::Path,
+) -> anyhow::Result<(Server, SocketAddr)> {
+    let port = crate::mlflow_server::free_port()?;
+    let registry = format!("http://127.0.0.1:{}", crate::mlflow_server::free_port()?);
+    let mut cmd = std::process::Command::new(binary);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MLFLOW_TRACKING_URI", registry)
+        .env("MODEL_FALLBACK_DIR", model)
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "warn");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let server = crate::server::spawn(name, &mut cmd, log)?;
+    Ok((server, ([127, 0, 0, 1], port).into()))
+}

@@ -3,7 +3,6 @@
 //! A/B in one run: both release builds serve the same `forecastctl train` model from disk,
 //! get the same bodies from the same load generator, one after the other, three rounds.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -12,10 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::bench_load::{LoadResult, load, wait_for};
-use crate::mlflow_server::free_port;
+use crate::bench_load::{LoadResult, load, serve_from_disk, wait_for};
 use crate::root;
-use crate::server::spawn;
 
 /// Rounds of reference-then-ours.
 const ROUNDS: usize = 3;
@@ -98,23 +95,7 @@ fn measure(
         seconds,
     } = l;
     let (concurrency, seconds) = (*concurrency, *seconds);
-    let port = free_port()?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut server = spawn(
-        name,
-        Command::new(binary)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "MLFLOW_TRACKING_URI",
-                format!("http://127.0.0.1:{}", free_port()?),
-            )
-            .env("MODEL_FALLBACK_DIR", model)
-            .env("BIND_ADDR", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("RUST_LOG", "warn"),
-        log,
-    )?;
+    let (mut server, addr) = serve_from_disk(name, binary, model, &[], log)?;
     runtime.block_on(async {
         wait_for(addr, "/predict", &bodies[0], &mut server).await?;
         load(
