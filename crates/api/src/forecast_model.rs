@@ -20,6 +20,10 @@ pub mod condition {
     pub const PROGRESSING: &str = "Progressing";
     pub const DEGRADED: &str = "Degraded";
     pub const REGISTRY_REACHABLE: &str = "RegistryReachable";
+    /// kstatus: the operator is moving pods to a version (or loading the shadow).
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: the operator has given up until the spec or the registry changes.
+    pub const STALLED: &str = "Stalled";
 }
 
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -75,6 +75,8 @@ pub const SHADOW_LOADED: &str = "ShadowLoaded";
 pub const SHADOW_UNLOADED: &str = "ShadowUnloaded";
 /// Event (Warning): pods could not load the shadow version (serving is unaffected).
 pub const SHADOW_LOAD_FAILED: &str = "ShadowLoadFailed";
+/// `Reconciling=True`: the shadow version is not yet loaded in every ready pod.
+pub const SHADOW_LOADING: &str = "ShadowLoading";
 
 /// Every reason above.
 pub const ALL: &[&str] = &[
@@ -112,6 +114,7 @@ pub const ALL: &[&str] = &[
     SHADOW_LOADED,
     SHADOW_UNLOADED,
     SHADOW_LOAD_FAILED,
+    SHADOW_LOADING,
 ];
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod canary;
 pub mod conditions;
 pub mod env_sources;
 pub mod events;
+pub mod kstatus;
 pub mod observe;
 pub mod outcome;
 pub mod plan;

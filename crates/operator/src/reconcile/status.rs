@@ -14,6 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::reconcile::act::RolloutOutcome;
 use crate::reconcile::conditions::{self, ConditionState, ConditionStatus, Desired};
 use crate::reconcile::events::Note;
+use crate::reconcile::kstatus::add_kstatus_conditions;
 use crate::reconcile::observe::{Observation, ValidSpec};
 use crate::reconcile::outcome::{held_back, outcome_effects};
 use crate::reconcile::plan::{self, Hold, Plan, PodObservation};
@@ -71,6 +72,7 @@ pub fn refused(
         condition::DEGRADED,
         ConditionState::new(true, reason, message),
     );
+    add_kstatus_conditions(&mut desired, false);
     let status = ForecastModelStatus {
         observed_generation: generation,
         conditions: conditions::written(&previous.conditions, &desired, generation, &Time(now)),
@@ -111,8 +113,10 @@ pub fn rolling_out(
             format!("reloading {pods} {which}pods to version {target}"),
         ),
     );
+    // Reconciling with Progressing; not stalled (a rollout moves). The rest as they were.
+    add_kstatus_conditions(&mut desired, false);
     let mut merged = previous.conditions.clone();
-    merged.retain(|c| c.type_ != condition::PROGRESSING);
+    merged.retain(|c| !desired.contains_key(c.type_.as_str()));
     let now = Time(Timestamp::now());
     merged.extend(conditions::written(
         &previous.conditions,
@@ -175,6 +179,7 @@ pub fn report(i: &Inputs) -> Report {
     desired.insert(condition::PROGRESSING, progressing);
     desired.insert(condition::DEGRADED, degraded);
     desired.insert(condition::REGISTRY_REACHABLE, registry.reachable.clone());
+    add_kstatus_conditions(&mut desired, shadow_loading(i));
     status.conditions =
         conditions::written(&previous.conditions, &desired, i.generation, &Time(i.now));
     let mut requeue = requeue_after(&status, i.spec.poll, i.now);
@@ -187,6 +192,15 @@ pub fn report(i: &Inputs) -> Report {
         status,
         notes,
     }
+}
+
+/// Whether the spec's shadow version is not yet held by every ready pod (and has not
+/// failed to load).
+fn shadow_loading(i: &Inputs) -> bool {
+    let ready = i.pods.iter().filter(|p| p.ready).count();
+    i.shadow
+        .as_ref()
+        .is_some_and(|s| s.load_failed.is_none() && usize::try_from(s.pods).unwrap_or(0) < ready)
 }
 
 /// While a canary bakes, when to look at it again.

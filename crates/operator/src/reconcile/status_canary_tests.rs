@@ -81,6 +81,9 @@ fn a_started_canary_bakes_in_the_status_and_is_looked_at_when_the_bake_ends() {
     has(&r, "Ready", "True", reasons::SERVING);
     has(&r, "Progressing", "True", reasons::CANARY_BAKING);
     has(&r, "Degraded", "False", reasons::AS_EXPECTED);
+    // Ready (the baseline serves), but kstatus must not call the release done mid-bake.
+    has(&r, "Reconciling", "True", reasons::CANARY_BAKING);
+    has(&r, "Stalled", "False", reasons::AS_EXPECTED);
     assert_eq!(reasons_of(&r), vec![reasons::POD_RELOADED]);
     assert_eq!(
         r.requeue_after,

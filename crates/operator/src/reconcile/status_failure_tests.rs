@@ -65,6 +65,10 @@ fn degraded_stays_true_while_the_registry_points_at_the_failed_version() {
     }
     .report();
     has(&next, "Degraded", "True", reasons::ROLLOUT_FAILED);
+    // kstatus reads it as Failed: stalled until the registry moves.
+    has(&failed, "Stalled", "True", reasons::ROLLOUT_FAILED);
+    has(&next, "Stalled", "True", reasons::ROLLOUT_FAILED);
+    has(&next, "Reconciling", "False", reasons::ROLLOUT_FAILED);
     let message = |r: &Report| {
         r.status
             .conditions
@@ -82,6 +86,7 @@ fn degraded_stays_true_while_the_registry_points_at_the_failed_version() {
     }
     .report();
     has(&moved, "Degraded", "False", reasons::AS_EXPECTED);
+    has(&moved, "Stalled", "False", reasons::AS_EXPECTED);
 }
 
 #[test]
@@ -166,6 +171,8 @@ fn a_transient_fault_interrupts_a_rollout_without_marking_the_version_failed() {
     }
     .report();
     has(&r, "Degraded", "True", reasons::ROLLOUT_INTERRUPTED);
+    // Transient: not stalled, and kstatus waits on Ready instead.
+    has(&r, "Stalled", "False", reasons::AS_EXPECTED);
     assert!(
         r.status.failed_versions.is_empty(),
         "{:?}",

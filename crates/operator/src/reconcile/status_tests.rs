@@ -123,6 +123,8 @@ fn every_pod_on_the_served_version_is_ready_idle_and_not_degraded() {
     has(&r, "Progressing", "False", reasons::IDLE);
     has(&r, "Degraded", "False", reasons::AS_EXPECTED);
     has(&r, "RegistryReachable", "True", reasons::REACHABLE);
+    has(&r, "Reconciling", "False", reasons::IDLE);
+    has(&r, "Stalled", "False", reasons::AS_EXPECTED);
     assert_eq!(r.status.observed_generation, Some(3));
     assert_eq!((r.status.replicas, r.status.updated_replicas), (2, 2));
     assert_eq!(r.status.selector.as_deref(), Some("alias:champion"));
@@ -301,6 +303,15 @@ fn an_invalid_spec_is_reported_once_per_message() {
     );
     has(&r, "Ready", "False", reasons::INVALID_SPEC);
     has(&r, "Degraded", "True", reasons::INVALID_SPEC);
+    has(&r, "Stalled", "True", reasons::INVALID_SPEC);
+    has(&r, "Reconciling", "False", reasons::INVALID_SPEC);
+    assert_eq!(r.status.observed_generation, Some(4));
+    assert!(
+        r.status
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(4))
+    );
     assert_eq!(reasons_of(&r), vec![reasons::INVALID_SPEC]);
     assert_eq!(
         r.status.served_version, previous.served_version,
@@ -336,4 +347,25 @@ fn the_progress_status_keeps_everything_but_progressing() {
         .map(|c| c.reason.as_str())
         .collect();
     assert!(reasons.contains(&reasons::ROLLING_OUT) && reasons.contains(&reasons::SERVING));
+    let status_of = |kind: &str| {
+        progress
+            .conditions
+            .iter()
+            .find(|c| c.type_ == kind)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    assert_eq!(
+        status_of("Reconciling"),
+        Some(("True".into(), reasons::ROLLING_OUT.into()))
+    );
+    assert_eq!(status_of("Stalled").map(|s| s.0), Some("False".into()));
+    assert_eq!(
+        progress
+            .conditions
+            .iter()
+            .filter(|c| c.type_ == "Reconciling")
+            .count(),
+        1,
+        "one of each"
+    );
 }
