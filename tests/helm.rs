@@ -104,6 +104,28 @@ fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json:
 }
 
 #[test]
+fn the_argocd_health_check_renders_into_a_config_map_snippet_on_request() {
+    assert!(
+        of_kind(&rendered(&[]), "ConfigMap").is_empty(),
+        "off by default"
+    );
+    let docs = rendered(&["--set", "argocd.healthCheck=true"]);
+    let maps = of_kind(&docs, "ConfigMap");
+    assert_eq!(maps.len(), 1);
+    let lua = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/argocd/health.lua"),
+    )
+    .expect("deploy/argocd/health.lua");
+    assert_eq!(
+        maps[0]["data"]["resource.customizations.health.forecast.dev_ForecastModel"]
+            .as_str()
+            .map(str::trim_end),
+        Some(lua.trim_end()),
+        "the snippet is the shipped check"
+    );
+}
+
+#[test]
 fn with_watch_namespace_the_chart_grants_rights_in_that_namespace_only() {
     let cluster_wide = rendered(&[]);
     assert_eq!(of_kind(&cluster_wide, "ClusterRole").len(), 1);

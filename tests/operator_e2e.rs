@@ -52,6 +52,16 @@ async fn an_alias_move_rolls_every_pod_in_place_without_failing_a_request() {
     assert_eq!(status["previousVersion"], v1.as_str());
     assert_eq!(status["updatedReplicas"], 3);
     assert!(status["lastRolloutDuration"].as_str().is_some());
+    wait_until("Reconciling=False", Duration::from_secs(30), || async {
+        cluster.condition("daily", "Reconciling").await.map(|c| c.0) == Some("False".into())
+    })
+    .await;
+    cluster.capture_fixture("daily", "rolled-out").await;
+    let (code, said) = cluster.forecastctl_wait("daily", "30s");
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("daily: Current"), "{said}");
+    let (ok, said) = cluster.kubectl_wait("daily", "Ready");
+    assert!(ok, "{said}");
     cluster.wait_for_events(reasons::ROLLOUT_STARTED, 1).await;
     cluster.wait_for_events(reasons::ROLLOUT_SUCCEEDED, 1).await;
     cluster.wait_for_events(reasons::POD_RELOADED, 3).await;
@@ -144,6 +154,16 @@ async fn a_failed_rollout_reverts_switched_pods_marks_the_version_failed_and_rec
         "switched pods were not reverted: {:?}",
         cluster.pod_versions("daily").await
     );
+    assert_eq!(
+        cluster.condition("daily", "Stalled").await,
+        Some(("True".into(), reasons::ROLLOUT_FAILED.into()))
+    );
+    cluster.capture_fixture("daily", "rollout-failed").await;
+    let (code, said) = cluster.forecastctl_wait("daily", "30s");
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("daily: Failed: RolloutFailed"), "{said}");
+    let (ok, said) = cluster.kubectl_wait("daily", "Stalled");
+    assert!(ok, "{said}");
     cluster.wait_for_events(reasons::ROLLED_BACK, 1).await;
     assert_eq!(cluster.wait_for_events(reasons::ROLLOUT_FAILED, 1).await, 1);
     // Not retried while the registry still says v2 (polled every 2 s).
@@ -294,6 +314,7 @@ async fn paused_and_pinned_models_are_never_moved() {
         .await;
     ready_on(&cluster, "pinned", &v1, 2).await;
     ready_on(&cluster, "paused", &v1, 2).await;
+    cluster.capture_fixture("paused", "paused").await;
     let v2 = train_and_register(&model, 42, &["--alias", "champion"]).unwrap();
     wait_until(
         "the paused model sees the new desired version",
@@ -814,6 +835,7 @@ async fn a_stopped_registry_is_reported_while_pods_keep_serving_and_recovery_is_
     let status = cluster.status("daily").await;
     assert_eq!(status["servedVersion"], v1.as_str());
     assert!(all_on(&cluster, "daily", &v1, 2).await);
+    cluster.capture_fixture("daily", "registry-down").await;
 
     registry.set(true);
     wait_until(

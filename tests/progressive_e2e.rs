@@ -128,6 +128,12 @@ async fn a_good_canary_bakes_on_live_traffic_then_every_pod_follows() {
         cluster.condition("daily", "Progressing").await.map(|c| c.1),
         Some(reasons::CANARY_BAKING.to_owned())
     );
+    // Ready (the baseline serves), and yet not done: GitOps tools must wait.
+    assert_eq!(
+        cluster.condition("daily", "Reconciling").await,
+        Some(("True".into(), reasons::CANARY_BAKING.into()))
+    );
+    cluster.capture_fixture("daily", "baking").await;
 
     ready_on(&cluster, "daily", v2, 3).await;
     assert_eq!(
@@ -217,6 +223,11 @@ async fn a_canary_that_predicts_three_times_the_champion_fails_and_only_its_pod_
     let status = cluster.status("daily").await;
     assert_eq!(status["failedVersions"], json!([tripled]));
     assert_eq!(status["servedVersion"], v1.as_str());
+    assert_eq!(
+        cluster.condition("daily", "Stalled").await,
+        Some(("True".into(), reasons::ANALYSIS_FAILED.into()))
+    );
+    cluster.capture_fixture("daily", "canary-failed").await;
     let record = &status["history"][0];
     assert_eq!(
         (record["result"].as_str(), record["reason"].as_str()),

@@ -135,6 +135,14 @@ async fn an_invalid_spec_is_reported_and_creates_nothing() {
     );
     let message = tier.degraded_message("bad").await;
     assert!(message.contains("spec.pollInterval"), "{message}");
+    assert_eq!(
+        tier.condition("bad", "Stalled").await,
+        is("True", reasons::INVALID_SPEC)
+    );
+    tier.cluster.capture_fixture("bad", "invalid-spec").await;
+    let (code, said) = tier.cluster.forecastctl_wait("bad", "30s");
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("bad: Failed: InvalidSpec"), "{said}");
     assert_eq!(tier.cluster.events(reasons::INVALID_SPEC).await, 1);
     assert!(
         tier.deployments()
@@ -270,6 +278,16 @@ async fn a_pin_is_served_whatever_the_alias_says_and_pause_holds_a_moved_alias()
     .await
     .expect("reconcile");
     assert_eq!(tier.config_map_version("pinned").await, Some(v1.clone()));
+    // Just created: deployed, no pod ready yet (this tier runs none) — in progress.
+    assert_eq!(
+        tier.condition("pinned", "Reconciling").await,
+        is("True", reasons::CONVERGING)
+    );
+    tier.cluster.capture_fixture("pinned", "created").await;
+    // No pod ever comes up in this tier: a CI step waiting on it times out, saying why.
+    let (code, said) = tier.cluster.forecastctl_wait("pinned", "2s");
+    assert_eq!(code, 2, "{said}");
+    assert!(said.contains("pinned: InProgress: Converging"), "{said}");
     let status = tier.cluster.status("pinned").await;
     assert_eq!(status["selector"], format!("version:{v1}"));
     assert_eq!(status["desiredVersion"], v1.as_str());
@@ -550,6 +568,9 @@ async fn an_existing_deployment_it_does_not_own_is_left_untouched() {
         is("False", reasons::OWNERSHIP_CONFLICT)
     );
     assert_eq!(tier.cluster.events(reasons::OWNERSHIP_CONFLICT).await, 1);
+    tier.cluster
+        .capture_fixture("conflict", "ownership-conflict")
+        .await;
     let after = tier
         .deployments()
         .get("conflict-predictor")

@@ -262,6 +262,60 @@ impl TestCluster {
             })
     }
 
+    /// Writes the ForecastModel as the API server holds it now to
+    /// `$FORECAST_GITOPS_FIXTURES/<moment>.json` (when set, as `cargo xtask test` sets it):
+    /// the fixtures the GitOps health tests (`tests/gitops`, kstatus and the Argo CD check)
+    /// read, captured from the operator's own writes rather than written by hand.
+    pub async fn capture_fixture(&self, fm: &str, moment: &str) {
+        let Some(dir) = std::env::var_os("FORECAST_GITOPS_FIXTURES") else {
+            return;
+        };
+        let object = self.fms().get(fm).await.expect("ForecastModel");
+        let mut value = serde_json::to_value(object).expect("ForecastModel as JSON");
+        if let Some(metadata) = value["metadata"].as_object_mut() {
+            metadata.remove("managedFields");
+        }
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("fixtures directory");
+        let text = serde_json::to_vec_pretty(&value).expect("JSON");
+        std::fs::write(dir.join(format!("{moment}.json")), text).expect("fixture written");
+    }
+
+    /// `forecastctl wait --name fm --timeout <timeout>` in the test namespace: its exit
+    /// code and stdout.
+    pub fn forecastctl_wait(&self, fm: &str, timeout: &str) -> (i32, String) {
+        let out = std::process::Command::new(crate::bin("forecastctl"))
+            .args(["wait", "--name", fm, "--namespace", &self.namespace])
+            .args(["--timeout", timeout])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .expect("forecastctl runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// `kubectl wait --for=<condition> fm/<fm>` in the test namespace: whether it succeeded,
+    /// and what it said.
+    pub fn kubectl_wait(&self, fm: &str, condition: &str) -> (bool, String) {
+        let out = std::process::Command::new("kubectl")
+            .args(["wait", "-n", &self.namespace, "--timeout=30s"])
+            .arg(format!("--for=condition={condition}"))
+            .arg(format!("forecastmodel/{fm}"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .expect("kubectl runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
     /// Applies a ForecastModel.
     pub async fn apply_fm(&self, name: &str, spec: Value) {
         let body = json!({"apiVersion": "forecast.dev/v1alpha1", "kind": "ForecastModel", "metadata": {"name": name, "namespace": self.namespace}, "spec": spec});

@@ -4,6 +4,8 @@
 pub mod duration;
 #[cfg(feature = "crd")]
 pub mod forecast_model;
+#[cfg(feature = "crd")]
+pub mod kstatus;
 pub mod predictor;
 pub mod reasons;
 #[cfg(feature = "crd")]

@@ -1,12 +1,13 @@
 //! `forecastctl`: train the archive-forecast model, register it in MLflow, promote a
 //! version (alias or stage), show a registered model's status, and inspect a model as the
-//! predictor would load it.
+//! predictor would load it; and wait for a ForecastModel as Flux would.
 
 mod inspect;
 mod promote;
 mod register;
 mod status;
 mod train;
+mod wait;
 
 use std::process::ExitCode;
 
@@ -65,6 +66,9 @@ enum Command {
         #[command(flatten)]
         args: inspect::InspectArgs,
     },
+    /// Wait until a ForecastModel is Current (exit 0) or Failed (exit 1) by kstatus' rules,
+    /// as Flux would judge it; exit 2 at the timeout.
+    Wait(wait::WaitArgs),
     /// Show a registered model's aliases, stages and versions.
     Status {
         #[command(flatten)]
@@ -83,8 +87,9 @@ fn api_crd_yaml() -> anyhow::Result<String> {
     ))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = match cli.command {
+        Command::Wait(args) => return wait::run(&args).await,
         Command::Train(args) => train::run(&args),
         Command::Crd => {
             print!("{}", api_crd_yaml()?);
@@ -108,7 +113,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             inspect::run(client.as_ref(), &args).await
         }
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -122,7 +128,7 @@ async fn main() -> ExitCode {
         .init();
     mlflow::install_crypto_provider();
     match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("forecastctl: error: {e:#}");
             ExitCode::FAILURE

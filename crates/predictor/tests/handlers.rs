@@ -336,7 +336,9 @@ async fn a_missed_deadline_is_a_timeout_never_the_versions_error() {
         max_model_bytes: model::MAX_MODEL_FILE_BYTES,
     };
     let mut state = AppState::new(loader, Selector::Alias("champion".into()), None, 100);
-    state.compute = predictor::compute::Compute::new(std::time::Duration::from_millis(20), 1);
+    // Every request on the pool (small ones are answered on the HTTP worker otherwise).
+    state.compute = predictor::compute::Compute::new(std::time::Duration::from_millis(20), 1)
+        .with_inline(predictor::compute::Inline::never());
     let state = Arc::new(state);
     state.load_initial().await.unwrap();
     // A pod too busy to answer in time: work that never ends holds the only compute slot

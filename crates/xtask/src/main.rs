@@ -12,6 +12,7 @@ mod bench_request_path;
 mod cluster;
 mod connection;
 mod demo;
+mod gitops;
 mod helm;
 mod histogram;
 mod mlflow_server;
@@ -159,6 +160,7 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     // Everything is compiled before the run moves into the cluster's network namespace,
     // where no registry can be reached.
     run(cargo().args(["test", "--workspace", "--no-run"]))?;
+    gitops::build()?;
     let bin_dir = root().join("target").join("debug");
     // The real control plane; from here on this thread and all it starts (MLflow, the
     // tests, their operators and pods) live in the cluster's network namespace.
@@ -198,9 +200,11 @@ fn run_tests(
         server.uri(),
         auth_server.uri()
     );
+    let fixtures = gitops::fixtures_dir()?;
     let status = cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(cargo_args)
+        .env("FORECAST_GITOPS_FIXTURES", &fixtures)
         .env("MLFLOW_TRACKING_URI", server.uri())
         .env("MLFLOW_AUTH_TRACKING_URI", auth_server.uri())
         .env("MLFLOW_AUTH_USERNAME", mlflow_server::AUTH_ADMIN)
@@ -215,6 +219,10 @@ fn run_tests(
     drop(server);
     if !status.success() {
         bail!("tests failed ({status})");
+    }
+    // Only a whole run captures every moment the GitOps tests read.
+    if cargo_args.is_empty() {
+        gitops::run(&fixtures)?;
     }
     Ok(())
 }

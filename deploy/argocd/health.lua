@@ -1,0 +1,1 @@
+../../charts/forecast-operator/files/argocd-health.lua

@@ -1,0 +1,31 @@
+// Package gitops checks what GitOps tools make of ForecastModels: kstatus (Flux, kubectl
+// wait) and the shipped Argo CD health check, on objects the Rust end-to-end tests
+// captured from the API server at each moment of a model's life
+// ($FORECAST_GITOPS_FIXTURES/<moment>.json, written by `cargo xtask test`).
+package gitops
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// fixture reads the object captured at `moment`; the test fails when it is missing (a
+// capture point was lost), and is skipped when no fixtures directory is set.
+func fixture(t *testing.T, moment string) map[string]interface{} {
+	t.Helper()
+	dir := os.Getenv("FORECAST_GITOPS_FIXTURES")
+	if dir == "" {
+		t.Skip("FORECAST_GITOPS_FIXTURES is not set: run the tests with `cargo xtask test`, which captures the fixtures first")
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, moment+".json"))
+	if err != nil {
+		t.Fatalf("the fixture %q was not captured by the end-to-end tests: %v", moment, err)
+	}
+	var obj map[string]interface{}
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		t.Fatalf("fixture %q: %v", moment, err)
+	}
+	return obj
+}
