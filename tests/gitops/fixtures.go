@@ -11,9 +11,9 @@ import (
 	"testing"
 )
 
-// fixture reads the object captured at `moment`; the test fails when it is missing (a
-// capture point was lost), and is skipped when no fixtures directory is set.
-func fixture(t *testing.T, moment string) map[string]interface{} {
+// fixtureBytes reads the object captured at `moment`; the test fails when it is missing
+// (a capture point was lost), and is skipped when no fixtures directory is set.
+func fixtureBytes(t *testing.T, moment string) []byte {
 	t.Helper()
 	dir := os.Getenv("FORECAST_GITOPS_FIXTURES")
 	if dir == "" {
@@ -23,6 +23,14 @@ func fixture(t *testing.T, moment string) map[string]interface{} {
 	if err != nil {
 		t.Fatalf("the fixture %q was not captured by the end-to-end tests: %v", moment, err)
 	}
+	return raw
+}
+
+// fixture is the captured object as plain JSON values (numbers as float64, as Argo CD
+// hands them to Lua).
+func fixture(t *testing.T, moment string) map[string]interface{} {
+	t.Helper()
+	raw := fixtureBytes(t, moment)
 	var obj map[string]interface{}
 	if err := json.Unmarshal(raw, &obj); err != nil {
 		t.Fatalf("fixture %q: %v", moment, err)

@@ -27,7 +27,11 @@ func TestKstatusReadsEachMomentAsAFluxUserWould(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.moment, func(t *testing.T) {
-			obj := &unstructured.Unstructured{Object: fixture(t, c.moment)}
+			// As the API server's JSON decodes for clients: integers as int64.
+			obj := &unstructured.Unstructured{}
+			if err := obj.UnmarshalJSON(fixtureBytes(t, c.moment)); err != nil {
+				t.Fatalf("fixture %q: %v", c.moment, err)
+			}
 			result, err := status.Compute(obj)
 			if err != nil {
 				t.Fatalf("kstatus: %v", err)
