@@ -1,6 +1,7 @@
 //! Types shared across the project, with no I/O: the predictor's HTTP wire types and
 //! (feature `crd`) the `ForecastModel` custom resource.
 
+pub mod admin_signature;
 pub mod duration;
 #[cfg(feature = "crd")]
 pub mod forecast_model;

@@ -87,11 +87,15 @@ impl PredictorClient {
         version: &str,
         timeout: Duration,
     ) -> Result<ReloadResponse, PredictorError> {
+        let body = json!({ "version": version });
         let request = self
-            .http
-            .post(format!("{base}/reload-model"))
-            .bearer_auth(token)
-            .json(&json!({ "version": version }))
+            .signed(
+                reqwest::Method::POST,
+                base,
+                "/reload-model",
+                token,
+                Some(&body),
+            )
             .timeout(timeout);
         call(Call::Reload, request).await
     }
@@ -136,11 +140,15 @@ impl PredictorClient {
         version: &str,
         timeout: Duration,
     ) -> Result<ShadowResponse, PredictorError> {
+        let body = json!({ "version": version });
         let request = self
-            .http
-            .post(format!("{base}/shadow-model"))
-            .bearer_auth(token)
-            .json(&json!({ "version": version }))
+            .signed(
+                reqwest::Method::POST,
+                base,
+                "/shadow-model",
+                token,
+                Some(&body),
+            )
             .timeout(timeout);
         call(Call::LoadShadow, request).await
     }
@@ -153,11 +161,55 @@ impl PredictorClient {
         timeout: Duration,
     ) -> Result<ShadowResponse, PredictorError> {
         let request = self
-            .http
-            .delete(format!("{base}/shadow-model"))
-            .bearer_auth(token)
+            .signed(reqwest::Method::DELETE, base, "/shadow-model", token, None)
             .timeout(timeout);
         call(Call::UnloadShadow, request).await
+    }
+
+    /// An admin call signed with the token (`api::admin_signature`) for this pod's address,
+    /// now, with a fresh nonce: the token itself never leaves the operator.
+    fn signed(
+        &self,
+        method: reqwest::Method,
+        base: &str,
+        path: &str,
+        token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::RequestBuilder {
+        let url = format!("{base}{path}");
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        // What reqwest sends as Host: the port only when it is not the scheme's default.
+        let authority = reqwest::Url::parse(&url)
+            .ok()
+            .and_then(|u| {
+                let host = u.host_str()?.to_owned();
+                Some(match u.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                })
+            })
+            .unwrap_or_default();
+        let header = api::admin_signature::SignedRequest {
+            method: method.as_str(),
+            path,
+            authority: &authority,
+            body: &bytes,
+        }
+        .sign(
+            token,
+            chrono::Utc::now().timestamp(),
+            &uuid::Uuid::new_v4().simple().to_string(),
+        );
+        let mut request = self
+            .http
+            .request(method, url)
+            .header(reqwest::header::AUTHORIZATION, header);
+        if body.is_some() {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes);
+        }
+        request
     }
 }
 
@@ -218,6 +270,62 @@ pub fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pod on loopback that records the request it gets and refuses it.
+    async fn recording_pod() -> (String, tokio::sync::oneshot::Receiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = conn.read(&mut buf).await.unwrap();
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let _ = conn
+                .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        (base, rx)
+    }
+
+    #[tokio::test]
+    async fn admin_calls_carry_a_signature_for_the_pod_and_never_the_token() {
+        mlflow::install_crypto_provider();
+        let client = PredictorClient::new(reqwest::Client::new());
+        let (base, request) = recording_pod().await;
+        let authority = base.trim_start_matches("http://").to_owned();
+        let _ = client
+            .reload(&base, "s3cret-token", "7", Duration::from_secs(5))
+            .await;
+        let request = request.await.unwrap();
+        assert!(!request.contains("s3cret-token"), "{request}");
+        let header = request
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: "))
+            .expect("an Authorization header");
+        let body = request.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let signed = api::admin_signature::SignedRequest {
+            method: "POST",
+            path: "/reload-model",
+            authority: &authority,
+            body: body.as_bytes(),
+        };
+        let now = chrono::Utc::now().timestamp();
+        assert!(
+            signed.verify("s3cret-token", header, now).is_ok(),
+            "{request}"
+        );
+        assert!(signed.verify("other", header, now).is_err());
+        // The same for unloading a shadow (no body).
+        let (base, request) = recording_pod().await;
+        let _ = client
+            .unload_shadow(&base, "s3cret-token", Duration::from_secs(5))
+            .await;
+        let request = request.await.unwrap();
+        assert!(!request.contains("s3cret-token"), "{request}");
+        assert!(request.contains("Forecast-HMAC-SHA256 t="), "{request}");
+    }
 
     #[test]
     fn a_refusal_says_the_predictors_own_message_shortened() {

@@ -51,7 +51,8 @@ pub struct Config {
     pub bind_addr: IpAddr,
     #[arg(long, env = "PORT", default_value_t = api::predictor::DEFAULT_PORT)]
     pub port: u16,
-    /// When set, `POST /reload-model` requires `Authorization: Bearer <token>`.
+    /// When set, the admin routes require `Authorization: Bearer <token>` or the
+    /// operator's HMAC signature keyed by it.
     #[arg(long, env = "PREDICTOR_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Largest accepted request body, bytes.

@@ -8,6 +8,7 @@ pub mod error;
 pub mod input;
 pub mod loader;
 pub mod metrics;
+pub mod nonces;
 pub mod routes;
 pub mod scoring;
 pub mod shadow;

@@ -61,6 +61,9 @@ async fn main() -> anyhow::Result<()> {
         config.admin_token.clone(),
         config.max_instances,
     );
+    // Bound to one address (the operator binds pods to their pod IP): the operator's
+    // signed admin calls must be addressed to it.
+    state.own_address = (!config.bind_addr.is_unspecified()).then(|| config.bind_addr.to_string());
     state.compute = predictor::compute::Compute::per_core(Duration::from_millis(
         config.predict_timeout_ms.max(1),
     ));

@@ -22,6 +22,11 @@ pub struct AppState {
     /// The shadow challenger scored beside the served model.
     pub shadow: crate::shadow::Shadow,
     pub admin_token: Option<String>,
+    /// The one address this pod listens on (`BIND_ADDR`, when not all): an admin
+    /// signature must be for it.
+    pub own_address: Option<String>,
+    /// Admin signature nonces seen lately.
+    pub nonces: crate::nonces::Nonces,
     pub max_instances: usize,
     /// Where predictions run, and their deadline.
     pub compute: crate::compute::Compute,
@@ -43,6 +48,8 @@ impl AppState {
             shadow: crate::shadow::Shadow::new(metrics.clone()),
             metrics,
             admin_token: admin_token.filter(|t| !t.is_empty()),
+            own_address: None,
+            nonces: crate::nonces::Nonces::default(),
             max_instances,
             compute: crate::compute::Compute::per_core(Duration::from_secs(10)),
         }

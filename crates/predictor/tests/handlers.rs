@@ -147,6 +147,60 @@ async fn reload_needs_the_bearer_token_and_without_a_registry_keeps_the_model() 
 }
 
 #[actix_web::test]
+async fn the_operators_signature_is_good_once_for_its_request_and_this_pods_address() {
+    use api::admin_signature::SignedRequest;
+    let dir = bundled_model_dir();
+    let mut state = Arc::try_unwrap(state_with_bundled_model(dir.path(), Some("s3cret")).await)
+        .unwrap_or_else(|_| panic!("the state is not shared yet"));
+    state.own_address = Some("10.0.0.7".into());
+    let state = Arc::new(state);
+    let app = app!(state);
+    let body = br#"{"version": "3"}"#;
+    let now = chrono::Utc::now().timestamp();
+    let signed = |key: &str, authority: &str, body: &[u8], nonce: &str| {
+        SignedRequest {
+            method: "POST",
+            path: "/reload-model",
+            authority,
+            body,
+        }
+        .sign(key, now, nonce)
+    };
+    let send = |header: String, host: &str, body: &'static [u8]| {
+        test::TestRequest::post()
+            .uri("/reload-model")
+            .insert_header(("host", host.to_owned()))
+            .insert_header(("authorization", header))
+            .set_payload(body)
+            .to_request()
+    };
+    // Signed for this pod: accepted (409: this pod has no registry to reload from).
+    let header = signed("s3cret", "10.0.0.7:8080", body, "n1");
+    let resp = test::call_service(&app, send(header.clone(), "10.0.0.7:8080", body)).await;
+    assert_eq!(resp.status(), 409);
+    // The same signature again: a replay.
+    let resp = test::call_service(&app, send(header, "10.0.0.7:8080", body)).await;
+    assert_eq!(resp.status(), 401);
+    // Signed for another pod and sent here (with the Host it was signed for, or this one).
+    let other = signed("s3cret", "10.0.0.8:8080", body, "n2");
+    let resp = test::call_service(&app, send(other.clone(), "10.0.0.8:8080", body)).await;
+    assert_eq!(resp.status(), 401);
+    let resp = test::call_service(&app, send(other, "10.0.0.7:8080", body)).await;
+    assert_eq!(resp.status(), 401);
+    // Another body than the one signed, or another key.
+    let header = signed("s3cret", "10.0.0.7:8080", body, "n3");
+    let resp =
+        test::call_service(&app, send(header, "10.0.0.7:8080", br#"{"version": "4"}"#)).await;
+    assert_eq!(resp.status(), 401);
+    let header = signed("guess", "10.0.0.7:8080", body, "n4");
+    let resp = test::call_service(&app, send(header, "10.0.0.7:8080", body)).await;
+    assert_eq!(resp.status(), 401);
+    // People keep the bearer token.
+    let resp = test::call_service(&app, send("Bearer s3cret".into(), "10.0.0.7:8080", body)).await;
+    assert_eq!(resp.status(), 409);
+}
+
+#[actix_web::test]
 async fn without_an_admin_token_only_local_clients_may_reload() {
     let dir = bundled_model_dir();
     let state = state_with_bundled_model(dir.path(), None).await;

@@ -1,12 +1,15 @@
 //! Who may call the admin routes (`/reload-model`, `/shadow-model`): the bearer token of
-//! `PREDICTOR_ADMIN_TOKEN`, or without one only clients on this host.
+//! `PREDICTOR_ADMIN_TOKEN` or the operator's signature keyed by it
+//! (`api::admin_signature`), or without a token only clients on this host.
 
 use actix_web::HttpRequest;
+
+use api::admin_signature::SignedRequest;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn authorise(state: &AppState, http: &HttpRequest) -> Result<(), ApiError> {
+pub fn authorise(state: &AppState, http: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
     let Some(expected) = state.admin_token.as_deref() else {
         // No token configured: only clients on this host (as the old service was used).
         let local = http.peer_addr().is_some_and(|a| a.ip().is_loopback());
@@ -21,11 +24,57 @@ pub fn authorise(state: &AppState, http: &HttpRequest) -> Result<(), ApiError> {
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if tokens_equal(bearer_token(header).unwrap_or(""), expected) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
+    if let Some(token) = bearer_token(header) {
+        return if tokens_equal(token, expected) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized)
+        };
     }
+    signed_by_the_operator(state, http, header, expected, body)
+}
+
+/// The operator's proof (`api::admin_signature`): signed with the token for this request,
+/// sent to this pod's address, recently, with a nonce not seen before.
+fn signed_by_the_operator(
+    state: &AppState,
+    http: &HttpRequest,
+    header: &str,
+    key: &str,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    // The Host header as sent (not X-Forwarded-Host: the signature is for this hop).
+    let authority = http
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    // Signed for another address: replayed from another pod (or not ours to answer).
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority.as_str(), |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if let Some(own) = &state.own_address
+        && host != own
+    {
+        return Err(ApiError::Unauthorized);
+    }
+    let request = SignedRequest {
+        method: http.method().as_str(),
+        path: http.path(),
+        authority: &authority,
+        body,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let nonce = request
+        .verify(key, header, now)
+        .map_err(|_| ApiError::Unauthorized)?;
+    if state.nonces.seen_before(nonce, now) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(())
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case).

@@ -20,8 +20,8 @@ async fn reload_model(
     http: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    authorise(&state, &http)?;
     let body = read_limited(&http, body, &limit).await?;
+    authorise(&state, &http, &body)?;
     let request: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadRequest::default()
     } else {

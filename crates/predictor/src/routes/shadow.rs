@@ -24,8 +24,8 @@ async fn load_shadow(
     http: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    authorise(&state, &http)?;
     let body = read_limited(&http, body, &BodyLimit(MAX_BODY)).await?;
+    authorise(&state, &http, &body)?;
     let request: ShadowRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("malformed shadow request: {e}")))?;
     let response = state.load_shadow(request).await?;
@@ -37,6 +37,6 @@ async fn unload_shadow(
     state: web::Data<AppState>,
     http: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    authorise(&state, &http)?;
+    authorise(&state, &http, b"")?;
     Ok(HttpResponse::Ok().json(state.unload_shadow().await))
 }
