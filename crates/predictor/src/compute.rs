@@ -165,9 +165,17 @@ mod tests {
             inline.predict_placement(usize::MAX, 2),
             Placement::PredictOnPool
         );
+        // The documented limits: 16 KiB, and 16,384 tree walks.
+        assert_eq!(inline.read_placement(16_384), Placement::Inline);
+        assert_eq!(inline.read_placement(16_385), Placement::Pool);
         let never = Inline::never();
+        assert_eq!(never.read_placement(0), Placement::Pool);
         assert_eq!(never.read_placement(1), Placement::Pool);
         assert_eq!(never.predict_placement(1, 1), Placement::PredictOnPool);
+        let compute = Compute::new(Duration::from_millis(70), 1);
+        assert_eq!(compute.inline(), Inline::default());
+        assert_eq!(compute.deadline(), Duration::from_millis(70));
+        assert_eq!(compute.with_inline(never).inline(), never);
     }
 
     #[tokio::test]

@@ -388,6 +388,19 @@ mod tests {
             assert_eq!(s.skip_value(), Ok(()), "{text}");
             assert!(s.at_end(), "{text}");
         }
+        // Negative numbers and strings with spaces are skipped here, not left to the tree
+        // reader.
+        for text in ["-5", "-0.5e-3", "\"a b\"", "{\"k y\": \" \"}"] {
+            let mut s = Scan::new(text.as_bytes());
+            assert_eq!(s.skip_value(), Ok(()), "{text}");
+            assert!(s.at_end(), "{text}");
+        }
+        let deep_objects = format!("{}1{}", "{\"a\":".repeat(200), "}".repeat(200));
+        assert_eq!(
+            Scan::new(deep_objects.as_bytes()).skip_value(),
+            Err(Miss),
+            "objects nest no deeper than serde_json reads"
+        );
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         let bad = [
             r#"{"a": 1, "a": 2}"#,
@@ -410,5 +423,8 @@ mod tests {
         assert_eq!(s.key(), Ok(&b"lag_1"[..]));
         assert_eq!(Scan::new(br#""a\u0062": 1"#).key(), Err(Miss));
         assert_eq!(Scan::new(b"\"\xff\": 1").key(), Err(Miss));
+        assert_eq!(Scan::new(b"\"a\x01\": 1").key(), Err(Miss));
+        assert_eq!(Scan::new(b"\"a\x1f\": 1").key(), Err(Miss));
+        assert_eq!(Scan::new(b"\"a b\": 1").key(), Ok(&b"a b"[..]));
     }
 }
