@@ -870,3 +870,78 @@ async fn spec_env_reads_only_secrets_and_config_maps_labelled_for_the_predictor(
     );
     tier.cluster.stop().await;
 }
+
+/// The API server on a runtime of its own (kube-sim runs in-process otherwise): the test's
+/// runtime can then be blocked without blocking the server. Its kubeconfig and namespace.
+fn cluster_on_its_own_thread() -> (std::path::PathBuf, String) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let cluster = TestCluster::start_bare().await;
+            tx.send((cluster.kubeconfig.clone(), cluster.namespace.clone()))
+                .expect("send");
+            // Serves until the test process ends.
+            futures::future::pending::<()>().await;
+            drop(cluster);
+        });
+    });
+    rx.recv().expect("the cluster started")
+}
+
+#[test]
+fn lease_renewals_go_on_while_the_operators_runtime_is_blocked() {
+    use operator::leader::{LeaderElector, LeaseConfig};
+    use operator::renewal::Renewal;
+    let (kubeconfig, namespace) = cluster_on_its_own_thread();
+    // The operator's runtime: one thread, which the test blocks as a flood of reconciles
+    // would keep it busy.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig"),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("config");
+        let lease = LeaseConfig {
+            name: unique_name("renewal"),
+            namespace: namespace.clone(),
+            identity: "busy-operator".into(),
+            duration: Duration::from_secs(3),
+            renew_deadline: Duration::from_secs(2),
+            webhook_address: None,
+        };
+        let client = kube::Client::try_from(config.clone()).expect("client");
+        LeaderElector::new(client.clone(), lease.clone())
+            .acquire()
+            .await;
+        let renewal = Renewal::start(config, lease.clone()).expect("renewal thread");
+        // Blocked for more than twice the renew deadline: renewals on this runtime could
+        // not happen, and the lease would be lost.
+        let blocked_at = k8s_openapi::jiff::Timestamp::now();
+        std::thread::sleep(Duration::from_secs(5));
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(client, &namespace);
+        let spec = leases
+            .get(&lease.name)
+            .await
+            .expect("lease")
+            .spec
+            .expect("spec");
+        assert_eq!(spec.holder_identity.as_deref(), Some("busy-operator"));
+        let renewed = spec.renew_time.expect("renewTime").0;
+        assert!(
+            renewed > blocked_at + k8s_openapi::jiff::SignedDuration::from_secs(2),
+            "last renewal {renewed}, the runtime was blocked from {blocked_at} for 5 s"
+        );
+        renewal.stop().await;
+    });
+}

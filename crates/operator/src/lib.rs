@@ -14,6 +14,7 @@ pub mod policy;
 pub mod predictor_client;
 pub mod reconcile;
 pub mod registry;
+pub mod renewal;
 pub mod resources;
 pub mod run;
 pub mod secrets;

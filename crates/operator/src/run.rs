@@ -24,6 +24,7 @@ use crate::memory::{self, Memory};
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 use crate::registry::Registry;
+use crate::renewal::Renewal;
 
 /// The ForecastModel operator. Finds its cluster as kube-rs does (in-cluster, else
 /// KUBECONFIG).
@@ -124,6 +125,8 @@ pub enum RunError {
     RenewDeadline { renew: u64, lease: u64 },
     #[error("lost the leader lease")]
     LostLeadership,
+    #[error("cannot start the lease renewal thread: {0}")]
+    Renewal(std::io::Error),
 }
 
 /// A one-worker HTTP server run in the background (the process handles signals itself).
@@ -175,7 +178,9 @@ fn identity(config: &Config) -> String {
 /// write timeouts (a hung call cannot stall a reconcile or the lease), and one for watches,
 /// whose reads last as long as the watch (kube-rs' default, above the server's watch
 /// timeout).
-async fn clients() -> Result<(kube::Client, kube::Client), RunError> {
+/// The API clients (calls, watches) and the configuration of the calls' one (the lease
+/// renewal thread makes its own client from it).
+async fn clients() -> Result<(kube::Client, kube::Client, kube::Config), RunError> {
     let config = kube::Config::infer()
         .await
         .map_err(|e| RunError::ClusterConfig(e.to_string()))?;
@@ -185,9 +190,10 @@ async fn clients() -> Result<(kube::Client, kube::Client), RunError> {
     calls.write_timeout = Some(Duration::from_secs(15));
     let mut watches = config;
     watches.connect_timeout = Some(Duration::from_secs(5));
+    let calls_config = calls.clone();
     let calls = kube::Client::try_from(calls).map_err(RunError::Cluster)?;
     let watches = kube::Client::try_from(watches).map_err(RunError::Cluster)?;
-    Ok((calls, watches))
+    Ok((calls, watches, calls_config))
 }
 
 /// Where the other replicas reach this one's webhook listener.
@@ -300,14 +306,14 @@ enum Stopped {
 /// work gets `after_loss` (what is left before another replica may take the lease).
 async fn until_stopped(
     run: impl std::future::Future<Output = ()>,
-    elector: Option<&LeaderElector>,
+    renewal: Option<&mut Renewal>,
     stop: tokio::sync::oneshot::Sender<()>,
     acting: &crate::leader::Acting,
     after_loss: Duration,
 ) -> Stopped {
     let lost = async {
-        match elector {
-            Some(e) => e.hold().await,
+        match renewal {
+            Some(r) => r.lost().await,
             None => futures::future::pending::<()>().await,
         }
     };
@@ -339,7 +345,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     )
     .map_err(RunError::Policy)?;
     let (lease_duration, renew_deadline) = lease_timing(&config)?;
-    let (client, watch_client) = clients().await?;
+    let (client, watch_client, api_config) = clients().await?;
     let identity = identity(&config);
     let metrics = Arc::new(Metrics::default());
     let health = web::Data::new(HealthState {
@@ -353,17 +359,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         })?;
     health.ready.store(true, Ordering::Relaxed);
 
-    let elector = (!config.disable_leader_election).then(|| {
-        let lease = LeaseConfig {
-            name: config.lease_name.clone(),
-            namespace: config.lease_namespace.clone(),
-            identity: identity.clone(),
-            duration: lease_duration,
-            renew_deadline,
-            webhook_address: webhook_advertise_address(&config),
-        };
-        Arc::new(LeaderElector::new(client.clone(), lease))
+    let lease = (!config.disable_leader_election).then(|| LeaseConfig {
+        name: config.lease_name.clone(),
+        namespace: config.lease_namespace.clone(),
+        identity: identity.clone(),
+        duration: lease_duration,
+        renew_deadline,
+        webhook_address: webhook_advertise_address(&config),
     });
+    let elector = lease
+        .clone()
+        .map(|lease| Arc::new(LeaderElector::new(client.clone(), lease)));
     // Every replica takes webhook deliveries: a standby relays them to the leader.
     let webhook = web::Data::new(WebhookEndpoint {
         local: Default::default(),
@@ -383,6 +389,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         return Ok(());
     }
     metrics.leader.set(1);
+    // Renewals from here on run on their own thread, runtime and client.
+    let mut renewal = match lease {
+        Some(lease) => Some(Renewal::start(api_config, lease).map_err(RunError::Renewal)?),
+        None => None,
+    };
 
     // Owned Deployments, Services, ConfigMaps and pods: watched once, read by reconciles
     // from the caches, and changes reconcile their ForecastModel.
@@ -432,8 +443,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         });
     // After a lost lease: what is left before another replica may take it, less a second.
     let after_loss = lease_duration.saturating_sub(renew_deadline + Duration::from_secs(1));
-    let stopped = until_stopped(run, elector.as_deref(), stop_tx, &acting, after_loss).await;
+    let stopped = until_stopped(run, renewal.as_mut(), stop_tx, &acting, after_loss).await;
     metrics.leader.set(0);
+    if let Some(renewal) = renewal {
+        renewal.stop().await;
+    }
     if let Some(e) = &elector {
         e.release().await;
     }
