@@ -479,6 +479,9 @@ fn hostile_model_dir(flavor: &str, bytes: &[u8]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let mlmodel = match flavor {
         "onnx" => "flavors:\n  onnx:\n    data: model.onnx\n",
+        "skops" => {
+            "flavors:\n  sklearn:\n    pickled_model: model.skops\n    serialization_format: skops\n    sklearn_version: 1.5.0\n"
+        }
         "xgboost" => {
             "flavors:\n  xgboost:\n    data: model.ubj\n    model_format: ubj\n    xgb_version: 2.1.0\n    model_class: xgboost.sklearn.XGBRegressor\n"
         }
@@ -489,6 +492,7 @@ fn hostile_model_dir(flavor: &str, bytes: &[u8]) -> tempfile::TempDir {
     std::fs::write(dir.path().join("MLmodel"), mlmodel).expect("MLmodel");
     let file = match flavor {
         "onnx" => "model.onnx",
+        "skops" => "model.skops",
         "xgboost" => "model.ubj",
         _ => "model.pkl",
     };
@@ -528,7 +532,28 @@ fn model_files_that_inflate_are_refused_within_a_bound_on_memory() {
     }
     onnx.push(len as u8);
     onnx.extend_from_slice(&nodes);
+    // A skops zip whose schema.json inflates to 64 MiB of zeros (64 KiB on disk), refused at
+    // a MODEL_MAX_BYTES of 8 MiB while it inflates (it was read to a fixed 512 MiB).
+    let skops = {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.skops");
+        let script = "import sys, zipfile\n\
+            with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n\
+            \x20   z.writestr('schema.json', b'0' * (64 << 20))\n";
+        let out = std::process::Command::new(python())
+            .args(["-c", script])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(&path).unwrap()
+    };
     for (flavor, bytes, says) in [
+        ("skops", skops, "model size limit"),
         ("xgboost", ubj, "more values than the file's"),
         ("sklearn", pickle, "more than its size allows"),
         ("onnx", onnx, "refused before decoding"),
@@ -537,7 +562,8 @@ fn model_files_that_inflate_are_refused_within_a_bound_on_memory() {
         let (code, stderr, peak_kib) = run_measuring_peak_rss(
             std::process::Command::new(bin("forecastctl"))
                 .args(["inspect", "--model-dir"])
-                .arg(dir.path()),
+                .arg(dir.path())
+                .env("MODEL_MAX_BYTES", (8 << 20).to_string()),
         );
         assert!(
             peak_kib < REFUSAL_PEAK_RSS_KIB,

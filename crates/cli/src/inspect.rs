@@ -25,6 +25,10 @@ pub struct InspectArgs {
     /// `text` or `json`.
     #[arg(long, default_value = "text")]
     output: String,
+    /// The most a model file, or what it inflates to, may hold — the predictor's
+    /// `MODEL_MAX_BYTES`, so a version is refused here as a pod would refuse it.
+    #[arg(long, env = "MODEL_MAX_BYTES", default_value_t = model::MAX_MODEL_FILE_BYTES)]
+    max_bytes: u64,
 }
 
 impl InspectArgs {
@@ -48,7 +52,7 @@ pub async fn run(client: Option<&MlflowClient>, args: &InspectArgs) -> anyhow::R
         }
         _ => bail!("give --model-dir DIR, or --name NAME --version V"),
     };
-    let loaded = model::load_model_path(&path);
+    let loaded = model::load_model_path_within(&path, args.max_bytes);
     if args.model_dir.is_none() {
         let _ = std::fs::remove_dir_all(&path);
     }
