@@ -1,0 +1,105 @@
+//! Trees as specified compiled into the evaluator's flat pre-order nodes.
+
+use super::*;
+
+pub(super) fn to_u32(v: usize) -> Result<u32, ModelError> {
+    u32::try_from(v).map_err(|_| ModelError::invalid("the ensemble has more than 2^32 nodes"))
+}
+
+/// Appends `tree` to `out` in pre-order (yes-child next), checking it is a proper tree.
+pub(super) fn compile_tree(
+    tree: &TreeSpec,
+    tree_index: usize,
+    n_features: usize,
+    out: &mut Vec<Node>,
+) -> Result<(), ModelError> {
+    let len = tree.nodes.len();
+    if len == 0 {
+        return Err(ModelError::invalid(format!(
+            "tree {tree_index} has no nodes"
+        )));
+    }
+    let mut visited = vec![false; len];
+    // (spec index, compiled index of the parent whose `no` must point here)
+    let mut stack: Vec<(usize, Option<usize>)> = vec![(0, None)];
+    while let Some((index, patch_parent)) = stack.pop() {
+        let node = tree.nodes.get(index).ok_or_else(|| {
+            ModelError::invalid(format!(
+                "tree {tree_index} refers to node {index}, but it has only {len} nodes"
+            ))
+        })?;
+        if std::mem::replace(&mut visited[index], true) {
+            return Err(ModelError::invalid(format!(
+                "tree {tree_index}: node {index} is reached twice (not a tree)"
+            )));
+        }
+        let here = out.len();
+        if let Some(parent) = patch_parent {
+            out[parent].no = to_u32(here)?;
+        }
+        match *node {
+            NodeSpec::Leaf { leaf } => {
+                if !leaf.is_finite() {
+                    return Err(ModelError::invalid(format!(
+                        "tree {tree_index}: leaf {index} has a non-finite value"
+                    )));
+                }
+                out.push(Node {
+                    value: leaf,
+                    no: 0,
+                    feature: 0,
+                    rule: LEAF,
+                    flags: 0,
+                });
+            }
+            NodeSpec::Split {
+                feature,
+                rule,
+                threshold,
+                yes,
+                no,
+                missing_yes,
+                missing_no,
+                nan_as_zero,
+                zero_is_missing,
+            } => {
+                if missing_yes && missing_no {
+                    return Err(ModelError::invalid(format!(
+                        "tree {tree_index}: node {index} sends missing values both ways"
+                    )));
+                }
+                if feature >= n_features {
+                    return Err(ModelError::invalid(format!(
+                        "tree {tree_index}: node {index} splits on feature {feature}, \
+                         but the model has {n_features} features"
+                    )));
+                }
+                if threshold.is_nan() {
+                    return Err(ModelError::invalid(format!(
+                        "tree {tree_index}: node {index} has a NaN threshold"
+                    )));
+                }
+                out.push(Node {
+                    value: threshold,
+                    no: 0,
+                    // n_features <= u16::MAX was checked by the caller.
+                    feature: feature as u16,
+                    rule: rule as u8,
+                    flags: (if missing_yes { MISSING_YES } else { 0 })
+                        | (if missing_no { MISSING_NO } else { 0 })
+                        | (if nan_as_zero { NAN_AS_ZERO } else { 0 })
+                        | (if zero_is_missing { ZERO_IS_MISSING } else { 0 }),
+                });
+                // The "no" subtree is emitted after the whole "yes" subtree.
+                stack.push((no, Some(here)));
+                stack.push((yes, None));
+            }
+        }
+    }
+    if let Some(orphan) = visited.iter().position(|v| !v) {
+        return Err(ModelError::invalid(format!(
+            "tree {tree_index}: node {orphan} is not reachable from the root"
+        )));
+    }
+    Ok(())
+}
