@@ -13,24 +13,30 @@ use crate::error::ApiError;
 
 /// `/predict`'s `{"instances": [...]}`.
 pub fn predict_rows(body: &[u8], schema: &Schema<'_>, max: usize) -> Result<Matrix, ApiError> {
-    read_json(body, Route::Predict, schema, max).or_else(|stopped| {
-        let tree = || -> Result<Vec<Vec<f64>>, ApiError> {
-            let request: api::predictor::PredictRequest = serde_json::from_value(parse_json(body)?)
-                .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
-            rows_from_instances(&request.instances, schema, max).map_err(ApiError::BadRequest)
-        };
-        tree()
-            .map(|rows| Matrix::from_rows(rows, schema.features.len()))
-            .map_err(|e| locate(e, stopped, schema))
+    fast_else_tree(body, Route::Predict, schema, max, || {
+        let request: api::predictor::PredictRequest = serde_json::from_value(parse_json(body)?)
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+        rows_from_instances(&request.instances, schema, max).map_err(ApiError::BadRequest)
     })
 }
 
 /// `/invocations`' JSON formats.
 pub fn invocation_rows(body: &[u8], schema: &Schema<'_>, max: usize) -> Result<Matrix, ApiError> {
-    read_json(body, Route::Invocations, schema, max).or_else(|stopped| {
-        let tree = || -> Result<Vec<Vec<f64>>, ApiError> {
-            rows_from_body(&parse_json(body)?, schema, max).map_err(ApiError::BadRequest)
-        };
+    fast_else_tree(body, Route::Invocations, schema, max, || {
+        rows_from_body(&parse_json(body)?, schema, max).map_err(ApiError::BadRequest)
+    })
+}
+
+/// The fast reader's rows, else the tree reader's (`tree`) answer, located where the fast
+/// reader stopped.
+fn fast_else_tree(
+    body: &[u8],
+    route: Route,
+    schema: &Schema<'_>,
+    max: usize,
+    tree: impl FnOnce() -> Result<Vec<Vec<f64>>, ApiError>,
+) -> Result<Matrix, ApiError> {
+    read_json(body, route, schema, max).or_else(|stopped| {
         tree()
             .map(|rows| Matrix::from_rows(rows, schema.features.len()))
             .map_err(|e| locate(e, stopped, schema))

@@ -142,8 +142,8 @@ impl Reader<'_, '_> {
         }
     }
 
-    /// `[row, ...]`, each row an array in feature order or a record keyed by feature name.
-    fn instances(&mut self) -> Scanned<()> {
+    /// `[row, ...]`, each row read by `read_row` (given its index) after the count is checked.
+    fn rows(&mut self, mut read_row: impl FnMut(&mut Self, usize) -> Scanned<()>) -> Scanned<()> {
         self.scan.eat(b'[')?;
         if self.scan.eat_if(b']') {
             return Ok(());
@@ -151,16 +151,21 @@ impl Reader<'_, '_> {
         let mut row = 0;
         loop {
             self.start_row(row)?;
-            match self.scan.peek() {
-                Some(b'[') => self.array_row(row, None)?,
-                Some(b'{') => self.record_row(row)?,
-                _ => return Err(Miss),
-            }
+            read_row(self, row)?;
             row += 1;
             if !self.scan.next_or_close(b']')? {
                 return Ok(());
             }
         }
+    }
+
+    /// Rows as arrays in feature order or records keyed by feature name.
+    fn instances(&mut self) -> Scanned<()> {
+        self.rows(|reader, row| match reader.scan.peek() {
+            Some(b'[') => reader.array_row(row, None),
+            Some(b'{') => reader.record_row(row),
+            _ => Err(Miss),
+        })
     }
 
     /// `[v, ...]`: in feature order, or in `order` (feature index of each position).
@@ -323,21 +328,9 @@ impl Reader<'_, '_> {
     }
 
     fn data(&mut self, order: Option<&[usize]>) -> Scanned<()> {
-        let Some(order) = order else {
-            return self.instances();
-        };
-        self.scan.eat(b'[')?;
-        if self.scan.eat_if(b']') {
-            return Ok(());
-        }
-        let mut row = 0;
-        loop {
-            self.start_row(row)?;
-            self.array_row(row, Some(order))?;
-            row += 1;
-            if !self.scan.next_or_close(b']')? {
-                return Ok(());
-            }
+        match order {
+            Some(order) => self.rows(|reader, row| reader.array_row(row, Some(order))),
+            None => self.instances(),
         }
     }
 }
