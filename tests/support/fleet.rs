@@ -60,7 +60,7 @@ pub async fn all_on(cluster: &TestCluster, fm: &str, version: &str, replicas: us
     v.len() == replicas && v.iter().all(|(_, pv)| pv.as_deref() == Some(version))
 }
 
-/// Pod uid → container id (on kube-sim `kube-sim://<pid>`).
+/// Pod uid → container id (`process://<pid>` from the node agent).
 pub async fn identities(cluster: &TestCluster, fm: &str) -> BTreeMap<String, String> {
     cluster
         .pods(fm)

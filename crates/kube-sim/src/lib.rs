@@ -2,7 +2,8 @@
 //! documented behaviour for what the operator and kubectl use — discovery, CRDs,
 //! list/watch with resume and 410 Gone, selectors, merge/JSON/strategic patches,
 //! server-side apply, the status and scale subresources, finalizers, garbage collection,
-//! Deployment and ReplicaSet controllers, and a kubelet whose pods can be real processes.
+//! Deployment and ReplicaSet controllers, a scheduler, and the node agent (the same
+//! kubelet that runs pods on a real control plane) whose pods can be real processes.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -14,7 +15,6 @@
 
 pub mod api;
 pub mod controllers;
-pub mod kubelet;
 pub mod list_maps;
 pub mod managed_fields;
 pub mod node_agent;
@@ -156,7 +156,13 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
         config.resync,
         rx.clone(),
     )));
-    tasks.push(tokio::spawn(run_kubelet(sim.clone(), config.resync, rx)));
+    tasks.push(tokio::spawn(run_node_agent(
+        url.clone(),
+        config.images.clone(),
+        workdir.clone(),
+        config.resync,
+        rx,
+    )));
 
     let kubeconfig = config
         .kubeconfig
@@ -253,6 +259,7 @@ async fn run_controllers(
             }
             controllers::deployment::reconcile(&mut store, dirty.as_ref());
             controllers::replicaset::reconcile(&mut store, dirty.as_ref());
+            controllers::scheduler::schedule(&mut store);
         }
         // Leave the API server room between passes under a stream of changes.
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -289,37 +296,55 @@ async fn run_controllers(
     }
 }
 
-async fn run_kubelet(
-    sim: Arc<Sim>,
+/// The node agent (`node_agent`) as kube-sim's kubelet: the same code that runs pods on
+/// a real control plane, talking to this simulator over HTTP. Pods whose image maps to no
+/// binary are simulated (running and ready, no process).
+async fn run_node_agent(
+    url: String,
+    images: HashMap<String, PathBuf>,
+    workdir: PathBuf,
     resync: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut kubelet = kubelet::Kubelet::new(sim.clone());
-    let mut events = sim.store().subscribe();
-    let mut dirty: Option<std::collections::HashSet<String>> = None;
-    loop {
-        kubelet.sync(dirty.as_ref()).await;
-        match next_round(&mut events, resync, &mut shutdown).await {
-            Round::Shutdown => {
-                kubelet.stop_all().await;
-                return;
-            }
-            Round::Changes(batch, full) => {
-                dirty = if full {
-                    None
-                } else {
-                    let mut set = std::collections::HashSet::new();
-                    for e in batch
-                        .iter()
-                        .filter(|e| e.resource == (String::new(), "pods".to_owned()))
-                    {
-                        if let Some(uid) = e.object["metadata"]["uid"].as_str() {
-                            set.insert(uid.to_owned());
-                        }
-                    }
-                    Some(set)
-                };
-            }
+    let config = match url.parse() {
+        Ok(uri) => kube::Config::new(uri),
+        Err(e) => {
+            tracing::error!(%url, error = %e, "the node agent cannot address the simulator");
+            return;
         }
+    };
+    let client = match kube::Client::try_from(config) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "the node agent's client");
+            return;
+        }
+    };
+    let config = node_agent::NodeAgentConfig {
+        node_name: NODE_NAME.to_owned(),
+        node_ip: std::net::Ipv4Addr::LOCALHOST,
+        first_pod_ip: first_pod_ip(),
+        images,
+        workdir,
+        resync,
+        max_pods: 1_000_000,
+        unknown_images: node_agent::UnknownImages::Simulated,
+    };
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    if let Err(e) = node_agent::run(client, config, stop).await {
+        tracing::error!(error = %e, "the node agent stopped");
     }
+}
+
+/// The simulator's one node (the node agent's).
+pub const NODE_NAME: &str = "kube-sim";
+
+/// Pods get loopback addresses: each simulator starts at a random /24 of 127.0.0.0/8,
+/// so simulators running side by side (parallel tests) do not hand out the same ones.
+fn first_pod_ip() -> std::net::Ipv4Addr {
+    use rand::Rng;
+    let block: u32 = rand::rng().random_range(0..254 * 256u32);
+    std::net::Ipv4Addr::new(127, 1 + (block / 256) as u8, (block % 256) as u8, 2)
 }

@@ -15,7 +15,6 @@ pub struct Sim {
     /// Where pods' working directories and logs go.
     pub workdir: PathBuf,
     pub http: reqwest::Client,
-    pod_logs: Mutex<HashMap<(String, String), PathBuf>>,
 }
 
 impl Sim {
@@ -36,7 +35,6 @@ impl Sim {
                 .connect_timeout(std::time::Duration::from_secs(2))
                 .build()
                 .unwrap_or_default(),
-            pod_logs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -51,29 +49,18 @@ impl Sim {
         binary_for_image(&self.images, image)
     }
 
-    pub fn set_pod_log(&self, ns: &str, name: &str, path: PathBuf) {
-        self.pod_logs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((ns.to_owned(), name.to_owned()), path);
-    }
-
-    /// The pod's container output (empty for simulated pods), `None` for unknown pods.
+    /// The pod's container output (empty for simulated pods and before the first start),
+    /// `None` for unknown pods. The node agent writes it under
+    /// `workdir/pods/NAMESPACE_NAME_UID/container.log`.
     pub fn pod_log(&self, ns: &str, name: &str) -> Option<String> {
-        let path = self
-            .pod_logs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(ns.to_owned(), name.to_owned()))
-            .cloned();
-        match path {
-            Some(p) => Some(std::fs::read_to_string(p).unwrap_or_default()),
-            None => {
-                let store = self.store();
-                let pods = store.resolve("", "v1", "pods")?.clone();
-                store.get(&pods, ns, name).ok().map(|_| String::new())
-            }
-        }
+        let uid = {
+            let store = self.store();
+            let pods = store.resolve("", "v1", "pods")?.clone();
+            let pod = store.get(&pods, ns, name).ok()?;
+            pod["metadata"]["uid"].as_str()?.to_owned()
+        };
+        let path = crate::node_agent::container_log(&self.workdir, ns, name, &uid);
+        Some(std::fs::read_to_string(path).unwrap_or_default())
     }
 }
 

@@ -77,16 +77,16 @@ fn identities(table: &str) -> Vec<String> {
     rows
 }
 
-/// Where the demo's Kubernetes comes from.
+/// Where a demo or benchmark's Kubernetes comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DemoCluster {
+pub enum ClusterKind {
     /// The embedded simulator (fast on a fresh machine).
     Sim,
     /// The control plane built from Kubernetes' sources (`cargo xtask cluster`).
     Real,
 }
 
-pub fn run_demo(cluster: DemoCluster) -> anyhow::Result<()> {
+pub fn run_demo(cluster: ClusterKind) -> anyhow::Result<()> {
     crate::require_kubectl()?;
     let python = venv::ensure()?;
     run(
@@ -102,11 +102,11 @@ pub fn run_demo(cluster: DemoCluster) -> anyhow::Result<()> {
     // On the real control plane this thread moves into the cluster's network namespace
     // first, so MLflow, the operator and the pods all meet there.
     let (kubeconfig, sim) = match cluster {
-        DemoCluster::Real => {
+        ClusterKind::Real => {
             let state = crate::cluster::up(&bin)?;
             (state.kubeconfig, None)
         }
-        DemoCluster::Sim => {
+        ClusterKind::Sim => {
             let kubeconfig = work.join("kubeconfig");
             let sim_log = std::fs::File::create(work.join("kube-sim.log"))?;
             let sim = Guard::new(
@@ -137,7 +137,7 @@ pub fn run_demo(cluster: DemoCluster) -> anyhow::Result<()> {
     };
     let result = story(&python, &bin, &work, &kubeconfig);
     drop(sim);
-    if cluster == DemoCluster::Real {
+    if cluster == ClusterKind::Real {
         crate::cluster::down()?;
     }
     result

@@ -47,7 +47,7 @@ enum Task {
         /// `sim` (default): the embedded kube-sim; `real`: the control plane built from
         /// Kubernetes' sources, in its own network namespace.
         #[arg(long, value_enum, default_value = "sim")]
-        cluster: demo::DemoCluster,
+        cluster: demo::ClusterKind,
     },
     /// Train the default model and serve it with the predictor from disk (no registry).
     Serve {
@@ -114,6 +114,16 @@ pub fn install_crd(kubeconfig: &Path) -> anyhow::Result<()> {
     kubectl(
         kubeconfig,
         &["apply", "--server-side", "-f", &crd.to_string_lossy()],
+    )?;
+    // A real API server serves the kind only once the CRD is Established.
+    kubectl(
+        kubeconfig,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/forecastmodels.forecast.dev",
+            "--timeout=60s",
+        ],
     )
     .map(|_| ())
 }

@@ -39,6 +39,24 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// The server process's peak resident memory (VmHWM), KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Has the server process ended?
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Resident memory of every process in the server's group, KiB.
     pub fn rss_kib(&self) -> u64 {
         let group = self.child.id() as i64;

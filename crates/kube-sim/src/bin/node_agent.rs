@@ -28,6 +28,14 @@ struct Args {
     /// Pods' working directories and logs.
     #[arg(long)]
     workdir: PathBuf,
+    /// Run pods whose image maps to no binary as simulated containers (running and
+    /// ready, no process) instead of leaving them Pending with ErrImagePull: for
+    /// benchmarks of thousands of pods.
+    #[arg(long)]
+    simulate_unknown_images: bool,
+    /// The node's pod capacity (the scheduler places no more).
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
 }
 
 #[tokio::main]
@@ -48,6 +56,12 @@ async fn main() -> anyhow::Result<()> {
         images: kube_sim::sim::parse_image_mappings(&args.run)?,
         workdir: args.workdir,
         resync: Duration::from_millis(500),
+        max_pods: args.max_pods,
+        unknown_images: if args.simulate_unknown_images {
+            kube_sim::node_agent::UnknownImages::Simulated
+        } else {
+            kube_sim::node_agent::UnknownImages::PullFails
+        },
     };
     let client = kube::Client::try_default()
         .await

@@ -1,10 +1,12 @@
 //! The built-in controllers the simulator runs: Deployments (which make ReplicaSets, as
-//! kube-controller-manager's does), ReplicaSets (which make pods) and garbage collection.
+//! kube-controller-manager's does), ReplicaSets (which make pods), garbage collection and
+//! the scheduler (which binds pods to the node agent's node).
 //! Each is a synchronous pass over the store, run on every change and on a timer.
 
 pub mod deployment;
 pub mod gc;
 pub mod replicaset;
+pub mod scheduler;
 
 use serde_json::Value;
 

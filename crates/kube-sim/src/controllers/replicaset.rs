@@ -122,8 +122,7 @@ fn create_pod(store: &mut Store, pods_rt: &ResourceType, rs: &Value) -> Option<V
     if template["metadata"]["annotations"].is_object() {
         metadata["annotations"] = template["metadata"]["annotations"].clone();
     }
-    let mut spec = template["spec"].clone();
-    spec["nodeName"] = json!("kube-sim");
+    let spec = template["spec"].clone();
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec});
     let opts = WriteOptions {
         manager: MANAGER.into(),

@@ -17,8 +17,8 @@ mod process;
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -30,6 +30,9 @@ use tokio::sync::Notify;
 
 pub use node::register_node;
 use process::Container;
+
+/// How often every pod is looked at, changed or not.
+const FULL_PASS: Duration = Duration::from_secs(30);
 
 /// Field manager of everything the agent writes.
 pub const MANAGER: &str = "forecast-node-agent";
@@ -55,6 +58,21 @@ pub struct NodeAgentConfig {
     pub workdir: PathBuf,
     /// Period of the probes and the status resync.
     pub resync: Duration,
+    /// The node's pod capacity (`status.capacity.pods`).
+    pub max_pods: u32,
+    /// What a pod whose image maps to no binary becomes.
+    pub unknown_images: UnknownImages,
+}
+
+/// What the agent does with a pod whose image maps to no local binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownImages {
+    /// The pod stays `Pending` with `ErrImagePull` and a Warning event, as an image that
+    /// cannot be pulled does (the node agent on a real control plane).
+    PullFails,
+    /// A simulated container: running and ready at once, no process (kube-sim's fast tier
+    /// and benchmarks of thousands of pods).
+    Simulated,
 }
 
 /// Runs until `shutdown` resolves; then stops every container it started (the pods stay,
@@ -71,8 +89,10 @@ pub async fn run(
     let pods: Api<Pod> = Api::all(client.clone());
     let (store, writer) = reflector::store();
     let changed = Arc::new(Notify::new());
+    // Uids of the pods that changed since the last pass.
+    let touched: Arc<Mutex<HashSet<String>>> = Arc::default();
     let watch = {
-        let changed = changed.clone();
+        let (changed, touched) = (changed.clone(), touched.clone());
         let stream = reflector(
             writer,
             watcher(
@@ -85,8 +105,16 @@ pub async fn run(
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, "pod watch");
+                match event {
+                    Ok(pod) => {
+                        if let Some(uid) = pod.uid() {
+                            touched
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(uid);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "pod watch"),
                 }
                 changed.notify_one();
             }
@@ -95,6 +123,7 @@ pub async fn run(
 
     let mut agent = Agent::new(client, config.clone());
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut last_full_pass: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -104,7 +133,13 @@ pub async fn run(
         if store.wait_until_ready().await.is_err() {
             break;
         }
-        agent.sync(&store.state()).await;
+        let dirty = std::mem::take(&mut *touched.lock().unwrap_or_else(|p| p.into_inner()));
+        // Every pod now and then; otherwise the changed ones and those with a process.
+        let full = last_full_pass.is_none_or(|t| t.elapsed() >= FULL_PASS);
+        if full {
+            last_full_pass = Some(std::time::Instant::now());
+        }
+        agent.sync(&store.state(), (!full).then_some(&dirty)).await;
     }
     watch.abort();
     heartbeat.abort();
@@ -133,10 +168,20 @@ impl Agent {
         }
     }
 
-    async fn sync(&mut self, pods: &[Arc<Pod>]) {
+    /// One pass over the pods in `dirty` (all when `None`), those running a process
+    /// (probes and exits need a look every round) and those whose status is not written.
+    async fn sync(&mut self, pods: &[Arc<Pod>], dirty: Option<&HashSet<String>>) {
         let present: HashSet<String> = pods.iter().filter_map(|p| p.uid()).collect();
         for pod in pods {
             let Some(uid) = pod.uid() else { continue };
+            let needs_look = dirty.is_none_or(|d| d.contains(&uid))
+                || self
+                    .containers
+                    .get(&uid)
+                    .is_none_or(|c| c.binary.is_some() || c.last_status.is_none());
+            if !needs_look {
+                continue;
+            }
             if pod.metadata.deletion_timestamp.is_some() {
                 if self.terminating.insert(uid.clone()) {
                     let container = self.containers.remove(&uid);
@@ -172,7 +217,7 @@ impl Agent {
         if !self.containers.contains_key(uid) {
             let ip = self.pod_ip(pod);
             let container = Container::new(pod, ip, &self.config);
-            if container.binary.is_none() {
+            if container.binary.is_none() && !container.simulated {
                 image_not_found_event(&self.client, pod, &self.config).await;
             }
             self.containers.insert(uid.to_owned(), container);
@@ -220,6 +265,14 @@ impl Agent {
             c.stop(Duration::from_secs(5)).await;
         }
     }
+}
+
+/// Where a pod's container output goes (its working directory is the file's directory).
+pub fn container_log(workdir: &Path, namespace: &str, name: &str, uid: &str) -> PathBuf {
+    workdir
+        .join("pods")
+        .join(format!("{namespace}_{name}_{uid}"))
+        .join("container.log")
 }
 
 /// `first` + n, skipping addresses ending in .0 and .255.

@@ -86,8 +86,9 @@ async fn write_status(nodes: &Api<Node>, config: &NodeAgentConfig) -> Result<(),
         }
         c
     };
-    let resources =
-        json!({"cpu": "8", "memory": "16Gi", "pods": "110", "ephemeral-storage": "50Gi"});
+    let resources = json!({
+        "cpu": "8", "memory": "16Gi", "pods": config.max_pods.to_string(), "ephemeral-storage": "50Gi",
+    });
     let status = json!({
         "status": {
             "capacity": resources,

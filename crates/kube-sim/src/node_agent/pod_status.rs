@@ -11,7 +11,7 @@ use super::process::Container;
 
 pub fn build(pod: &Pod, c: &Container, config: &NodeAgentConfig) -> Value {
     let spec = pod.spec.as_ref().and_then(|s| s.containers.first());
-    let running = c.pid.is_some();
+    let running = c.pid.is_some() || c.simulated;
     let phase = match (&c.finished, running, c.restart_count) {
         (Some(t), _, _) if t.exit_code == 0 => "Succeeded",
         (Some(_), _, _) => "Failed",
@@ -51,7 +51,11 @@ pub fn build(pod: &Pod, c: &Container, config: &NodeAgentConfig) -> Value {
         "name": spec.map(|s| s.name.clone()).unwrap_or_default(),
         "image": spec.and_then(|s| s.image.clone()).unwrap_or_default(),
         "imageID": "",
-        "containerID": c.pid.map(|pid| format!("process://{pid}")),
+        "containerID": match c.pid {
+            Some(pid) => Some(format!("process://{pid}")),
+            None if c.simulated => Some("simulated://".to_owned()),
+            None => None,
+        },
         "ready": c.ready,
         "started": running,
         "restartCount": c.restart_count,
@@ -68,7 +72,7 @@ pub fn build(pod: &Pod, c: &Container, config: &NodeAgentConfig) -> Value {
         "podIPs": [{"ip": ip}],
         "startTime": c.pod_started_at,
         "conditions": [
-            condition("PodReadyToStartContainers", c.binary.is_some()),
+            condition("PodReadyToStartContainers", c.binary.is_some() || c.simulated),
             condition("Initialized", true),
             condition("ContainersReady", c.ready),
             condition("Ready", c.ready),

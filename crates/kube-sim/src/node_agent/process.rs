@@ -12,9 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Client, ResourceExt};
 use tokio::process::{Child, Command};
 
-use super::NodeAgentConfig;
 use super::env::{expand, resolve_env};
 use super::probe::{ProbeState, Verdict};
+use super::{NodeAgentConfig, UnknownImages};
 
 /// Why the container is not running (the `waiting` state's reason and message).
 #[derive(Debug, Clone, PartialEq)]
@@ -33,8 +33,11 @@ pub struct Terminated {
 
 pub struct Container {
     pub ip: Ipv4Addr,
-    /// The local binary for the pod's image; `None`: the image cannot be "pulled".
+    /// The local binary for the pod's image; `None`: the image cannot be "pulled"
+    /// (or the container is simulated).
     pub binary: Option<PathBuf>,
+    /// A simulated container: running and ready, no process.
+    pub simulated: bool,
     child: Option<Child>,
     pub pid: Option<u32>,
     pub restart_count: i32,
@@ -57,38 +60,42 @@ impl Container {
         let spec = pod.spec.as_ref().and_then(|s| s.containers.first());
         let image = spec.and_then(|c| c.image.as_deref()).unwrap_or_default();
         let binary = crate::sim::binary_for_image(&config.images, image);
+        let simulated = binary.is_none() && config.unknown_images == UnknownImages::Simulated;
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
         let waiting = match &binary {
-            Some(_) => Waiting {
+            _ if simulated => None,
+            Some(_) => Some(Waiting {
                 reason: "ContainerCreating".into(),
                 message: String::new(),
-            },
-            None => Waiting {
+            }),
+            None => Some(Waiting {
                 reason: "ErrImagePull".into(),
                 message: format!("image \"{image}\" is not known to this node agent"),
-            },
+            }),
         };
-        let dir = config.workdir.join("pods").join(format!(
-            "{}_{}_{}",
-            pod.namespace().unwrap_or_default(),
-            pod.name_any(),
-            pod.uid().unwrap_or_default()
-        ));
+        let log = super::container_log(
+            &config.workdir,
+            &pod.namespace().unwrap_or_default(),
+            &pod.name_any(),
+            &pod.uid().unwrap_or_default(),
+        );
         Container {
             ip,
             binary,
+            simulated,
             child: None,
             pid: None,
             restart_count: 0,
-            started_at: None,
-            pod_started_at: Time(k8s_openapi::jiff::Timestamp::now()),
+            started_at: simulated.then(|| now.clone()),
+            pod_started_at: now,
             next_start: Instant::now(),
-            ready: false,
-            waiting: Some(waiting),
+            ready: simulated,
+            waiting,
             last_terminated: None,
             finished: None,
             readiness: ProbeState::default(),
             liveness: ProbeState::default(),
-            log: dir.join("container.log"),
+            log,
             last_status: None,
         }
     }

@@ -193,8 +193,8 @@ pub fn pid_alive(pid: u32) -> bool {
             .contains(") Z ")
 }
 
-/// The process ids of the pods' first containers (`kube-sim://PID` from kube-sim's
-/// kubelet, `process://PID` from the node agent).
+/// The process ids of the pods' first containers (`process://PID`, from the node agent
+/// on either server).
 pub fn pids_of(pods: &[Pod]) -> Vec<u32> {
     pods.iter()
         .filter_map(|p| {

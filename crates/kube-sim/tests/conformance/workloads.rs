@@ -223,3 +223,59 @@ conformance! {
         );
     }
 }
+
+conformance! {
+    async fn a_pod_of_an_image_no_node_has_is_scheduled_and_reported_by_the_node(t) {
+        // One of the differences kept on purpose: on the real control plane the node agent
+        // answers an image it cannot run as a kubelet answers an unpullable one (Pending,
+        // ErrImagePull, a Warning event); kube-sim runs it as a simulated container.
+        let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.ns);
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nowhere"},
+            "spec": {"containers": [{"name": "c", "image": "registry.local/no-such-image:1"}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let simulated = t.server == "kube-sim";
+        eventually("the node reports the pod", Duration::from_secs(60), || {
+            let pods = pods.clone();
+            async move {
+                let Ok(p) = pods.get("nowhere").await else { return false };
+                let scheduled = p.spec.as_ref().and_then(|s| s.node_name.clone()).is_some();
+                let status = p.status.unwrap_or_default();
+                let container = status.container_statuses.unwrap_or_default().into_iter().next();
+                let waiting = container
+                    .as_ref()
+                    .and_then(|c| c.state.as_ref())
+                    .and_then(|s| s.waiting.as_ref())
+                    .and_then(|w| w.reason.clone());
+                scheduled
+                    && if simulated {
+                        status.phase.as_deref() == Some("Running")
+                            && container.is_some_and(|c| {
+                                c.ready && c.container_id.as_deref() == Some("simulated://")
+                            })
+                    } else {
+                        status.phase.as_deref() == Some("Pending")
+                            && waiting.as_deref() == Some("ErrImagePull")
+                    }
+            }
+        })
+        .await;
+        if !simulated {
+            let events: Api<k8s_openapi::api::core::v1::Event> =
+                Api::namespaced(t.client.clone(), &t.ns);
+            eventually("a Warning event names the image", Duration::from_secs(30), || {
+                let events = events.clone();
+                async move {
+                    events.list(&ListParams::default()).await.unwrap().items.iter().any(|e| {
+                        e.type_.as_deref() == Some("Warning")
+                            && e.involved_object.name.as_deref() == Some("nowhere")
+                            && e.message.as_deref().is_some_and(|m| m.contains("registry.local/no-such-image:1"))
+                    })
+                }
+            })
+            .await;
+        }
+    }
+}

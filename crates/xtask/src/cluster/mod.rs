@@ -121,10 +121,24 @@ fn ready(kubeconfig: &Path) -> bool {
     kubectl(kubeconfig, &["get", "--raw", "/readyz"]).is_ok_and(|o| o.trim() == "ok")
 }
 
+/// How the node runs pods beyond the predictor's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpOptions {
+    /// Pods whose image maps to no binary run as simulated containers (running and ready,
+    /// no process) and the node takes up to 20,000 pods: for `bench-operator --cluster
+    /// real`. Otherwise they stay Pending with ErrImagePull, as on a real node.
+    pub simulate_unknown_images: bool,
+}
+
 /// Starts the cluster (after stopping a previous one), with pods of the predictor image
 /// running `bin_dir/forecast-predictor`. Moves the calling thread into the cluster's
 /// network namespace, so whatever it starts afterwards can reach the cluster.
 pub fn up(bin_dir: &Path) -> anyhow::Result<ClusterState> {
+    up_with(bin_dir, UpOptions::default())
+}
+
+/// `up`, with `options`.
+pub fn up_with(bin_dir: &Path, options: UpOptions) -> anyhow::Result<ClusterState> {
     let binaries = build::ensure()?;
     let node_agent = bin_dir.join("node-agent");
     let predictor = bin_dir.join("forecast-predictor");
@@ -275,6 +289,9 @@ pub fn up(bin_dir: &Path) -> anyhow::Result<ClusterState> {
             format!("--service-account-private-key-file={}", p("sa.key")),
             format!("--root-ca-file={}", p("ca.crt")),
             format!("--controllers={controllers}"),
+            // The default 20 requests/s makes 10,000 Deployments' pods a half-hour's work.
+            "--kube-api-qps=200".to_owned(),
+            "--kube-api-burst=400".to_owned(),
             "--v=1".to_owned(),
         ]),
     )?;
@@ -291,9 +308,13 @@ pub fn up(bin_dir: &Path) -> anyhow::Result<ClusterState> {
         ]),
     )?;
     let workdir = dir.join("node");
+    let mut agent = Command::new(&node_agent);
+    if options.simulate_unknown_images {
+        agent.args(["--simulate-unknown-images", "--max-pods", "20000"]);
+    }
     start(
         "node-agent",
-        Command::new(&node_agent)
+        agent
             .env("KUBECONFIG", &node)
             .args(["--node-name", NODE_NAME, "--node-ip", netns::NODE_IP])
             .args(["--first-pod-ip", netns::FIRST_POD_IP, "--workdir"])
