@@ -235,6 +235,7 @@ fn convert_tree(
     }
     if num_leaves == 1 {
         return Ok(TreeSpec {
+            covers: None,
             nodes: vec![NodeSpec::Leaf {
                 leaf: leaf_value[0] * scale,
             }],
@@ -317,7 +318,7 @@ fn convert_tree(
             .iter()
             .map(|v| NodeSpec::Leaf { leaf: v * scale }),
     );
-    Ok(TreeSpec { nodes })
+    Ok(TreeSpec::new(nodes))
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ fn tiny_ensemble(n_features: usize) -> TreeEnsemble {
         post_transform: PostTransform::None,
         input_precision: InputPrecision::F64,
         trees: vec![TreeSpec {
+            covers: None,
             nodes: vec![
                 NodeSpec::Split {
                     feature: 1,

@@ -60,6 +60,7 @@ pub fn import_smartcore_forest(
     let trees = trees
         .into_iter()
         .map(|tree| TreeSpec {
+            covers: None,
             nodes: tree
                 .nodes
                 .into_iter()

@@ -24,6 +24,7 @@ fn model_dir_with_leaves(left: f64, right: f64, post: PostTransform) -> tempfile
         post_transform: post,
         input_precision: InputPrecision::F64,
         trees: vec![TreeSpec {
+            covers: None,
             nodes: vec![
                 NodeSpec::Split {
                     feature: 0,

@@ -7,17 +7,34 @@ pub(super) fn to_u32(v: usize) -> Result<u32, ModelError> {
 }
 
 /// Appends `tree` to `out` in pre-order (yes-child next), checking it is a proper tree.
+/// With `covers_out`, the tree's covers (which it must have) are appended in the same
+/// order as its nodes.
 pub(super) fn compile_tree(
     tree: &TreeSpec,
     tree_index: usize,
     n_features: usize,
     out: &mut Vec<Node>,
+    mut covers_out: Option<&mut Vec<f64>>,
 ) -> Result<(), ModelError> {
     let len = tree.nodes.len();
     if len == 0 {
         return Err(ModelError::invalid(format!(
             "tree {tree_index} has no nodes"
         )));
+    }
+    if let Some(covers) = &tree.covers {
+        if covers.len() != len {
+            return Err(ModelError::invalid(format!(
+                "tree {tree_index} has {len} nodes but {} covers",
+                covers.len()
+            )));
+        }
+        if let Some(bad) = covers.iter().position(|c| !c.is_finite() || *c < 0.0) {
+            return Err(ModelError::invalid(format!(
+                "tree {tree_index}: node {bad} has cover {}, not a finite count >= 0",
+                covers[bad]
+            )));
+        }
     }
     let mut visited = vec![false; len];
     // (spec index, compiled index of the parent whose `no` must point here)
@@ -36,6 +53,9 @@ pub(super) fn compile_tree(
         let here = out.len();
         if let Some(parent) = patch_parent {
             out[parent].no = to_u32(here)?;
+        }
+        if let (Some(covers), Some(from)) = (covers_out.as_deref_mut(), tree.covers.as_ref()) {
+            covers.push(from[index]);
         }
         match *node {
             NodeSpec::Leaf { leaf } => {

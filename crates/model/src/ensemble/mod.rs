@@ -10,11 +10,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::ModelError;
 
 mod compile;
+mod explain;
+#[cfg(test)]
+mod explain_tests;
 #[cfg(test)]
 mod tests;
 mod transform;
 
 use compile::{compile_tree, to_u32};
+pub use explain::{Explanation, MAX_EXPLAIN_DEPTH};
 use transform::{apply_post_transform, apply_preprocess, check_preprocess};
 
 /// How a split node compares the feature value `x` with its threshold `t`.
@@ -194,6 +198,21 @@ pub enum NodeSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TreeSpec {
     pub nodes: Vec<NodeSpec>,
+    /// Each node's cover (by index, as `nodes`): how much training data reached it
+    /// (scikit-learn's `weighted_n_node_samples`, XGBoost's `cover`, LightGBM's counts).
+    /// Explanations (TreeSHAP) need them; a tree without them can only predict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covers: Option<Vec<f64>>,
+}
+
+impl TreeSpec {
+    /// A tree without covers.
+    pub fn new(nodes: Vec<NodeSpec>) -> Self {
+        TreeSpec {
+            nodes,
+            covers: None,
+        }
+    }
 }
 
 /// A per-feature transform applied to each row before the trees see it (the earlier steps
@@ -277,6 +296,8 @@ pub struct TreeEnsemble {
     base_value: f64,
     post_transform: PostTransform,
     input_precision: InputPrecision,
+    /// The trees' covers and what explanations derive from them, when the model has them.
+    explain: Option<explain::Covers>,
 }
 
 impl TreeEnsemble {
@@ -302,15 +323,29 @@ impl TreeEnsemble {
         }
         let mut nodes = Vec::with_capacity(spec.trees.iter().map(|t| t.nodes.len()).sum());
         let mut roots = Vec::with_capacity(spec.trees.len());
+        // Covers are kept only when every tree has them (explanations need all).
+        let mut covers = spec
+            .trees
+            .iter()
+            .all(|t| t.covers.is_some())
+            .then(|| Vec::with_capacity(nodes.capacity()));
         for (tree_index, tree) in spec.trees.iter().enumerate() {
             roots.push(to_u32(nodes.len())?);
-            compile_tree(tree, tree_index, spec.n_features, &mut nodes)?;
+            compile_tree(
+                tree,
+                tree_index,
+                spec.n_features,
+                &mut nodes,
+                covers.as_mut(),
+            )?;
         }
         let mut split_rules = nodes.iter().filter(|n| n.rule != LEAF).map(|n| n.rule);
         let first_rule = split_rules.next();
         let uniform_rule = first_rule.filter(|&r| split_rules.all(|other| other == r));
         let zero_is_missing = nodes.iter().any(|n| n.flags & ZERO_IS_MISSING != 0);
+        let explain = covers.map(|covers| explain::Covers::new(&nodes, &roots, covers));
         Ok(TreeEnsemble {
+            explain,
             nodes,
             roots,
             n_features: spec.n_features,
@@ -558,7 +593,8 @@ impl TreeEnsemble {
                         }
                     })
                     .collect();
-                TreeSpec { nodes }
+                let covers = self.explain.as_ref().map(|e| e.covers[start..end].to_vec());
+                TreeSpec { nodes, covers }
             })
             .collect();
         EnsembleSpec {

@@ -3,6 +3,7 @@ use super::*;
 
 fn stump(feature: usize, threshold: f64, yes: f64, no: f64) -> TreeSpec {
     TreeSpec {
+        covers: None,
         nodes: vec![
             NodeSpec::Split {
                 feature,
@@ -21,7 +22,7 @@ fn stump(feature: usize, threshold: f64, yes: f64, no: f64) -> TreeSpec {
     }
 }
 
-fn spec(trees: Vec<TreeSpec>, aggregate: Aggregate) -> EnsembleSpec {
+pub(super) fn spec(trees: Vec<TreeSpec>, aggregate: Aggregate) -> EnsembleSpec {
     EnsembleSpec {
         n_features: 2,
         preprocess: Vec::new(),
@@ -49,6 +50,7 @@ fn averages_the_leaves_each_tree_routes_to() {
 fn no_child_laid_out_after_a_deep_yes_subtree_is_found() {
     // root: x0 <= 0 ? (x1 <= 0 ? 1 : 2) : 3, with nodes listed out of pre-order.
     let tree = TreeSpec {
+        covers: None,
         nodes: vec![
             NodeSpec::Split {
                 feature: 0,
@@ -113,6 +115,7 @@ fn every_split_rule_compares_as_named() {
     ];
     for (rule, expected) in cases {
         let tree = TreeSpec {
+            covers: None,
             nodes: vec![
                 NodeSpec::Split {
                     feature: 0,
@@ -175,7 +178,11 @@ fn malformed_trees_are_rejected_with_a_reason() {
 }
 
 /// A random full tree of `depth` over `n_features`, with every missing-value mode.
-fn random_tree(rng: &mut rand_chacha::ChaCha8Rng, depth: u32, n_features: usize) -> TreeSpec {
+pub(super) fn random_tree(
+    rng: &mut rand_chacha::ChaCha8Rng,
+    depth: u32,
+    n_features: usize,
+) -> TreeSpec {
     use rand::Rng;
     let mut nodes = Vec::new();
     fn build(
@@ -209,7 +216,7 @@ fn random_tree(rng: &mut rand_chacha::ChaCha8Rng, depth: u32, n_features: usize)
         here
     }
     build(rng, depth, n_features, &mut nodes);
-    TreeSpec { nodes }
+    TreeSpec::new(nodes)
 }
 
 #[test]

@@ -349,7 +349,7 @@ fn ensemble_spec(
                 }),
             }
         }
-        trees.push(TreeSpec { nodes });
+        trees.push(TreeSpec::new(nodes));
     }
 
     let aggregate = match attrs.string("aggregate_function")?.as_deref() {

@@ -153,5 +153,5 @@ fn convert_predictor(
             zero_is_missing: false,
         });
     }
-    Ok(TreeSpec { nodes: specs })
+    Ok(TreeSpec::new(specs))
 }

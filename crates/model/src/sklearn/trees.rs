@@ -70,6 +70,12 @@ fn convert_tree(
     } else {
         vec![0; count]
     };
+    // The covers explanations need (what shap.TreeExplainer reads for these trees).
+    let covers = if nodes.has_field("weighted_n_node_samples") {
+        Some(nodes.field_f64("weighted_n_node_samples")?)
+    } else {
+        None
+    };
     let mut specs = Vec::with_capacity(count);
     for i in 0..count {
         if left[i] == TREE_LEAF || right[i] == TREE_LEAF {
@@ -93,7 +99,13 @@ fn convert_tree(
             zero_is_missing: false,
         });
     }
-    Ok((TreeSpec { nodes: specs }, has_missing))
+    Ok((
+        TreeSpec {
+            nodes: specs,
+            covers,
+        },
+        has_missing,
+    ))
 }
 
 fn ensemble(

@@ -301,7 +301,7 @@ fn convert_tree(tree: &Value, index: usize, n_features: usize) -> Result<TreeSpe
             zero_is_missing: false,
         });
     }
-    Ok(TreeSpec { nodes })
+    Ok(TreeSpec::new(nodes))
 }
 
 #[cfg(test)]
