@@ -251,6 +251,7 @@ fn write_narrow_model(dir: &std::path::Path) {
         post_transform: PostTransform::None,
         input_precision: InputPrecision::F64,
         trees: vec![TreeSpec {
+            covers: None,
             nodes: vec![
                 NodeSpec::Split {
                     feature: 4,
