@@ -1,4 +1,4 @@
-//! Trees as specified compiled into the evaluator's flat pre-order nodes.
+//! Trees as specified compiled into the evaluator's flat pre-order nodes, and back.
 
 use super::*;
 
@@ -122,4 +122,55 @@ pub(super) fn compile_tree(
         )));
     }
     Ok(())
+}
+
+impl TreeEnsemble {
+    /// The ensemble back in its serialisable form (pre-order, yes-child first).
+    pub fn to_spec(&self) -> EnsembleSpec {
+        let trees = self
+            .roots
+            .iter()
+            .enumerate()
+            .map(|(t, &root)| {
+                let start = root as usize;
+                let end = self
+                    .roots
+                    .get(t + 1)
+                    .map(|&r| r as usize)
+                    .unwrap_or(self.nodes.len());
+                let nodes = self.nodes[start..end]
+                    .iter()
+                    .enumerate()
+                    .map(|(local, n)| {
+                        if n.rule == LEAF {
+                            NodeSpec::Leaf { leaf: n.value }
+                        } else {
+                            NodeSpec::Split {
+                                feature: usize::from(n.feature),
+                                rule: rule_from_u8(n.rule),
+                                threshold: n.value,
+                                yes: local + 1,
+                                no: n.no as usize - start,
+                                missing_yes: n.flags & MISSING_YES != 0,
+                                missing_no: n.flags & MISSING_NO != 0,
+                                nan_as_zero: n.flags & NAN_AS_ZERO != 0,
+                                zero_is_missing: n.flags & ZERO_IS_MISSING != 0,
+                            }
+                        }
+                    })
+                    .collect();
+                let covers = self.explain.as_ref().map(|e| e.covers[start..end].to_vec());
+                TreeSpec { nodes, covers }
+            })
+            .collect();
+        EnsembleSpec {
+            n_features: self.n_features,
+            preprocess: self.preprocess.clone(),
+            aggregate: self.aggregate,
+            base_value: self.base_value,
+            post_transform: self.post_transform,
+            input_precision: self.input_precision,
+            trees,
+        }
+    }
 }
