@@ -88,6 +88,29 @@ pub struct PredictResponse {
     pub model_version: String,
 }
 
+/// `POST /explain` answer: per row, the prediction split into the model's expected value
+/// and one contribution per feature (exact TreeSHAP), such that `expected_value` + the
+/// sum of `contributions` = `prediction`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExplainResponse {
+    pub model_name: String,
+    pub model_version: String,
+    /// The order of every row's `contributions`.
+    pub feature_names: Vec<String>,
+    /// The model's mean prediction over its training data (the same for every row).
+    pub expected_value: f64,
+    pub explanations: Vec<RowExplanation>,
+}
+
+/// One row of `POST /explain`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowExplanation {
+    pub prediction: f64,
+    pub expected_value: f64,
+    /// One per feature, in `feature_names` order.
+    pub contributions: Vec<f64>,
+}
+
 /// `POST /invocations` answer (MLflow scoring-server format).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InvocationsResponse {

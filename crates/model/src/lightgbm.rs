@@ -234,8 +234,9 @@ fn convert_tree(
         )));
     }
     if num_leaves == 1 {
+        // A tree that found no split: its one leaf is its expected value whatever its cover.
         return Ok(TreeSpec {
-            covers: None,
+            covers: Some(vec![1.0]),
             nodes: vec![NodeSpec::Leaf {
                 leaf: leaf_value[0] * scale,
             }],
@@ -318,7 +319,17 @@ fn convert_tree(
             .iter()
             .map(|v| NodeSpec::Leaf { leaf: v * scale }),
     );
-    Ok(TreeSpec::new(nodes))
+    // How many training rows reached each node, internal nodes then leaves (what
+    // LightGBM's own and shap's TreeSHAP weigh by); a model saved without them has none.
+    let covers = match (field("internal_count"), field("leaf_count")) {
+        (Some(_), Some(_)) => {
+            let mut counts = floats("internal_count")?;
+            counts.extend(floats("leaf_count")?);
+            Some(counts)
+        }
+        _ => None,
+    };
+    Ok(TreeSpec { nodes, covers })
 }
 
 #[cfg(test)]

@@ -41,10 +41,14 @@ struct NodeView {
     false_child: Option<usize>,
 }
 
-/// Converts a fitted smartcore forest into the serving evaluator.
+/// Converts a fitted smartcore forest into the serving evaluator. smartcore keeps no node
+/// covers, so they are counted by passing `training_rows` (the rows it was fitted on)
+/// through each tree, as `shap.TreeExplainer` does when it is given data; with no rows the
+/// forest predicts but cannot be explained.
 pub fn import_smartcore_forest(
     forest: &SmartcoreForest,
     n_features: usize,
+    training_rows: &[Vec<f64>],
 ) -> Result<TreeEnsemble, ModelError> {
     let value = serde_json::to_value(forest)
         .map_err(|e| ModelError::invalid(format!("cannot read the smartcore forest: {e}")))?;
@@ -59,9 +63,8 @@ pub fn import_smartcore_forest(
         .ok_or_else(|| ModelError::invalid("the smartcore forest is not fitted"))?;
     let trees = trees
         .into_iter()
-        .map(|tree| TreeSpec {
-            covers: None,
-            nodes: tree
+        .map(|tree| {
+            let nodes: Vec<NodeSpec> = tree
                 .nodes
                 .into_iter()
                 .map(|n| match (n.true_child, n.false_child, n.split_value) {
@@ -78,7 +81,9 @@ pub fn import_smartcore_forest(
                     },
                     _ => NodeSpec::Leaf { leaf: n.output },
                 })
-                .collect(),
+                .collect();
+            let covers = (!training_rows.is_empty()).then(|| count_covers(&nodes, training_rows));
+            TreeSpec { nodes, covers }
         })
         .collect();
     TreeEnsemble::new(&EnsembleSpec {
@@ -90,4 +95,32 @@ pub fn import_smartcore_forest(
         input_precision: InputPrecision::F64,
         trees,
     })
+}
+
+/// How many of `rows` reach each node of a tree of `x <= threshold` splits (the form
+/// smartcore's trees have; a child index out of range ends that row's walk).
+fn count_covers(nodes: &[NodeSpec], rows: &[Vec<f64>]) -> Vec<f64> {
+    let mut covers = vec![0.0; nodes.len()];
+    for row in rows {
+        let mut i = 0;
+        // Each step goes down one level, so a tree of n nodes is left within n steps.
+        for _ in 0..nodes.len() {
+            let Some(node) = nodes.get(i) else { break };
+            covers[i] += 1.0;
+            match node {
+                NodeSpec::Leaf { .. } => break,
+                NodeSpec::Split {
+                    feature,
+                    threshold,
+                    yes,
+                    no,
+                    ..
+                } => {
+                    let value = row.get(*feature).copied().unwrap_or(f64::NAN);
+                    i = if value <= *threshold { *yes } else { *no };
+                }
+            }
+        }
+    }
+    covers
 }

@@ -88,7 +88,7 @@ pub fn train_forest(
         .with_seed(params.seed);
     let forest = SmartcoreForest::fit(&matrix, &y[..train_rows].to_vec(), forest_params)
         .map_err(|e| ModelError::Training(e.to_string()))?;
-    let ensemble = import_smartcore_forest(&forest, n_features)?;
+    let ensemble = import_smartcore_forest(&forest, n_features, &x[..train_rows])?;
     let metrics = evaluate(&ensemble, &x[train_rows..], &y[train_rows..], train_rows);
     Ok(TrainedForest { ensemble, metrics })
 }
@@ -137,7 +137,7 @@ mod tests {
             .with_seed(5);
         let forest = SmartcoreForest::fit(&matrix, &y, params).unwrap();
         let expected = forest.predict(&matrix).unwrap();
-        let ensemble = import_smartcore_forest(&forest, 8).unwrap();
+        let ensemble = import_smartcore_forest(&forest, 8, &x).unwrap();
         for (row, want) in x.iter().zip(&expected) {
             let got = ensemble.predict_row(row);
             assert!((got - want).abs() < 1e-9, "{got} != {want}");
@@ -163,6 +163,39 @@ mod tests {
             trained.metrics.train_rows + trained.metrics.test_rows,
             x.len()
         );
+    }
+
+    #[test]
+    fn a_trained_forest_explains_against_its_mean_training_prediction() {
+        let history =
+            synthetic_history(8, 400, chrono::NaiveDate::from_ymd_opt(2023, 1, 1).unwrap());
+        let (x, y) = feature_matrix(&history);
+        let params = ForestParams {
+            n_trees: 12,
+            max_depth: 7,
+            holdout_fraction: 0.25,
+            ..ForestParams::default()
+        };
+        let trained = train_forest(&x, &y, &params).unwrap();
+        let ensemble = &trained.ensemble;
+        assert_eq!(ensemble.explanations_unavailable(), None);
+        // Covers counted from the training rows: each tree's expected value is its mean
+        // over them, so the forest's is the mean training prediction.
+        let train = &x[..trained.metrics.train_rows];
+        let mean = train.iter().map(|r| ensemble.predict_row(r)).sum::<f64>() / train.len() as f64;
+        let mut contributions = vec![0.0; 8];
+        for row in &x[trained.metrics.train_rows..] {
+            let e = ensemble.explain_row(row, &mut contributions).unwrap();
+            assert!(
+                (e.expected_value - mean).abs() < 1e-9 * mean.abs(),
+                "{e:?} vs {mean}"
+            );
+            let total = e.expected_value + contributions.iter().sum::<f64>();
+            assert!(
+                (total - e.prediction).abs() < 1e-9 * e.prediction.abs(),
+                "{total} vs {e:?}"
+            );
+        }
     }
 
     #[test]

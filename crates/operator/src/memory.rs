@@ -248,6 +248,26 @@ impl Forgetter {
     }
 }
 
+/// How often freed heap pages are handed back to the kernel.
+const RELEASE_EVERY: Duration = Duration::from_secs(30);
+
+/// Hands freed heap pages back to the kernel every [`RELEASE_EVERY`]. The creation burst
+/// of thousands of models (initial lists, apply bodies, answers) frees far more than the
+/// steady state keeps, and glibc holds freed pages in its per-thread arenas unless asked.
+pub async fn release_freed_memory_periodically() {
+    let mut every = tokio::time::interval(RELEASE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free heap pages back to the kernel; it touches
+        // no memory in use and may be called from any thread at any time.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,9 +12,9 @@ use actix_web::{App, HttpServer, web};
 use api::forecast_model::ForecastModel;
 use clap::Parser;
 use futures::StreamExt;
-use kube::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
+use kube::{Api, Resource};
 
 use crate::cache;
 use crate::context::Context;
@@ -265,6 +265,15 @@ fn controller(
     let (reader, writer) = reflector::store();
     let fm_events = watcher(fms, watcher::Config::default().any_semantic())
         .default_backoff()
+        // Field managers and kubectl's copy of the last applied spec are never read, and
+        // with the status written by apply they are most of a stored object.
+        .modify(|fm: &mut ForecastModel| {
+            let meta = fm.meta_mut();
+            meta.managed_fields = None;
+            if let Some(a) = meta.annotations.as_mut() {
+                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        })
         .reflect(writer);
     let fm_changes = memory::forget_deleted(fm_events, memory, metrics)
         .applied_objects()
@@ -400,6 +409,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let (caches, subscriptions, watches) =
         cache::start(&watch_client, watched_namespace(&config)).map_err(RunError::Watches)?;
     tokio::spawn(watches);
+    tokio::spawn(crate::memory::release_freed_memory_periodically());
     let (trigger, triggers) = tokio::sync::mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let memory = Arc::new(Memory::default());

@@ -22,6 +22,8 @@ pub enum ApiError {
     NonFinitePrediction(usize),
     #[error("the prediction took longer than the deadline of {} ms", .0.as_millis())]
     PredictTimeout(std::time::Duration),
+    #[error("this model cannot be explained: {0}")]
+    ExplanationsUnavailable(String),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -47,6 +49,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NonFinitePrediction(_) => "prediction_not_finite",
             ApiError::PredictTimeout(_) => "predict_timeout",
+            ApiError::ExplanationsUnavailable(_) => "explanations_unavailable",
             ApiError::Internal(_) => "internal",
             ApiError::Reload(e) => e.code(),
         }
@@ -65,6 +68,7 @@ impl ResponseError for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ApiError::PredictTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ExplanationsUnavailable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Reload(e) => e.status_code(),
         }
     }

@@ -5,6 +5,7 @@ pub mod body;
 pub mod compute;
 pub mod config;
 pub mod error;
+pub mod explaining;
 pub mod input;
 pub mod loader;
 pub mod metrics;

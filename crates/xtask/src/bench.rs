@@ -29,7 +29,8 @@ pub struct BenchArgs {
     /// Workers of `mlflow models serve` (the predictor uses one per core).
     #[arg(long, default_value_t = 2)]
     mlflow_workers: usize,
-    /// Which part to run: `evaluator` (per-row cost against each library), `request-path`
+    /// Which part to run: `evaluator` (per-row cost against each library), `explain`
+    /// (TreeSHAP per row against `shap.TreeExplainer`), `request-path`
     /// (single-row `/predict` against the predictor of 072c47d, A/B), `servers` (the
     /// predictor against `mlflow models serve`), or `all`.
     #[arg(long, default_value = "all")]
@@ -53,6 +54,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "xtask: evaluator report in {}",
             work.join("evaluator.json").display()
         );
+    }
+    if matches!(args.part.as_str(), "all" | "explain") {
+        let report = crate::bench_explain::run(&python, args.evaluator_seconds, &work)?;
+        let path = work.join("explain.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+        eprintln!("xtask: explain report in {}", path.display());
     }
     if matches!(args.part.as_str(), "all" | "request-path") {
         let report =

@@ -102,6 +102,32 @@ pub struct Fleet<'a> {
     pub fallback: &'a Path,
 }
 
+/// Waits until the operator reports `version` served on 3 ready pods and `Ready=True`:
+/// only a move from a served version on enough ready pods is canaried (before that the
+/// operator rolls directly and says why), and on a real control plane the pods' readiness
+/// reaches the operator after their `/model/info` already answers.
+fn settled(cluster: &Cluster, name: &str, version: &str) -> anyhow::Result<()> {
+    let want = format!("{version} 3 True");
+    wait_for(
+        "the operator to report the canary fleet settled",
+        Duration::from_secs(120),
+        || {
+            kubectl(
+                &cluster.kubeconfig,
+                &[
+                    "get",
+                    "forecastmodel",
+                    name,
+                    "-o",
+                    "jsonpath={.status.servedVersion} {.status.updatedReplicas} \
+                     {.status.conditions[?(@.type==\"Ready\")].status}",
+                ],
+            )
+            .is_ok_and(|out| out.trim() == want)
+        },
+    )
+}
+
 /// Times `rollouts` canary rollouts of `name` (alias move → every pod on the new version,
 /// the verdict included); `register` registers the next version and `promote` moves the
 /// alias. Returns the times and the predictions that failed meanwhile.
@@ -138,6 +164,7 @@ pub fn measure(
                     .all(|v| v.as_deref() == Some(first.as_str()))
         },
     )?;
+    settled(cluster, name, &first)?;
     let ips = pod_ips(cluster, name)?;
     let (stop, failed) = (
         Arc::new(AtomicBool::new(false)),
@@ -165,6 +192,7 @@ pub fn measure(
         })?;
         times.push(moved.elapsed());
         eprintln!("xtask: canary rollout {i}: {:?}", moved.elapsed());
+        settled(cluster, name, &next)?;
     }
     stop.store(true, Ordering::Relaxed);
     let sent = runtime.block_on(client)?;

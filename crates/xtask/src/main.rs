@@ -6,6 +6,7 @@ mod bench;
 mod bench_batch;
 mod bench_canary;
 mod bench_evaluator;
+mod bench_explain;
 mod bench_load;
 mod bench_operator;
 mod bench_request_path;

@@ -262,54 +262,94 @@ impl TreeEnsemble {
         None
     }
 
-    /// Explains one row (`n_features()` values): writes one contribution per feature to
-    /// `contributions` (same length) such that `expected_value` + their sum is the
-    /// prediction, up to rounding.
+    /// One row's explanation: writes one contribution per feature to `contributions`
+    /// (`n_features()` of them) such that `expected_value` + their sum is the prediction,
+    /// up to rounding. For many rows, [`TreeEnsemble::explainer`] reuses its buffers.
     pub fn explain_row(
         &self,
         row: &[f64],
         contributions: &mut [f64],
     ) -> Result<Explanation, ModelError> {
+        self.explainer()?.explain_row(row, contributions)
+    }
+
+    /// An explainer for this model, or why it cannot be explained.
+    pub fn explainer(&self) -> Result<Explainer<'_>, ModelError> {
         if let Some(why) = self.explanations_unavailable() {
             return Err(ModelError::unsupported(why));
         }
         let Some(covers) = &self.explain else {
-            return Err(ModelError::unsupported("no covers"));
+            return Err(ModelError::unsupported("the model's trees carry no covers"));
         };
-        if row.len() != self.n_features || contributions.len() != self.n_features {
+        let mut expected_value: f64 = covers.expected.iter().sum();
+        if self.aggregate == Aggregate::Average {
+            expected_value /= self.roots.len() as f64;
+        }
+        let d = covers.max_depth;
+        Ok(Explainer {
+            ensemble: self,
+            covers,
+            expected_value: expected_value + self.base_value,
+            prepared: Vec::with_capacity(self.n_features),
+            // Each level's path (at most depth + 2 elements) follows its parent's.
+            path: vec![PathElement::default(); (d + 2) * (d + 3) / 2 + 2],
+        })
+    }
+}
+
+/// Explains rows one after another with one set of buffers (no allocation per row).
+pub struct Explainer<'m> {
+    ensemble: &'m TreeEnsemble,
+    covers: &'m Covers,
+    expected_value: f64,
+    prepared: Vec<f64>,
+    path: Vec<PathElement>,
+}
+
+impl Explainer<'_> {
+    /// The model's mean prediction over its training data.
+    pub fn expected_value(&self) -> f64 {
+        self.expected_value
+    }
+
+    /// Explains one row (`n_features()` values) into `contributions` (as many).
+    pub fn explain_row(
+        &mut self,
+        row: &[f64],
+        contributions: &mut [f64],
+    ) -> Result<Explanation, ModelError> {
+        let model = self.ensemble;
+        if row.len() != model.n_features || contributions.len() != model.n_features {
             return Err(ModelError::invalid(format!(
                 "a row of {} values and {} contributions for a model of {} features",
                 row.len(),
                 contributions.len(),
-                self.n_features
+                model.n_features
             )));
         }
-        let mut prepared = row.to_vec();
-        self.prepare(&mut prepared);
+        self.prepared.clear();
+        self.prepared.extend_from_slice(row);
+        model.prepare(&mut self.prepared);
         contributions.fill(0.0);
-        let d = covers.max_depth;
-        let mut path = vec![PathElement::default(); (d + 2) * (d + 3) / 2 + 2];
-        for &root in &self.roots {
+        for &root in &model.roots {
             Walk {
-                nodes: &self.nodes,
-                covers: &covers.covers,
-                row: &prepared,
+                nodes: &model.nodes,
+                covers: &self.covers.covers,
+                row: &self.prepared,
                 phi: contributions,
-                path: &mut path,
+                path: &mut self.path,
             }
             .node(root as usize, 0, 0, 1.0, 1.0, -1);
         }
-        let trees = self.roots.len() as f64;
-        let mut expected: f64 = covers.expected.iter().sum();
-        if self.aggregate == Aggregate::Average {
-            expected /= trees;
+        if model.aggregate == Aggregate::Average {
+            let trees = model.roots.len() as f64;
             for c in contributions.iter_mut() {
                 *c /= trees;
             }
         }
         Ok(Explanation {
-            prediction: self.predict_row(row),
-            expected_value: expected + self.base_value,
+            prediction: model.predict_row(row),
+            expected_value: self.expected_value,
         })
     }
 }

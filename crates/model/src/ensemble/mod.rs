@@ -18,7 +18,7 @@ mod tests;
 mod transform;
 
 use compile::{compile_tree, to_u32};
-pub use explain::{Explanation, MAX_EXPLAIN_DEPTH};
+pub use explain::{Explainer, Explanation, MAX_EXPLAIN_DEPTH};
 use transform::{apply_post_transform, apply_preprocess, check_preprocess};
 
 /// How a split node compares the feature value `x` with its threshold `t`.

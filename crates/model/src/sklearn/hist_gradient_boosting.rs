@@ -124,6 +124,13 @@ fn convert_predictor(
     let left = nodes.field_i64("left")?;
     let right = nodes.field_i64("right")?;
     let is_leaf = nodes.field_i64("is_leaf")?;
+    // How many training samples reached each node: the covers explanations weigh by
+    // (what `shap.TreeExplainer` reads for these trees).
+    let covers = if nodes.has_field("count") {
+        Some(nodes.field_f64("count")?)
+    } else {
+        None
+    };
     let is_categorical = if nodes.has_field("is_categorical") {
         nodes.field_i64("is_categorical")?
     } else {
@@ -153,5 +160,8 @@ fn convert_predictor(
             zero_is_missing: false,
         });
     }
-    Ok(TreeSpec::new(specs))
+    Ok(TreeSpec {
+        nodes: specs,
+        covers,
+    })
 }

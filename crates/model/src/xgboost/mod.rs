@@ -240,6 +240,12 @@ fn convert_tree(tree: &Value, index: usize, n_features: usize) -> Result<TreeSpe
     let feature = numbers(tree, "split_indices", index)?;
     let condition = numbers(tree, "split_conditions", index)?;
     let default_left = numbers(tree, "default_left", index)?;
+    // The hessian sum of the training rows at each node (XGBoost's "cover"): what
+    // explanations weigh by, as XGBoost's own and shap's TreeSHAP do.
+    let covers = match tree.get("sum_hessian") {
+        Some(_) => Some(numbers(tree, "sum_hessian", index)?),
+        None => None,
+    };
     let split_type = match tree.get("split_type") {
         Some(_) => numbers(tree, "split_type", index)?,
         None => Vec::new(),
@@ -301,7 +307,7 @@ fn convert_tree(tree: &Value, index: usize, n_features: usize) -> Result<TreeSpe
             zero_is_missing: false,
         });
     }
-    Ok(TreeSpec::new(nodes))
+    Ok(TreeSpec { nodes, covers })
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ pub struct Metrics {
     registry: Registry,
     request_duration: HistogramFamily,
     predictions: Counter,
+    explanations: Counter,
     reloads: Family<ReloadLabels, Counter>,
     model_info: Family<ModelLabels, Gauge>,
     served_version: Gauge,
@@ -69,6 +70,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("predictor");
         let request_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let predictions = Counter::default();
+        let explanations = Counter::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         let model_info = Family::<ModelLabels, Gauge>::default();
         let served_version = Gauge::default();
@@ -78,6 +80,11 @@ impl Metrics {
             request_duration.clone(),
         );
         registry.register("predictions", "Rows predicted", predictions.clone());
+        registry.register(
+            "explanations",
+            "Rows explained (POST /explain)",
+            explanations.clone(),
+        );
         registry.register(
             "reloads",
             "Model reloads by result (success, failure)",
@@ -99,6 +106,7 @@ impl Metrics {
             registry,
             request_duration,
             predictions,
+            explanations,
             reloads,
             model_info,
             served_version,
@@ -108,6 +116,10 @@ impl Metrics {
 
     pub fn count_predictions(&self, rows: usize) {
         self.predictions.inc_by(rows as u64);
+    }
+
+    pub fn count_explanations(&self, rows: usize) {
+        self.explanations.inc_by(rows as u64);
     }
 
     pub fn count_reload(&self, success: bool) {

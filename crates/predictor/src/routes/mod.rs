@@ -1,6 +1,7 @@
 //! HTTP routes; each module registers its own.
 
 mod admin;
+mod explain;
 mod health;
 mod invocations;
 mod metrics;
@@ -18,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(model_info::configure)
         .configure(predict::configure)
         .configure(invocations::configure)
+        .configure(explain::configure)
         .configure(reload::configure)
         .configure(shadow::configure)
         .configure(metrics::configure);
