@@ -46,6 +46,41 @@ pub struct ModelInfo {
     /// The shadow challenger scored beside this model, when one is loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowInfo>,
+    /// How far live inputs have moved from the reference, per feature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftInfo>,
+}
+
+/// `GET /model/info` → `drift`: the served version's live inputs over the window against
+/// its reference.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DriftInfo {
+    /// `reference` (the version's `drift_reference.json`), `traffic` (the first rows it
+    /// served), or `collecting` (those rows are still being collected).
+    pub origin: String,
+    /// Why the version's `drift_reference.json` was refused, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_error: Option<String>,
+    /// Rows the traffic baseline takes, and how many it has (while `collecting`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_rows: Option<u64>,
+    #[serde(default)]
+    pub baseline_collected: u64,
+    pub window_seconds: u64,
+    /// Rows counted in the window.
+    pub rows: u64,
+    pub features: Vec<FeatureDrift>,
+}
+
+/// One feature's drift over the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureDrift {
+    pub name: String,
+    /// Population stability index of the window's non-missing values against the
+    /// reference (none before a value was counted).
+    pub psi: Option<f64>,
+    /// Share of the window's rows with this feature missing (none before a row).
+    pub missing_ratio: Option<f64>,
 }
 
 /// `GET /model/info` → `shadow`: the challenger and how its predictions compare with the

@@ -75,6 +75,17 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             ],
         },
     )?;
+    // What the inputs looked like in training: the predictor measures drift against it.
+    let reference = model::drift_reference::DriftReference::from_rows(
+        &names,
+        &x[..trained.metrics.train_rows],
+        model::drift_reference::DEFAULT_BINS,
+    );
+    std::fs::write(
+        args.out.join(model::drift_reference::DRIFT_REFERENCE_FILE),
+        serde_json::to_vec_pretty(&reference)?,
+    )
+    .context("writing the drift reference")?;
     let m = trained.metrics;
     let record = TrainingRecord {
         params: vec![

@@ -2,6 +2,7 @@
 //! the archive-forecast features and training.
 
 pub mod dataset;
+pub mod drift_reference;
 pub mod ensemble;
 pub mod error;
 pub mod features;

@@ -76,6 +76,13 @@ pub struct Config {
     /// Deadline of one prediction's computation, milliseconds (503 `predict_timeout` past it).
     #[arg(long, env = "PREDICTOR_PREDICT_TIMEOUT_MS", default_value_t = 10_000)]
     pub predict_timeout_ms: u64,
+    /// The sliding window input drift is measured over (`90s`, `30m`, `1h`, ...).
+    #[arg(long, env = "PREDICTOR_DRIFT_WINDOW", default_value = "1h", value_parser = drift_window)]
+    pub drift_window: std::time::Duration,
+    /// Rows of live traffic that become the drift reference of a version without a
+    /// `drift_reference.json` (the first ones it serves).
+    #[arg(long, env = "PREDICTOR_DRIFT_BASELINE_ROWS", default_value_t = 10_000)]
+    pub drift_baseline_rows: usize,
     /// Log format: `json` or `text`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,
@@ -100,6 +107,15 @@ impl Config {
             Selector::Stage("Production".into())
         }
     }
+}
+
+/// A drift window: a duration of at least a second.
+fn drift_window(text: &str) -> Result<std::time::Duration, String> {
+    let window = api::duration::parse_duration(text)?;
+    if window < std::time::Duration::from_secs(1) {
+        return Err(format!("{text:?} is shorter than 1s"));
+    }
+    Ok(window)
 }
 
 #[cfg(test)]

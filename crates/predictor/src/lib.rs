@@ -4,6 +4,7 @@
 pub mod body;
 pub mod compute;
 pub mod config;
+pub mod drift;
 pub mod error;
 pub mod explaining;
 pub mod input;

@@ -13,8 +13,11 @@ use actix_web::http::StatusCode;
 use api::predictor::{ModelInfo, ModelOrigin};
 use api::selector::Selector;
 use mlflow::{MlflowClient, MlflowError};
+use model::drift_reference::DriftReference;
 use model::{LoadedModel, ModelError};
 use serde::{Deserialize, Serialize};
+
+use crate::drift::{Drift, DriftSettings};
 
 /// A model ready to serve, with what `/model/info` says about it.
 #[derive(Debug, Clone)]
@@ -22,6 +25,8 @@ pub struct ServedModel {
     /// Shared: the shadow challenger promoted to served is the same model, not a copy.
     pub model: Arc<LoadedModel>,
     pub info: ModelInfo,
+    /// Live inputs against the version's reference (counted only while served).
+    pub drift: Arc<Drift>,
 }
 
 impl ServedModel {
@@ -156,6 +161,8 @@ pub struct Loader {
     pub cache_versions: usize,
     /// The most bytes a model file, or what it inflates to, may hold (`MODEL_MAX_BYTES`).
     pub max_model_bytes: u64,
+    /// `PREDICTOR_DRIFT_WINDOW` and `PREDICTOR_DRIFT_BASELINE_ROWS`.
+    pub drift: DriftSettings,
 }
 
 impl Loader {
@@ -215,7 +222,9 @@ impl Loader {
             estimator: loaded.estimator.clone(),
             accepts_missing: loaded.accepts_missing,
             shadow: None,
+            drift: None,
         };
+        let drift = self.drift_of(&loaded, staging.path());
         if let Some(cache) = self.cache_dir() {
             // A cache failure must not fail the reload: the model is good and in memory.
             if let Err(e) = store_in_cache(&cache, staging, &info) {
@@ -226,7 +235,22 @@ impl Loader {
         Ok(ServedModel {
             model: Arc::new(loaded),
             info,
+            drift,
         })
+    }
+
+    /// The drift tracker of a model loaded from `dir`, with the reference the directory
+    /// holds (a refused one is logged and the traffic baseline used).
+    fn drift_of(&self, loaded: &LoadedModel, dir: &Path) -> Arc<Drift> {
+        let reference = DriftReference::read_from_dir(dir, &loaded.feature_names);
+        if let Some(Err(e)) = &reference {
+            tracing::warn!(error = %e, "the model's drift reference is refused; drift is measured against the first rows served");
+        }
+        Arc::new(Drift::new(
+            loaded.feature_names.clone(),
+            reference,
+            self.drift,
+        ))
     }
 
     /// True when a registry is configured (`MLFLOW_TRACKING_URI`).
@@ -320,8 +344,10 @@ impl Loader {
             estimator: loaded.estimator.clone(),
             accepts_missing: loaded.accepts_missing,
             shadow: None,
+            drift: None,
         };
         ServedModel {
+            drift: self.drift_of(&loaded, path),
             model: Arc::new(loaded),
             info,
         }

@@ -54,6 +54,10 @@ async fn main() -> anyhow::Result<()> {
         fallback_dir: config.fallback_dir.clone(),
         cache_versions: config.cache_versions,
         max_model_bytes: config.model_max_bytes as u64,
+        drift: predictor::drift::DriftSettings {
+            window: config.drift_window,
+            baseline_rows: config.drift_baseline_rows,
+        },
     };
     let mut state = AppState::new(
         loader,

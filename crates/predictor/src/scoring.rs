@@ -65,6 +65,7 @@ where
         Ok((rows, predictions)) => {
             versions.observe_request(version, Outcome::Ok, seconds, &predictions);
             state.metrics.count_predictions(predictions.len());
+            model.drift.observe(&rows);
             state.shadow.offer(&model, rows, &predictions);
             Ok((predictions, model))
         }

@@ -55,6 +55,7 @@ async fn state_with_bundled_model(dir: &std::path::Path, token: Option<&str>) ->
         fallback_dir: Some(dir.to_owned()),
         cache_versions: 3,
         max_model_bytes: model::MAX_MODEL_FILE_BYTES,
+        drift: Default::default(),
     };
     let state = Arc::new(AppState::new(
         loader,
@@ -270,6 +271,7 @@ async fn health_ping_and_version_answer_as_the_old_service_and_mlflow_serve_do()
         fallback_dir: Some(empty.path().to_owned()),
         cache_versions: 3,
         max_model_bytes: model::MAX_MODEL_FILE_BYTES,
+        drift: Default::default(),
     };
     let state = Arc::new(AppState::new(
         loader,
@@ -389,6 +391,7 @@ async fn a_missed_deadline_is_a_timeout_never_the_versions_error() {
         fallback_dir: Some(dir.path().to_owned()),
         cache_versions: 3,
         max_model_bytes: model::MAX_MODEL_FILE_BYTES,
+        drift: Default::default(),
     };
     let mut state = AppState::new(loader, Selector::Alias("champion".into()), None, 100);
     // Every request on the pool (small ones are answered on the HTTP worker otherwise).

@@ -39,6 +39,14 @@ pub struct ModelLabels {
     pub digest: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    pub version: String,
+    pub feature: String,
+}
+
+type FeatureGauges = Family<FeatureLabels, Gauge<f64, std::sync::atomic::AtomicU64>>;
+
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -51,6 +59,8 @@ pub struct Metrics {
     request_duration: HistogramFamily,
     predictions: Counter,
     explanations: Counter,
+    drift_psi: FeatureGauges,
+    missing_ratio: FeatureGauges,
     reloads: Family<ReloadLabels, Counter>,
     model_info: Family<ModelLabels, Gauge>,
     served_version: Gauge,
@@ -71,6 +81,18 @@ impl Metrics {
         let request_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let predictions = Counter::default();
         let explanations = Counter::default();
+        let drift_psi = FeatureGauges::default();
+        let missing_ratio = FeatureGauges::default();
+        registry.register(
+            "feature_drift_psi",
+            "Population stability index of each input feature over the drift window against the served version's reference",
+            drift_psi.clone(),
+        );
+        registry.register(
+            "feature_missing_ratio",
+            "Share of the drift window's rows with the feature missing",
+            missing_ratio.clone(),
+        );
         let reloads = Family::<ReloadLabels, Counter>::default();
         let model_info = Family::<ModelLabels, Gauge>::default();
         let served_version = Gauge::default();
@@ -107,6 +129,8 @@ impl Metrics {
             request_duration,
             predictions,
             explanations,
+            drift_psi,
+            missing_ratio,
             reloads,
             model_info,
             served_version,
@@ -120,6 +144,25 @@ impl Metrics {
 
     pub fn count_explanations(&self, rows: usize) {
         self.explanations.inc_by(rows as u64);
+    }
+
+    /// The served version's drift figures, replacing any earlier version's (so the series
+    /// are bounded by the model's features).
+    pub fn set_drift(&self, version: &str, drift: &api::predictor::DriftInfo) {
+        self.drift_psi.clear();
+        self.missing_ratio.clear();
+        for f in &drift.features {
+            let labels = FeatureLabels {
+                version: version.to_owned(),
+                feature: f.name.clone(),
+            };
+            if let Some(psi) = f.psi {
+                self.drift_psi.get_or_create(&labels).set(psi);
+            }
+            if let Some(ratio) = f.missing_ratio {
+                self.missing_ratio.get_or_create(&labels).set(ratio);
+            }
+        }
     }
 
     pub fn count_reload(&self, success: bool) {

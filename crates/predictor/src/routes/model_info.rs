@@ -12,5 +12,6 @@ async fn model_info(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     let model = state.current().ok_or(ApiError::NoModel)?;
     let mut info = model.info.clone();
     info.shadow = state.shadow.info();
+    info.drift = Some(model.drift.report());
     Ok(HttpResponse::Ok().json(info))
 }
