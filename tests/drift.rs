@@ -2,10 +2,14 @@
 //! reference `forecastctl train` writes beside the model (and `register` uploads), live
 //! traffic like the training data against traffic shifted on one feature, seen in
 //! `/metrics` and `/model/info`; a malformed reference refused with a message and the
-//! first rows served taken instead.
+//! first rows served taken instead; and the operator judging the pods' drift as the
+//! `Drifting` condition on the real control plane (or kube-sim).
 
 use std::path::Path;
+use std::time::Duration;
 
+use forecast_e2e::cluster::wait_until;
+use forecast_e2e::fleet::{daily_serving_v1, operator_metric};
 use forecast_e2e::*;
 use model::features::{FEATURE_NAMES, feature_matrix};
 use serde_json::{Value, json};
@@ -107,6 +111,17 @@ async fn shifting_one_feature_raises_its_psi_and_only_its() {
             assert!(psi < 0.1, "{feature} was not shifted, yet its PSI is {psi}");
         }
     }
+    let metrics = get_text(&format!("{}/metrics", predictor.url))
+        .await
+        .unwrap();
+    let window_rows = format!(
+        "predictor_drift_window_rows{{version=\"{version}\"}} {}",
+        rows.len() + shifted.len()
+    );
+    assert!(
+        metrics.lines().any(|l| l == window_rows),
+        "{window_rows} in\n{metrics}"
+    );
     let info = drift_info(&c, &predictor).await;
     assert_eq!(
         info["model_version"],
@@ -173,4 +188,127 @@ fn register(name: &str, model_dir: &Path) -> String {
         name,
     ])
     .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_python_lines_give_a_model_its_reference() {
+    let name = unique_name("drift-py");
+    let out = std::process::Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/python/log_with_drift_reference.py"
+        ))
+        .args(["--name", &name])
+        .env("MLFLOW_TRACKING_URI", tracking_uri())
+        .output()
+        .expect("running log_with_drift_reference.py");
+    assert!(
+        out.status.success(),
+        "log_with_drift_reference.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The last line: MLflow prints links to the run before it.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let version = stdout.lines().last().unwrap_or_default().trim().to_owned();
+    let predictor = start(&name, &version, &[]);
+    let info = drift_info(&http(), &predictor).await;
+    assert_eq!(info["drift"]["origin"], "reference", "{info}");
+    let features = info["drift"]["features"].as_array().unwrap();
+    assert_eq!(features.len(), 6, "{info}");
+}
+
+/// The operator reads the pod's drift each poll: Unknown before enough rows, False on
+/// traffic like the training data, True naming `lag_1` once it is shifted — an event, the
+/// operator's gauge over the limit, and the served version unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_operator_reports_drifting_when_live_traffic_moves_and_never_changes_the_version() {
+    let setup = daily_serving_v1(
+        "drift-fm",
+        41,
+        1,
+        json!({"monitoring": {"drift": {"maxPsi": 0.25, "minRows": 300}}}),
+        &[],
+    )
+    .await;
+    let cluster = &setup.cluster;
+    let v1 = setup.v1.as_str();
+    let drifting = || async { cluster.condition("daily", "Drifting").await };
+    wait_until(
+        "Drifting=Unknown (no rows yet)",
+        Duration::from_secs(60),
+        || async { drifting().await == Some(("Unknown".into(), "TooFewRows".into())) },
+    )
+    .await;
+
+    let predict_all = |rows: Vec<Vec<f64>>| async move {
+        for chunk in rows.chunks(50) {
+            let answer = cluster
+                .predict_via_service("daily", &json!(chunk))
+                .await
+                .unwrap();
+            assert_eq!(answer["model_version"], v1);
+        }
+    };
+    predict_all(like_training(42)).await;
+    wait_until(
+        "Drifting=False on traffic like training",
+        Duration::from_secs(60),
+        || async { drifting().await == Some(("False".into(), "NoDrift".into())) },
+    )
+    .await;
+
+    let lag_1 = FEATURE_NAMES.iter().position(|f| *f == "lag_1").unwrap();
+    let shifted: Vec<Vec<f64>> = like_training(43)
+        .into_iter()
+        .map(|mut r| {
+            r[lag_1] *= 3.0;
+            r
+        })
+        .collect();
+    predict_all(shifted).await;
+    wait_until(
+        "Drifting=True once lag_1 moved",
+        Duration::from_secs(60),
+        || async { drifting().await == Some(("True".into(), "DriftDetected".into())) },
+    )
+    .await;
+    let status = cluster.status("daily").await;
+    let message = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Drifting")
+        .and_then(|c| c["message"].as_str())
+        .unwrap()
+        .to_owned();
+    assert!(message.starts_with("lag_1 (PSI "), "{message}");
+    assert!(!message.contains("month"), "{message}");
+    assert_eq!(
+        status["servedVersion"],
+        setup.v1.as_str(),
+        "drift never changes what is served"
+    );
+    cluster.wait_for_events("DriftDetected", 1).await;
+    assert!(
+        cluster
+            .event_notes("DriftDetected")
+            .await
+            .iter()
+            .any(|n| n.contains("lag_1"))
+    );
+    let gauge = operator_metric(
+        &setup.operator,
+        &format!(
+            "forecast_operator_drift_psi{{namespace=\"{}\",name=\"daily\",feature=\"lag_1\"}}",
+            cluster.namespace
+        ),
+    )
+    .await;
+    assert!(
+        gauge > 0.25,
+        "forecast_operator_drift_psi for lag_1: {gauge}"
+    );
+    for (pod, version) in cluster.pod_versions("daily").await {
+        assert_eq!(version.as_deref(), Some(setup.v1.as_str()), "{pod}");
+    }
 }

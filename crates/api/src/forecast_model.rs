@@ -24,6 +24,8 @@ pub mod condition {
     pub const RECONCILING: &str = "Reconciling";
     /// kstatus: the operator has given up until the spec or the registry changes.
     pub const STALLED: &str = "Stalled";
+    /// Live inputs have moved from the served version's reference (`spec.monitoring.drift`).
+    pub const DRIFTING: &str = "Drifting";
 }
 
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -63,6 +65,50 @@ pub struct ForecastModelSpec {
     /// How a new version is rolled out.
     #[serde(default)]
     pub rollout: RolloutSpec,
+    /// What the operator watches in the served version besides its health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringSpec>,
+}
+
+/// `spec.monitoring`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// Judge the pods' input drift each poll and report it as the `Drifting` condition
+    /// (it never changes which version is served).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftSpec>,
+}
+
+/// `spec.monitoring.drift`: when a feature counts as drifting.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftSpec {
+    /// A feature drifts when its population stability index on a pod exceeds this.
+    #[serde(default = "default_max_psi")]
+    #[schemars(range(min = 0.0))]
+    pub max_psi: f64,
+    /// Fewer rows in a pod's drift window than this are too few to judge.
+    #[serde(default = "default_min_rows")]
+    #[schemars(range(min = 1))]
+    pub min_rows: u64,
+}
+
+impl Default for DriftSpec {
+    fn default() -> Self {
+        DriftSpec {
+            max_psi: default_max_psi(),
+            min_rows: default_min_rows(),
+        }
+    }
+}
+
+fn default_max_psi() -> f64 {
+    0.25
+}
+
+fn default_min_rows() -> u64 {
+    1000
 }
 
 fn default_poll_interval() -> SpecDuration {

@@ -77,6 +77,12 @@ pub const SHADOW_UNLOADED: &str = "ShadowUnloaded";
 pub const SHADOW_LOAD_FAILED: &str = "ShadowLoadFailed";
 /// `Reconciling=True`: the shadow version is not yet loaded in every ready pod.
 pub const SHADOW_LOADING: &str = "ShadowLoading";
+/// `Drifting=True` (and its Warning event): a feature's PSI is over `maxPsi` on a pod.
+pub const DRIFT_DETECTED: &str = "DriftDetected";
+/// `Drifting=False`: every feature within `maxPsi` on every pod with enough rows.
+pub const NO_DRIFT: &str = "NoDrift";
+/// `Drifting=Unknown`: no pod has `minRows` rows in its drift window (or none answered).
+pub const TOO_FEW_ROWS: &str = "TooFewRows";
 
 /// Every reason above.
 pub const ALL: &[&str] = &[
@@ -115,6 +121,9 @@ pub const ALL: &[&str] = &[
     SHADOW_UNLOADED,
     SHADOW_LOAD_FAILED,
     SHADOW_LOADING,
+    DRIFT_DETECTED,
+    NO_DRIFT,
+    TOO_FEW_ROWS,
 ];
 
 #[cfg(test)]

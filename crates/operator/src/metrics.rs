@@ -44,6 +44,17 @@ pub struct Metrics {
     pub webhooks: Family<ResultLabel, Counter>,
     pub canary_verdicts: Family<ResultLabel, Counter>,
     pub canary: CanaryGauges,
+    /// The worst pod's PSI per feature of each ForecastModel with drift monitoring.
+    pub drift_psi: Family<FeatureLabel, Gauge<f64, AtomicU64>>,
+    /// The features each ForecastModel last exported (to remove series that went away).
+    drift_features: std::sync::Mutex<std::collections::HashMap<ObjectLabel, Vec<String>>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabel {
+    pub namespace: String,
+    pub name: String,
+    pub feature: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -153,7 +164,15 @@ impl Default for Metrics {
             "|mean canary - mean baseline| / |mean baseline| prediction, last analysis",
             canary.prediction_shift.clone(),
         );
+        let drift_psi = Family::<FeatureLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "drift_psi",
+            "Population stability index of each input feature, the worst pod with enough rows (spec.monitoring.drift)",
+            drift_psi.clone(),
+        );
         Metrics {
+            drift_psi,
+            drift_features: Default::default(),
             canary_verdicts,
             canary,
             registry,
@@ -227,6 +246,7 @@ impl Metrics {
             model: fm.spec.model.name.clone(),
         });
         let label = ObjectLabel { namespace, name };
+        self.record_drift(fm, None);
         let g = &self.canary;
         for gauge in [
             &g.requests,
@@ -235,6 +255,41 @@ impl Metrics {
             &g.prediction_shift,
         ] {
             gauge.remove(&label);
+        }
+    }
+
+    /// The worst PSI per feature of a ForecastModel (`None`: no drift monitoring, or no
+    /// figures), replacing what it exported before.
+    pub fn record_drift(
+        &self,
+        fm: &ForecastModel,
+        worst: Option<&std::collections::BTreeMap<String, f64>>,
+    ) {
+        let object = ObjectLabel {
+            namespace: fm.namespace().unwrap_or_default(),
+            name: fm.name_any(),
+        };
+        let mut exported = self
+            .drift_features
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let label = |feature: &str| FeatureLabel {
+            namespace: object.namespace.clone(),
+            name: object.name.clone(),
+            feature: feature.to_owned(),
+        };
+        let before = exported.remove(&object).unwrap_or_default();
+        let now: Vec<String> = worst
+            .map(|w| w.keys().cloned().collect())
+            .unwrap_or_default();
+        for gone in before.iter().filter(|f| !now.contains(f)) {
+            self.drift_psi.remove(&label(gone));
+        }
+        for (feature, psi) in worst.into_iter().flatten() {
+            self.drift_psi.get_or_create(&label(feature)).set(*psi);
+        }
+        if !now.is_empty() {
+            exported.insert(object, now);
         }
     }
 

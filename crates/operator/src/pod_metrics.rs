@@ -30,11 +30,24 @@ pub struct ShadowCounters {
     pub abs_diff: Vec<LatencyBucket>,
 }
 
+/// Features per version whose drift is read at most.
+pub const MAX_DRIFT_FEATURES: usize = 256;
+
+/// One version's input drift on one pod.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodDrift {
+    /// Rows in the pod's drift window.
+    pub rows: u64,
+    /// Population stability index by feature.
+    pub psi: BTreeMap<String, f64>,
+}
+
 /// What one pod's `/metrics` says, by version.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodMetrics {
     pub versions: BTreeMap<String, PodCounters>,
     pub shadow: BTreeMap<String, ShadowCounters>,
+    pub drift: BTreeMap<String, PodDrift>,
 }
 
 impl PodMetrics {
@@ -91,6 +104,23 @@ pub fn parse(text: &str) -> PodMetrics {
                 "predictor_shadow_abs_diff_count" => s.rows = count(),
                 "predictor_shadow_abs_diff_bucket" => push_bucket(&mut s.abs_diff, &sample),
                 _ => {}
+            }
+        } else if matches!(
+            sample.name,
+            "predictor_drift_window_rows" | "predictor_feature_drift_psi"
+        ) {
+            let known = out.drift.len() < MAX_VERSIONS || out.drift.contains_key(&version);
+            if !known {
+                continue;
+            }
+            let d = out.drift.entry(version).or_default();
+            if sample.name == "predictor_drift_window_rows" {
+                d.rows = count();
+            } else if let Some(feature) = sample.label("feature") {
+                let known = d.psi.len() < MAX_DRIFT_FEATURES || d.psi.contains_key(feature);
+                if known && sample.value.is_finite() && sample.value >= 0.0 {
+                    d.psi.insert(feature.to_owned(), sample.value);
+                }
             }
         } else if sample.name.starts_with("predictor_model_") {
             let known = out.versions.len() < MAX_VERSIONS || out.versions.contains_key(&version);
@@ -239,6 +269,31 @@ garbage line {{{
 predictor_model_requests_total{version="5\"x",outcome="ok"} 1
 predictor_model_requests_total{version="6",outcome="ok"} -4
 "#;
+
+    #[test]
+    fn drift_figures_are_read_by_version_and_feature() {
+        let m = parse(
+            "# TYPE predictor_feature_drift_psi gauge\n\
+             predictor_feature_drift_psi{version=\"7\",feature=\"lag_1\"} 0.8\n\
+             predictor_feature_drift_psi{version=\"7\",feature=\"month\"} 0.01\n\
+             predictor_feature_drift_psi{version=\"7\",feature=\"bad\"} NaN\n\
+             predictor_feature_drift_psi{version=\"7\"} 3\n\
+             predictor_drift_window_rows{version=\"7\"} 1200\n",
+        );
+        let d = &m.drift["7"];
+        assert_eq!(d.rows, 1200);
+        assert_eq!(
+            d.psi
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect::<Vec<_>>(),
+            vec![("lag_1", 0.8), ("month", 0.01)]
+        );
+        let many: String = (0..MAX_DRIFT_FEATURES + 10)
+            .map(|i| format!("predictor_feature_drift_psi{{version=\"1\",feature=\"f{i}\"}} 0.1\n"))
+            .collect();
+        assert_eq!(parse(&many).drift["1"].psi.len(), MAX_DRIFT_FEATURES);
+    }
 
     #[test]
     fn the_figures_of_each_version_are_read_and_junk_is_skipped() {

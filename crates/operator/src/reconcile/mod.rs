@@ -16,6 +16,7 @@ pub mod act;
 pub mod analysis;
 pub mod canary;
 pub mod conditions;
+pub mod drift;
 pub mod env_sources;
 pub mod events;
 pub mod kstatus;
@@ -104,6 +105,16 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         false => observed.pods.clone(),
     };
     let shadow = act::shadow::sync(ctx, &spec, &observed, &pods, &owned.admin_token).await;
+    let drift = match &spec.drift {
+        Some(limits) => {
+            let figures = match drift::served_by_pods(&pods) {
+                Some(version) => observe::pod_drift(ctx, &pods, version).await,
+                None => Vec::new(),
+            };
+            Some(drift::judge(limits, &figures))
+        }
+        None => None,
+    };
     let report = status::report(&status::Inputs {
         generation,
         replicas: fm.spec.predictor.replicas,
@@ -115,11 +126,14 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         outcome: &outcome,
         pods: &pods,
         shadow: shadow.status,
+        drift: drift.as_ref(),
         now: Timestamp::now(),
     });
     report::write(ctx, fm, &report).await?;
     events::publish(ctx, fm, &shadow.notes).await;
     ctx.metrics.record(fm, &outcome, &report.status);
+    ctx.metrics
+        .record_drift(fm, drift.as_ref().map(|d| &d.worst));
     Ok(report
         .requeue_after
         .map_or_else(Action::await_change, Action::requeue))

@@ -30,6 +30,8 @@ pub struct ValidSpec {
     pub canary: Option<crate::reconcile::canary::Canary>,
     /// `spec.model.shadow`'s selector.
     pub shadow: Option<Selector>,
+    /// `spec.monitoring.drift`, checked.
+    pub drift: Option<api::forecast_model::DriftSpec>,
 }
 
 /// Checks what the schema cannot: durations, the selector, the tracking URI and the image
@@ -63,9 +65,19 @@ pub fn spec(fm: &ForecastModel, policy: &SpecPolicy) -> Result<ValidSpec, String
         Some(s) => Some(s.selector()?),
         None => None,
     };
+    let drift = fm.spec.monitoring.as_ref().and_then(|m| m.drift.clone());
+    if let Some(d) = &drift
+        && (!d.max_psi.is_finite() || d.max_psi < 0.0 || d.min_rows == 0)
+    {
+        return Err(format!(
+            "spec.monitoring.drift: maxPsi {} must be a number of at least 0 and minRows {} at least 1",
+            d.max_psi, d.min_rows
+        ));
+    }
     Ok(ValidSpec {
         canary,
         shadow,
+        drift,
         poll: at_least_a_second("spec.pollInterval", &fm.spec.poll_interval)?,
         verify_timeout: at_least_a_second(
             "spec.rollout.verifyTimeout",
@@ -322,6 +334,24 @@ pub async fn pod_metrics(
         .await
         .into_iter()
         .flatten()
+        .collect()
+}
+
+/// Each ready pod's drift figures for `version` (pods that do not answer, or have none
+/// for it, are left out).
+pub async fn pod_drift(
+    ctx: &Context,
+    pods: &[PodObservation],
+    version: &str,
+) -> Vec<crate::pod_metrics::PodDrift> {
+    let serving: Vec<&PodObservation> = pods
+        .iter()
+        .filter(|p| p.ready && p.version.as_deref() == Some(version))
+        .collect();
+    pod_metrics(ctx, &serving)
+        .await
+        .into_iter()
+        .filter_map(|(_, mut m)| m.drift.remove(version))
         .collect()
 }
 

@@ -39,6 +39,8 @@ pub struct Inputs<'a> {
     pub pods: &'a [PodObservation],
     /// The shadow's comparison over the pods (None: no shadow in the spec).
     pub shadow: Option<ShadowStatus>,
+    /// The drift verdict (None: no `spec.monitoring.drift`).
+    pub drift: Option<&'a crate::reconcile::drift::DriftVerdict>,
     pub now: Timestamp,
 }
 
@@ -179,6 +181,10 @@ pub fn report(i: &Inputs) -> Report {
     desired.insert(condition::PROGRESSING, progressing);
     desired.insert(condition::DEGRADED, degraded);
     desired.insert(condition::REGISTRY_REACHABLE, registry.reachable.clone());
+    if let Some(drift) = i.drift {
+        drift_notes(previous, &drift.state, &mut notes);
+        desired.insert(condition::DRIFTING, drift.state.clone());
+    }
     add_kstatus_conditions(&mut desired, shadow_loading(i));
     status.conditions =
         conditions::written(&previous.conditions, &desired, i.generation, &Time(i.now));
@@ -191,6 +197,21 @@ pub fn report(i: &Inputs) -> Report {
         requeue_after: Some(requeue),
         status,
         notes,
+    }
+}
+
+/// An event when drift starts (Warning) or ends (Normal); none while it is unknown.
+fn drift_notes(previous: &ForecastModelStatus, now: &ConditionState, notes: &mut Vec<Note>) {
+    let before = conditions::status_of(&previous.conditions, condition::DRIFTING);
+    match (before, now.status) {
+        (Some(ConditionStatus::True), ConditionStatus::True) => {}
+        (_, ConditionStatus::True) => {
+            notes.push(Note::warning(reasons::DRIFT_DETECTED, now.message.clone()))
+        }
+        (Some(ConditionStatus::True), ConditionStatus::False) => {
+            notes.push(Note::normal(reasons::NO_DRIFT, now.message.clone()))
+        }
+        _ => {}
     }
 }
 

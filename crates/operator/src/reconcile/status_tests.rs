@@ -43,6 +43,7 @@ pub(super) struct Case {
     pub(super) outcome: RolloutOutcome,
     pub(super) pods: Vec<PodObservation>,
     pub(super) canary: Option<crate::reconcile::canary::Canary>,
+    pub(super) drift: Option<crate::reconcile::drift::DriftVerdict>,
     pub(super) now: Timestamp,
 }
 
@@ -60,6 +61,7 @@ impl Case {
             outcome: RolloutOutcome::Nothing,
             pods: vec![pod("a", Some("1"), true), pod("b", Some("1"), true)],
             canary: None,
+            drift: None,
             now: at(100),
         }
     }
@@ -71,6 +73,7 @@ impl Case {
             selector: Selector::Alias("champion".into()),
             canary: self.canary.clone(),
             shadow: None,
+            drift: None,
         };
         let observed = Observation {
             namespace: "team".into(),
@@ -93,6 +96,7 @@ impl Case {
             outcome: &self.outcome,
             pods: &self.pods,
             shadow: None,
+            drift: self.drift.as_ref(),
             now: self.now,
         })
     }
@@ -368,4 +372,45 @@ fn the_progress_status_keeps_everything_but_progressing() {
         1,
         "one of each"
     );
+}
+
+#[test]
+fn drift_sets_its_condition_and_tells_when_it_starts_and_ends() {
+    use crate::pod_metrics::PodDrift;
+    use crate::reconcile::drift::judge;
+    let spec = api::forecast_model::DriftSpec::default();
+    let pod = |rows: u64, psi: f64| PodDrift {
+        rows,
+        psi: [("lag_1".to_owned(), psi)].into(),
+    };
+    let mut case = Case::steady();
+    // No monitoring: no condition.
+    assert_eq!(condition(&case.report(), "Drifting"), Default::default());
+
+    case.drift = Some(judge(&spec, &[pod(10, 0.9)]));
+    let unknown = case.report();
+    has(&unknown, "Drifting", "Unknown", "TooFewRows");
+    assert!(unknown.notes.is_empty(), "{:?}", unknown.notes);
+
+    case.previous = unknown.status;
+    case.drift = Some(judge(&spec, &[pod(5000, 0.9)]));
+    let drifting = case.report();
+    has(&drifting, "Drifting", "True", "DriftDetected");
+    assert_eq!(drifting.notes.len(), 1, "{:?}", drifting.notes);
+    assert_eq!(drifting.notes[0].reason, "DriftDetected");
+    assert!(drifting.notes[0].note.contains("lag_1 (PSI 0.90)"));
+    // Drift never holds or changes the served version.
+    has(&drifting, "Ready", "True", "Serving");
+    assert_eq!(drifting.status.served_version.as_deref(), Some("1"));
+
+    case.previous = drifting.status;
+    let still = case.report();
+    assert!(still.notes.is_empty(), "told once: {:?}", still.notes);
+
+    case.previous = still.status;
+    case.drift = Some(judge(&spec, &[pod(5000, 0.01)]));
+    let over = case.report();
+    has(&over, "Drifting", "False", "NoDrift");
+    assert_eq!(over.notes.len(), 1);
+    assert_eq!(over.notes[0].reason, "NoDrift");
 }

@@ -45,6 +45,11 @@ pub struct FeatureLabels {
     pub feature: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabel {
+    pub version: String,
+}
+
 type FeatureGauges = Family<FeatureLabels, Gauge<f64, std::sync::atomic::AtomicU64>>;
 
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
@@ -61,6 +66,7 @@ pub struct Metrics {
     explanations: Counter,
     drift_psi: FeatureGauges,
     missing_ratio: FeatureGauges,
+    drift_rows: Family<VersionLabel, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
     model_info: Family<ModelLabels, Gauge>,
     served_version: Gauge,
@@ -87,6 +93,12 @@ impl Metrics {
             "feature_drift_psi",
             "Population stability index of each input feature over the drift window against the served version's reference",
             drift_psi.clone(),
+        );
+        let drift_rows = Family::<VersionLabel, Gauge>::default();
+        registry.register(
+            "drift_window_rows",
+            "Rows counted in the drift window (the figures below are over these rows)",
+            drift_rows.clone(),
         );
         registry.register(
             "feature_missing_ratio",
@@ -131,6 +143,7 @@ impl Metrics {
             explanations,
             drift_psi,
             missing_ratio,
+            drift_rows,
             reloads,
             model_info,
             served_version,
@@ -151,6 +164,14 @@ impl Metrics {
     pub fn set_drift(&self, version: &str, drift: &api::predictor::DriftInfo) {
         self.drift_psi.clear();
         self.missing_ratio.clear();
+        self.drift_rows.clear();
+        if !drift.features.is_empty() {
+            self.drift_rows
+                .get_or_create(&VersionLabel {
+                    version: version.to_owned(),
+                })
+                .set(i64::try_from(drift.rows).unwrap_or(i64::MAX));
+        }
         for f in &drift.features {
             let labels = FeatureLabels {
                 version: version.to_owned(),
