@@ -22,25 +22,7 @@ fn logged() -> &'static Logged {
     static LOGGED: OnceLock<Logged> = OnceLock::new();
     LOGGED.get_or_init(|| {
         let name = unique_name("explain");
-        let work = tempfile::tempdir().expect("tempdir");
-        let report_path = work.path().join("report.json");
-        let out = std::process::Command::new(python())
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/python/log_explained.py"
-            ))
-            .args(["--name", &name, "--out"])
-            .arg(&report_path)
-            .env("MLFLOW_TRACKING_URI", tracking_uri())
-            .output()
-            .expect("running log_explained.py");
-        assert!(
-            out.status.success(),
-            "log_explained.py failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report = serde_json::from_slice(&std::fs::read(&report_path).expect("report"))
-            .expect("report JSON");
+        let (_dir, report) = python_report("log_explained.py", &name, &[]);
         Logged { name, report }
     })
 }

@@ -25,27 +25,8 @@ fn logged() -> &'static Logged {
     static LOGGED: OnceLock<Logged> = OnceLock::new();
     LOGGED.get_or_init(|| {
         let name = unique_name("flavors");
-        let work = tempfile::tempdir().expect("tempdir");
+        let (work, report) = python_report("log_flavors.py", &name, &["--work", "{dir}/models"]);
         let report_path = work.path().join("report.json");
-        let out = std::process::Command::new(python())
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/python/log_flavors.py"
-            ))
-            .args(["--name", &name, "--out"])
-            .arg(&report_path)
-            .arg("--work")
-            .arg(work.path().join("models"))
-            .env("MLFLOW_TRACKING_URI", tracking_uri())
-            .output()
-            .expect("running log_flavors.py");
-        assert!(
-            out.status.success(),
-            "log_flavors.py failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report = serde_json::from_slice(&std::fs::read(&report_path).expect("report"))
-            .expect("report JSON");
         Logged {
             name,
             report_path,

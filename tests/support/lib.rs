@@ -49,6 +49,35 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
 }
 
+/// Runs `tests/python/<script> --name NAME --out <dir>/report.json` (with the test MLflow,
+/// and `extra` arguments; `{dir}` in them is the report's directory) and answers that
+/// directory and the report it wrote. Panics with the script's stderr when it fails.
+pub fn python_report(script: &str, name: &str, extra: &[&str]) -> (tempfile::TempDir, Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report_path = dir.path().join("report.json");
+    let here = dir.path().to_string_lossy().into_owned();
+    let out = Command::new(python())
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("python")
+                .join(script),
+        )
+        .args(["--name", name, "--out"])
+        .arg(&report_path)
+        .args(extra.iter().map(|a| a.replace("{dir}", &here)))
+        .env("MLFLOW_TRACKING_URI", tracking_uri())
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report =
+        serde_json::from_slice(&std::fs::read(&report_path).expect("report")).expect("report JSON");
+    (dir, report)
+}
+
 /// A registered-model name no other test uses.
 pub fn unique_name(prefix: &str) -> String {
     format!(

@@ -5,40 +5,18 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+
+#[path = "support/timing.rs"]
+mod timing;
+
+use timing::{bench_dir_and_seconds, per_row_us};
 
 use serde_json::{Value, json};
 
-fn per_row_us(
-    rows: &[Vec<f64>],
-    batch: usize,
-    seconds: f64,
-    mut predict: impl FnMut(&[Vec<f64>]),
-) -> f64 {
-    let batches: Vec<&[Vec<f64>]> = rows.chunks_exact(batch).collect();
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let mut samples = Vec::new();
-    let mut i = 0;
-    while Instant::now() < deadline || samples.len() < 5 {
-        let chunk = batches[i % batches.len()];
-        let start = Instant::now();
-        predict(chunk);
-        samples.push(start.elapsed().as_secs_f64() * 1e6 / chunk.len() as f64);
-        i += 1;
-    }
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
-
 fn main() {
-    let Some(dir) = std::env::var_os("FORECAST_BENCH_DIR").map(PathBuf::from) else {
-        eprintln!("set FORECAST_BENCH_DIR (cargo xtask bench does)");
+    let Some((dir, seconds)) = bench_dir_and_seconds() else {
         return;
     };
-    let seconds: f64 = std::env::var("FORECAST_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
     let libraries: Value =
         serde_json::from_slice(&std::fs::read(dir.join("libraries.json")).expect("libraries.json"))
             .expect("libraries.json is JSON");
