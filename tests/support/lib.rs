@@ -86,10 +86,17 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// A loopback port nothing listens on (for "registry is down").
+/// A loopback port nothing listens on (for "registry is down"): 9, below the range the
+/// kernel gives out for `PORT=0` and outgoing connections, so no other test's process can
+/// come to listen there meanwhile (a free ephemeral port could, and did: a predictor of a
+/// parallel test took one and answered 404 as "the registry").
 pub fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    const PORT: u16 = 9;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err(),
+        "something listens on 127.0.0.1:{PORT}, which the tests use as a closed port"
+    );
+    PORT
 }
 
 /// Runs `forecastctl` with the test registry; returns stdout, or an error with stderr.
