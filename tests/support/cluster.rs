@@ -552,8 +552,8 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(cluster: &TestCluster, extra_env: &[(&str, &str)]) -> Operator {
-        let metrics_port = crate::closed_port();
-        let webhook_port = crate::closed_port();
+        let metrics_port = crate::free_port();
+        let webhook_port = crate::free_port();
         let mut cmd = Command::new(bin("forecast-operator"));
         cmd.env("KUBECONFIG", &cluster.operator_kubeconfig)
             .env("OPERATOR_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))

@@ -86,6 +86,12 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// A loopback port free right now, for a process the test starts to listen on.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
 /// A loopback port nothing listens on (for "registry is down"): 9, below the range the
 /// kernel gives out for `PORT=0` and outgoing connections, so no other test's process can
 /// come to listen there meanwhile (a free ephemeral port could, and did: a predictor of a
