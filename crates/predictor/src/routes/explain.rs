@@ -2,7 +2,6 @@
 //! `/invocations` (JSON, and CSV with a header row), answered with exact TreeSHAP
 //! contributions per feature.
 
-use actix_web::guard::GuardContext;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use api::predictor::ExplainResponse;
 
@@ -11,16 +10,12 @@ use crate::error::ApiError;
 use crate::explaining::{Explained, explain};
 use crate::input::{csv_rows, invocation_rows};
 use crate::routes::BodyLimit;
+use crate::routes::invocations::is_csv;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // The CSV route first: it only takes `Content-Type: text/csv`.
     cfg.service(explain_csv).service(explain_json);
-}
-
-fn is_csv(ctx: &GuardContext) -> bool {
-    ctx.header::<actix_web::http::header::ContentType>()
-        .is_some_and(|ct| ct.essence_str() == "text/csv")
 }
 
 fn answer(explained: Explained) -> HttpResponse {

@@ -20,7 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(invocations_csv).service(invocations);
 }
 
-fn is_csv(ctx: &GuardContext) -> bool {
+/// Whether a request's `Content-Type` is `text/csv` (its parameters aside).
+pub(super) fn is_csv(ctx: &GuardContext) -> bool {
     ctx.header::<actix_web::http::header::ContentType>()
         .is_some_and(|ct| ct.essence_str() == "text/csv")
 }
