@@ -8,8 +8,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod cluster;
 pub mod fleet;
+pub mod forecasters;
 
 use anyhow::{Context, bail};
 use serde_json::Value;

@@ -146,6 +146,50 @@ pub struct RowExplanation {
     pub contributions: Vec<f64>,
 }
 
+/// `POST /forecast` body: the days before the forecast, oldest first, consecutive, at least
+/// 7; and how many days after the last one to forecast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastRequest {
+    pub history: Vec<HistoryDay>,
+    pub horizon: usize,
+}
+
+/// One day of archive ingest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryDay {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    pub gigabytes: f64,
+}
+
+/// `POST /forecast` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForecastResponse {
+    pub model_name: String,
+    pub model_version: String,
+    /// How `p10` and `p90` are made (`per_step_tree_percentiles`: the trees' own
+    /// predictions for each day's features), or absent when the model has no band (it does
+    /// not average its trees).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<String>,
+    pub forecasts: Vec<ForecastedDay>,
+}
+
+/// One forecast day of `POST /forecast`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForecastedDay {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// Forecast archive ingest, gigabytes.
+    pub forecast: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p10: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90: Option<f64>,
+}
+
 /// `POST /invocations` answer (MLflow scoring-server format).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InvocationsResponse {

@@ -83,6 +83,9 @@ pub struct Config {
     /// `drift_reference.json` (the first ones it serves).
     #[arg(long, env = "PREDICTOR_DRIFT_BASELINE_ROWS", default_value_t = 10_000)]
     pub drift_baseline_rows: usize,
+    /// Serve the `/ui` page (`false` leaves it out).
+    #[arg(long, env = "PREDICTOR_UI", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ui: bool,
     /// Log format: `json` or `text`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,

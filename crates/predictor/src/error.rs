@@ -24,6 +24,8 @@ pub enum ApiError {
     PredictTimeout(std::time::Duration),
     #[error("this model cannot be explained: {0}")]
     ExplanationsUnavailable(String),
+    #[error("this model cannot forecast: {0}")]
+    ForecastUnavailable(String),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -40,7 +42,8 @@ pub fn finite(predictions: Vec<f64>) -> Result<Vec<f64>, ApiError> {
 }
 
 impl ApiError {
-    fn code(&self) -> &'static str {
+    /// The stable `error` code of the JSON answer.
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "invalid_input",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::NonFinitePrediction(_) => "prediction_not_finite",
             ApiError::PredictTimeout(_) => "predict_timeout",
             ApiError::ExplanationsUnavailable(_) => "explanations_unavailable",
+            ApiError::ForecastUnavailable(_) => "forecast_unavailable",
             ApiError::Internal(_) => "internal",
             ApiError::Reload(e) => e.code(),
         }
@@ -68,7 +72,9 @@ impl ResponseError for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ApiError::PredictTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::ExplanationsUnavailable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::ExplanationsUnavailable(_) | ApiError::ForecastUnavailable(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Reload(e) => e.status_code(),
         }
     }

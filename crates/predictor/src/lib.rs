@@ -7,6 +7,7 @@ pub mod config;
 pub mod drift;
 pub mod error;
 pub mod explaining;
+pub mod forecasting;
 pub mod input;
 pub mod loader;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod routes;
 pub mod scoring;
 pub mod shadow;
 pub mod state;
+pub mod ui;
 
 use actix_web::web;
 
@@ -24,6 +26,7 @@ pub fn configure_app(
     max_body_bytes: usize,
 ) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
+        let ui = state.ui;
         cfg.app_data(state)
             .app_data(
                 web::JsonConfig::default()
@@ -34,5 +37,8 @@ pub fn configure_app(
             .app_data(web::PayloadConfig::default().limit(max_body_bytes))
             .app_data(web::Data::new(routes::BodyLimit(max_body_bytes)))
             .configure(routes::configure);
+        if ui {
+            cfg.configure(ui::configure);
+        }
     }
 }

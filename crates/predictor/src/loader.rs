@@ -27,6 +27,9 @@ pub struct ServedModel {
     pub info: ModelInfo,
     /// Live inputs against the version's reference (counted only while served).
     pub drift: Arc<Drift>,
+    /// The first row of the model's MLflow input example, by feature (the `/ui` form
+    /// starts from it).
+    pub example: Option<Vec<Option<f64>>>,
 }
 
 impl ServedModel {
@@ -225,6 +228,7 @@ impl Loader {
             drift: None,
         };
         let drift = self.drift_of(&loaded, staging.path());
+        let example = model::input_example::read_from_dir(staging.path(), &loaded.feature_names);
         if let Some(cache) = self.cache_dir() {
             // A cache failure must not fail the reload: the model is good and in memory.
             if let Err(e) = store_in_cache(&cache, staging, &info) {
@@ -236,6 +240,7 @@ impl Loader {
             model: Arc::new(loaded),
             info,
             drift,
+            example,
         })
     }
 
@@ -348,6 +353,7 @@ impl Loader {
         };
         ServedModel {
             drift: self.drift_of(&loaded, path),
+            example: model::input_example::read_from_dir(path, &loaded.feature_names),
             model: Arc::new(loaded),
             info,
         }

@@ -71,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
     state.compute = predictor::compute::Compute::per_core(Duration::from_millis(
         config.predict_timeout_ms.max(1),
     ));
+    state.ui = config.ui;
     let state = Arc::new(state);
     tracing::info!(
         model = %config.model_name,

@@ -30,6 +30,8 @@ pub struct AppState {
     pub max_instances: usize,
     /// Where predictions run, and their deadline.
     pub compute: crate::compute::Compute,
+    /// Whether the `/ui` page is served (`PREDICTOR_UI`).
+    pub ui: bool,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             nonces: crate::nonces::Nonces::default(),
             max_instances,
             compute: crate::compute::Compute::per_core(Duration::from_secs(10)),
+            ui: true,
         }
     }
 

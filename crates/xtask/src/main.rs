@@ -10,6 +10,7 @@ mod bench_explain;
 mod bench_load;
 mod bench_operator;
 mod bench_request_path;
+mod browser;
 mod cluster;
 mod connection;
 mod demo;
@@ -166,6 +167,8 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     require_kubectl()?;
     let python = venv::ensure()?;
     let helm = helm::ensure()?;
+    // The page tests find them at their Debian paths.
+    browser::ensure()?;
     eprintln!("xtask: building binaries and tests");
     run(cargo().args(["build", "--workspace", "--bins"]))?;
     // Everything is compiled before the run moves into the cluster's network namespace,

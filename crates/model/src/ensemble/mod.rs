@@ -13,6 +13,7 @@ mod compile;
 mod explain;
 #[cfg(test)]
 mod explain_tests;
+mod members;
 #[cfg(test)]
 mod tests;
 mod transform;

@@ -64,6 +64,7 @@ pub struct Metrics {
     request_duration: HistogramFamily,
     predictions: Counter,
     explanations: Counter,
+    forecast_days: Counter,
     drift_psi: FeatureGauges,
     missing_ratio: FeatureGauges,
     drift_rows: Family<VersionLabel, Gauge>,
@@ -87,6 +88,7 @@ impl Metrics {
         let request_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let predictions = Counter::default();
         let explanations = Counter::default();
+        let forecast_days = Counter::default();
         let drift_psi = FeatureGauges::default();
         let missing_ratio = FeatureGauges::default();
         registry.register(
@@ -120,6 +122,11 @@ impl Metrics {
             explanations.clone(),
         );
         registry.register(
+            "forecast_days",
+            "Days forecast (POST /forecast)",
+            forecast_days.clone(),
+        );
+        registry.register(
             "reloads",
             "Model reloads by result (success, failure)",
             reloads.clone(),
@@ -141,6 +148,7 @@ impl Metrics {
             request_duration,
             predictions,
             explanations,
+            forecast_days,
             drift_psi,
             missing_ratio,
             drift_rows,
@@ -157,6 +165,10 @@ impl Metrics {
 
     pub fn count_explanations(&self, rows: usize) {
         self.explanations.inc_by(rows as u64);
+    }
+
+    pub fn count_forecast_days(&self, days: usize) {
+        self.forecast_days.inc_by(days as u64);
     }
 
     /// The served version's drift figures, replacing any earlier version's (so the series

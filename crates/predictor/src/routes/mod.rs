@@ -2,6 +2,7 @@
 
 mod admin;
 mod explain;
+mod forecast;
 mod health;
 mod invocations;
 mod metrics;
@@ -20,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(predict::configure)
         .configure(invocations::configure)
         .configure(explain::configure)
+        .configure(forecast::configure)
         .configure(reload::configure)
         .configure(shadow::configure)
         .configure(metrics::configure);

@@ -1,0 +1,171 @@
+//! A real headless Chromium driven over WebDriver (Debian's `chromium` and
+//! `chromium-driver`), for the tests of the pages people use.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+/// A browser session; the driver and every browser process it started are killed on drop.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+}
+
+fn find_binary(env: &str, candidates: &[&str]) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return PathBuf::from(path);
+    }
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "no {} found (set {env}); install Debian's chromium and chromium-driver \
+                 (`.ci/run` does)",
+                candidates[0]
+            )
+        })
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium with a window of `width` × `height`.
+    pub async fn start(width: u32, height: u32) -> Self {
+        let driver_bin = find_binary(
+            "FORECAST_CHROMEDRIVER",
+            &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
+        );
+        let chromium = find_binary("FORECAST_CHROMIUM", &["/usr/bin/chromium"]);
+        let port = crate::free_port();
+        let driver = Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group: dropping the browser kills Chromium's processes too.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", driver_bin.display()));
+        let url = format!("http://127.0.0.1:{port}");
+        let mut browser = None;
+        let started = Instant::now();
+        let mut last_error = String::new();
+        while browser.is_none() && started.elapsed() < Duration::from_secs(60) {
+            let mut capabilities = serde_json::Map::new();
+            capabilities.insert(
+                "goog:chromeOptions".into(),
+                json!({
+                    "binary": chromium,
+                    "args": [
+                        "--headless=new", "--no-sandbox", "--disable-gpu",
+                        "--disable-dev-shm-usage", "--no-first-run",
+                        format!("--window-size={width},{height}"),
+                    ],
+                }),
+            );
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities)
+                .connect(&url)
+                .await
+            {
+                Ok(client) => browser = Some(client),
+                Err(e) => {
+                    last_error = e.to_string();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        let client = browser.unwrap_or_else(|| panic!("no WebDriver session: {last_error}"));
+        client
+            .set_window_size(width, height)
+            .await
+            .expect("window size");
+        Browser { client, driver }
+    }
+
+    /// Opens `url` and waits until its document is loaded.
+    pub async fn open(&self, url: &str) {
+        self.client.goto(url).await.expect("goto");
+    }
+
+    /// The element `css` selects, waiting up to 30 s for it to appear.
+    pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+    }
+
+    /// Every element `css` selects now.
+    pub async fn all(&self, css: &str) -> Vec<fantoccini::elements::Element> {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("finding {css}: {e}"))
+    }
+
+    /// The text of the element `css` selects.
+    pub async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.expect("text")
+    }
+
+    /// The attribute `name` of the element `css` selects.
+    pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        self.find(css).await.attr(name).await.expect("attribute")
+    }
+
+    /// Replaces the value of the form field `css` with `text`, as a person would by
+    /// selecting what is there and typing. (Long text is set through the DOM: typing
+    /// thousands of characters one by one takes minutes in a driven browser.)
+    pub async fn fill(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.clear().await.expect("clear");
+        if text.len() <= 200 {
+            field.send_keys(text).await.expect("type");
+        } else {
+            self.client
+                .execute(
+                    "arguments[0].value = arguments[1];",
+                    vec![serde_json::to_value(&field).expect("element"), json!(text)],
+                )
+                .await
+                .expect("set value");
+        }
+    }
+
+    /// Clicks the element `css` selects (a form's submit button) and waits for the page it
+    /// leads to (a new document: the old one is marked first), then for the element `then`
+    /// selects on it.
+    pub async fn click_then(&self, css: &str, then: &str) -> fantoccini::elements::Element {
+        self.eval("document.documentElement.dataset.before = 'yes'; return true;")
+            .await;
+        self.find(css).await.click().await.expect("click");
+        self.find("html:not([data-before])").await;
+        self.find(then).await
+    }
+
+    /// Runs `script` in the page and answers its value.
+    pub async fn eval(&self, script: &str) -> Value {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .expect("script")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let group = self.driver.id() as i32;
+        // SAFETY: kill(2) on our own child's process group.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        let _ = self.driver.wait();
+    }
+}
