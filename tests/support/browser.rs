@@ -110,9 +110,33 @@ impl Browser {
             .unwrap_or_else(|e| panic!("finding {css}: {e}"))
     }
 
-    /// The text of the element `css` selects.
+    /// The text of the element `css` selects, waiting up to 30 s for it to appear. Read in
+    /// one script, so a page that updates itself cannot swap the element out midway.
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.expect("text")
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(text) = self.texts(css).await.into_iter().next() {
+                return text;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no element {css}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The text of every element `css` selects now (read in one script).
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let value = self
+            .client
+            .execute(
+                "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText.trim());",
+                vec![json!(css)],
+            )
+            .await
+            .expect("script");
+        serde_json::from_value(value).unwrap_or_default()
     }
 
     /// The attribute `name` of the element `css` selects.

@@ -410,32 +410,36 @@ pub async fn predict_through_service(
 /// the test's namespace with exactly the Role and RoleBinding `deploy/overlays/namespaced`
 /// grants (rendered by kustomize, moved to this namespace), and a kubeconfig holding a
 /// token for it from the TokenRequest API. Any call the manifests do not allow fails.
+/// Runs kubectl as the admin identity `admin` (with `stdin` when given); panics with its
+/// stderr when it fails.
+pub fn kubectl_as(admin: &std::path::Path, args: &[&str], stdin: Option<&str>) -> String {
+    let mut cmd = Command::new("kubectl");
+    cmd.args(args)
+        .env("KUBECONFIG", admin)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl");
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        input.write_all(text.as_bytes()).expect("kubectl stdin");
+    }
+    let out = child.wait_with_output().expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn operator_identity(admin: &std::path::Path, namespace: &str, dir: &std::path::Path) -> PathBuf {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let kubectl = |args: &[&str], stdin: Option<&str>| -> String {
-        let mut cmd = Command::new("kubectl");
-        cmd.args(args)
-            .env("KUBECONFIG", admin)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("kubectl");
-        if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
-            use std::io::Write;
-            input.write_all(text.as_bytes()).expect("kubectl stdin");
-        }
-        let out = child.wait_with_output().expect("kubectl");
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let kubectl = |args: &[&str], stdin: Option<&str>| kubectl_as(admin, args, stdin);
     let rendered = kubectl(
         &["kustomize", &format!("{root}/deploy/overlays/namespaced")],
         None,
@@ -467,15 +471,20 @@ fn operator_identity(admin: &std::path::Path, namespace: &str, dir: &std::path::
         &["apply", "--server-side", "--field-manager=e2e", "-f", "-"],
         Some(&documents.join("\n---\n")),
     );
+    service_account_kubeconfig(admin, namespace, "forecast-operator", dir)
+}
+
+/// A kubeconfig acting as ServiceAccount `account` of `namespace` (a token from the
+/// TokenRequest API), written into `dir`.
+pub fn service_account_kubeconfig(
+    admin: &std::path::Path,
+    namespace: &str,
+    account: &str,
+    dir: &std::path::Path,
+) -> PathBuf {
+    let kubectl = |args: &[&str], stdin: Option<&str>| kubectl_as(admin, args, stdin);
     let token = kubectl(
-        &[
-            "create",
-            "token",
-            "forecast-operator",
-            "-n",
-            namespace,
-            "--duration=3h",
-        ],
+        &["create", "token", account, "-n", namespace, "--duration=3h"],
         None,
     );
     let server = kubectl(
@@ -499,18 +508,18 @@ fn operator_identity(admin: &std::path::Path, namespace: &str, dir: &std::path::
         ],
         None,
     );
-    let path = dir.join("operator.kubeconfig");
+    let path = dir.join(format!("{account}.kubeconfig"));
     std::fs::write(
         &path,
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n\
-             users:\n- name: forecast-operator\n  user:\n    token: {token}\n\
-             contexts:\n- name: c\n  context:\n    cluster: c\n    user: forecast-operator\n    namespace: {namespace}\n\
+             users:\n- name: {account}\n  user:\n    token: {token}\n\
+             contexts:\n- name: c\n  context:\n    cluster: c\n    user: {account}\n    namespace: {namespace}\n\
              current-context: c\n",
             token = token.trim()
         ),
     )
-    .expect("write the operator's kubeconfig");
+    .expect("write the ServiceAccount's kubeconfig");
     path
 }
 

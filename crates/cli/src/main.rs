@@ -1,7 +1,9 @@
 //! `forecastctl`: train the archive-forecast model, register it in MLflow, promote a
 //! version (alias or stage), show a registered model's status, and inspect a model as the
-//! predictor would load it; and wait for a ForecastModel as Flux would.
+//! predictor would load it; wait for a ForecastModel as Flux would; and show every
+//! ForecastModel live in a local web page (`dashboard`).
 
+mod dashboard;
 mod inspect;
 mod promote;
 mod register;
@@ -69,6 +71,9 @@ enum Command {
     /// Wait until a ForecastModel is Current (exit 0) or Failed (exit 1) by kstatus' rules,
     /// as Flux would judge it; exit 2 at the timeout.
     Wait(wait::WaitArgs),
+    /// A local web page of every ForecastModel you can read: rollouts, canaries, shadows,
+    /// pods, traffic and events, live (served on 127.0.0.1 with your kubeconfig).
+    Dashboard(dashboard::DashboardArgs),
     /// Show a registered model's aliases, stages and versions.
     Status {
         #[command(flatten)]
@@ -90,6 +95,10 @@ fn api_crd_yaml() -> anyhow::Result<String> {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let done = match cli.command {
         Command::Wait(args) => return wait::run(&args).await,
+        Command::Dashboard(args) => tokio::task::spawn_blocking(move || dashboard::run(args))
+            .await
+            .map_err(|e| anyhow::anyhow!("the dashboard stopped: {e}"))
+            .and_then(|done| done),
         Command::Train(args) => train::run(&args),
         Command::Crd => {
             print!("{}", api_crd_yaml()?);

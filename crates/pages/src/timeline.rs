@@ -9,6 +9,10 @@ const ROW: f64 = 30.0;
 const LEFT: f64 = 8.0;
 const RIGHT: f64 = 8.0;
 const AXIS: f64 = 24.0;
+/// The narrowest time range drawn, in seconds.
+const MIN_RANGE: f64 = 60.0;
+/// Tick labels closer than this to an edge are left out (they would be cut).
+const LABEL_MARGIN: f64 = 48.0;
 
 /// One bar: from `start` to `end` (seconds on any common clock).
 #[derive(Debug, Clone, PartialEq)]
@@ -37,9 +41,19 @@ pub fn render(title: &str, spans: &[Span], tick_label: impl Fn(f64) -> String) -
     } else {
         (0.0, 1.0)
     };
+    // At least a minute wide, so short rollouts do not fill the axis with one instant.
+    let (lo, hi) = if hi - lo < MIN_RANGE {
+        let middle = (lo + hi) / 2.0;
+        (middle - MIN_RANGE / 2.0, middle + MIN_RANGE / 2.0)
+    } else {
+        (lo, hi)
+    };
     let height = AXIS + ROW * spans.len().max(1) as f64;
     let x = |t: f64| LEFT + (t - lo) / (hi - lo) * (WIDTH - LEFT - RIGHT);
-    let ticks = crate::chart::ticks(lo, hi, 4);
+    let ticks: Vec<f64> = crate::chart::ticks(lo, hi, 4)
+        .into_iter()
+        .filter(|t| (LABEL_MARGIN..=WIDTH - LABEL_MARGIN).contains(&x(*t)))
+        .collect();
     html! {
         figure.chart.timeline {
             svg viewBox=(format!("0 0 {WIDTH} {height}")) role="img" aria-label=(title) {
