@@ -156,13 +156,11 @@ async fn the_dashboard_follows_a_rollout_live_and_shows_pods_traffic_and_events(
     .await;
     wait_for_text(&browser, "#events", |t| t.contains("RolloutSucceeded")).await;
     wait_for_text(&browser, "#pods", |t| t.matches(&v2).count() >= 2).await;
-    // The README's picture is this page (`FORECAST_DASHBOARD_SCREENSHOT=docs/dashboard.png`).
-    if let Some(path) = std::env::var_os("FORECAST_DASHBOARD_SCREENSHOT") {
-        browser
-            .eval("document.querySelector('#rollout').scrollIntoView(); return true;")
-            .await;
-        std::fs::write(path, browser.client.screenshot().await.unwrap()).unwrap();
-    }
+    // The README's picture (docs/dashboard.png) is a copy of this one.
+    browser
+        .eval("document.querySelector('#rollout').scrollIntoView(); return true;")
+        .await;
+    browser.screenshot("dashboard-model").await;
 
     // The fleet page says the same.
     browser.open(&format!("{}/", dashboard.url)).await;
@@ -173,6 +171,7 @@ async fn the_dashboard_follows_a_rollout_live_and_shows_pods_traffic_and_events(
             .await
             .contains("Succeeded")
     );
+    browser.screenshot("dashboard-fleet").await;
     // The page is the caller's: bound to loopback, strict policy.
     let answer = http()
         .get(format!("{}/", dashboard.url))
@@ -284,6 +283,10 @@ async fn a_canary_shows_its_bake_and_each_figure_beside_its_limit() {
     })
     .await;
     assert!(requests.contains("at least 10"), "{requests}");
+    browser
+        .eval("document.querySelector('#rollout').scrollIntoView(); return true;")
+        .await;
+    browser.screenshot("dashboard-canary-baking").await;
     let rows = browser.texts("#analysis tbody tr").await;
     assert!(
         rows.iter()
@@ -307,6 +310,51 @@ async fn a_canary_shows_its_bake_and_each_figure_beside_its_limit() {
     wait_for_text(&browser, "#history tbody tr", |t| t.contains("Succeeded")).await;
     let answered = traffic.stop().await;
     assert!(answered.ok > 0, "the traffic was answered");
+    drop(browser);
+    drop(dashboard);
+    setup.cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_canary_is_in_the_history_with_its_reason() {
+    // Any change of the mean prediction fails this canary.
+    let canary = json!({"pods": 1, "bake": "5s", "minRequests": 10, "maxBake": "120s",
+                        "analysis": {"maxLatencyRatio": 100.0, "maxPredictionShift": 0.000001}});
+    let setup = daily_serving_v1(
+        "dash-failed",
+        66,
+        2,
+        json!({"rollout": {"canary": canary}}),
+        &[],
+    )
+    .await;
+    let ns = setup.cluster.namespace.clone();
+    let traffic = Traffic::start(&setup.cluster, "daily");
+    let dashboard = Dashboard::start(&setup.cluster.kubeconfig, &ns).await;
+    let browser = Browser::start(1280, 900).await;
+    browser
+        .open(&format!("{}/models/{ns}/daily", dashboard.url))
+        .await;
+    // Other training data: other predictions.
+    let v2 = train_and_register(&setup.model, 67, &[]).unwrap();
+    move_champion(&setup.model, &v2);
+    let failed = wait_for_text(&browser, "#history tbody tr", |t| {
+        t.contains(&format!("{} → {v2} Failed", setup.v1))
+    })
+    .await;
+    assert!(failed.contains("AnalysisFailed"), "{failed}");
+    assert!(
+        failed.contains("prediction shift"),
+        "the reason names the figure: {failed}"
+    );
+    assert_eq!(browser.text("#served-version").await, setup.v1);
+    wait_for_text(&browser, "#timeline", |t| {
+        t.contains(&format!("→ {v2} Failed"))
+    })
+    .await;
+    wait_for_text(&browser, "#events", |t| t.contains("AnalysisFailed")).await;
+    browser.screenshot("dashboard-canary-failed").await;
+    traffic.stop().await;
     drop(browser);
     drop(dashboard);
     setup.cluster.stop().await;

@@ -245,6 +245,7 @@ async fn a_batch_pasted_or_uploaded_is_predicted_plotted_and_downloadable() {
         assert_eq!(points.as_deref(), Some("5"), "{series}");
     }
     assert_eq!(browser.all("#batch-result svg circle").await.len(), 10);
+    browser.screenshot("ui-batch").await;
 
     // A file uploaded wins over the text box.
     let dir = tempfile::tempdir().unwrap();
@@ -433,11 +434,11 @@ async fn a_forecast_is_drawn_with_its_band_and_its_errors_are_the_api_s() {
         attr("#forecast-result polygon.band").await.as_deref(),
         Some("30")
     );
-    // The README's picture is this page (`FORECAST_UI_SCREENSHOT=docs/ui.png`).
-    if let Some(path) = std::env::var_os("FORECAST_UI_SCREENSHOT") {
-        let chart = browser.find("#forecast-result").await;
-        std::fs::write(path, chart.screenshot().await.unwrap()).unwrap();
-    }
+    // The README's picture (docs/ui.png) is a copy of this one.
+    browser
+        .eval("document.querySelector('#forecast').scrollIntoView(); return true;")
+        .await;
+    browser.screenshot("ui-forecast").await;
 
     // A gap in the history: the page shows /forecast's message for it.
     let mut gap = history.clone();
@@ -497,6 +498,7 @@ async fn the_page_reads_on_a_phone_and_at_1280_px_with_every_field_labelled() {
             )
             .await;
         assert_eq!(unlabelled, json!([]), "{width} px");
+        browser.screenshot(&format!("ui-{width}px")).await;
         // Series are named in text, not by colour alone.
         let legend = browser.text("#batch-result .legend").await;
         assert!(

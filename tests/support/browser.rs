@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 pub struct Browser {
     pub client: Client,
     driver: Child,
+    /// A fresh profile per browser.
+    _profile: tempfile::TempDir,
 }
 
 fn find_binary(env: &str, candidates: &[&str]) -> PathBuf {
@@ -51,6 +53,7 @@ impl Browser {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", driver_bin.display()));
         let url = format!("http://127.0.0.1:{port}");
+        let profile = tempfile::tempdir().expect("profile directory");
         let mut browser = None;
         let started = Instant::now();
         let mut last_error = String::new();
@@ -63,6 +66,8 @@ impl Browser {
                     "args": [
                         "--headless=new", "--no-sandbox", "--disable-gpu",
                         "--disable-dev-shm-usage", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update",
+                        format!("--user-data-dir={}", profile.path().display()),
                         format!("--window-size={width},{height}"),
                     ],
                 }),
@@ -84,7 +89,11 @@ impl Browser {
             .set_window_size(width, height)
             .await
             .expect("window size");
-        Browser { client, driver }
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+        }
     }
 
     /// Opens `url` and waits until its document is loaded.
@@ -172,6 +181,15 @@ impl Browser {
         self.find(css).await.click().await.expect("click");
         self.find("html:not([data-before])").await;
         self.find(then).await
+    }
+
+    /// Saves what the window shows as `target/screenshots/<name>.png` (every page test
+    /// leaves its pictures there; the README's are copies).
+    pub async fn screenshot(&self, name: &str) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+        std::fs::create_dir_all(&dir).expect("target/screenshots");
+        let png = self.client.screenshot().await.expect("screenshot");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("write the screenshot");
     }
 
     /// Runs `script` in the page and answers its value.

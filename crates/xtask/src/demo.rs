@@ -86,7 +86,7 @@ pub enum ClusterKind {
     Real,
 }
 
-pub fn run_demo(cluster: ClusterKind) -> anyhow::Result<()> {
+pub fn run_demo(cluster: ClusterKind, watch: bool) -> anyhow::Result<()> {
     crate::require_kubectl()?;
     let python = venv::ensure()?;
     run(
@@ -135,7 +135,8 @@ pub fn run_demo(cluster: ClusterKind) -> anyhow::Result<()> {
             (kubeconfig, Some(sim))
         }
     };
-    let result = story(&python, &bin, &work, &kubeconfig);
+    let watch = watch.then_some(cluster);
+    let result = story(&python, &bin, &work, &kubeconfig, watch);
     drop(sim);
     if cluster == ClusterKind::Real {
         crate::cluster::down()?;
@@ -143,7 +144,13 @@ pub fn run_demo(cluster: ClusterKind) -> anyhow::Result<()> {
     result
 }
 
-fn story(python: &Path, bin: &Path, work: &Path, kubeconfig: &Path) -> anyhow::Result<()> {
+fn story(
+    python: &Path,
+    bin: &Path,
+    work: &Path,
+    kubeconfig: &Path,
+    watch: Option<ClusterKind>,
+) -> anyhow::Result<()> {
     let kubeconfig = kubeconfig.to_path_buf();
     let mlflow = MlflowServer::start(python)?;
     eprintln!("xtask: MLflow at {}", mlflow.uri());
@@ -247,6 +254,36 @@ fn story(python: &Path, bin: &Path, work: &Path, kubeconfig: &Path) -> anyhow::R
     )?;
     println!("$ POST /predict through the Service\n{prediction}\n");
 
+    if let Some(cluster) = watch {
+        let ip = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app.kubernetes.io/instance=archive-forecast",
+                "-o",
+                "jsonpath={.items[0].status.podIP}",
+            ],
+        )?;
+        let dashboard = format!(
+            "env KUBECONFIG={} {} dashboard --namespace default --open",
+            kubeconfig.display(),
+            bin.join("forecastctl").display()
+        );
+        match cluster {
+            ClusterKind::Sim => println!(
+                "The predictor's page (one of the pods): http://{ip}:8080/ui\n\
+                 Watch the rollout live, in another terminal:\n  {dashboard}\n"
+            ),
+            // The pods and the API server live in the cluster's network namespace.
+            ClusterKind::Real => println!(
+                "Inside the cluster's network namespace (`cargo xtask cluster exec -- ...`):\n  \
+                 the predictor's page: http://{ip}:8080/ui\n  the dashboard: {dashboard}\n"
+            ),
+        }
+        pause("Press Enter to register version 2 and move the alias")?;
+    }
     let v2_dir = work.join("model-v2");
     forecastctl(&["train", "--out", &v2_dir.to_string_lossy(), "--seed", "7"])?;
     let v2 = forecastctl(&["register", "--model-dir", &v2_dir.to_string_lossy()])?;
@@ -278,11 +315,23 @@ fn story(python: &Path, bin: &Path, work: &Path, kubeconfig: &Path) -> anyhow::R
     if !same {
         bail!("pods were restarted during the rollout");
     }
+    if watch.is_some() {
+        pause("Press Enter to stop everything")?;
+    }
     eprintln!(
         "xtask: demo done; stopping everything (logs in {})",
         work.display()
     );
     drop(_operator);
     drop(mlflow);
+    Ok(())
+}
+
+/// Waits for Enter (for `--watch`).
+fn pause(prompt: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    print!("{prompt}… ");
+    std::io::stdout().flush()?;
+    std::io::stdin().read_line(&mut String::new())?;
     Ok(())
 }

@@ -50,6 +50,11 @@ enum Task {
         /// Kubernetes' sources, in its own network namespace.
         #[arg(long, value_enum, default_value = "sim")]
         cluster: demo::ClusterKind,
+        /// Pause before the alias move (and before stopping) for a person to look: prints
+        /// the predictor's `/ui` address and the `forecastctl dashboard` command to watch
+        /// the rollout with, and waits for Enter.
+        #[arg(long)]
+        watch: bool,
     },
     /// Train the default model and serve it with the predictor from disk (no registry).
     Serve {
@@ -274,7 +279,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Task::Test { cargo_args } => test(&cargo_args),
-        Task::Demo { cluster } => demo::run_demo(cluster),
+        Task::Demo { cluster, watch } => demo::run_demo(cluster, watch),
         Task::Serve { port } => serve(port),
         Task::Bench(args) => bench::run(&args),
         Task::BenchOperator(args) => bench_operator::run(&args),
