@@ -125,6 +125,27 @@ fn drift_window(text: &str) -> Result<std::time::Duration, String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_environment_variable_is_in_the_readme_and_ui_is_on_by_default() {
+        use clap::CommandFactory;
+        let readme = include_str!("../../../README.md");
+        let command = Config::command();
+        let names: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        assert!(names.len() > 20, "{names:?}");
+        for name in names {
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "README.md does not document {name}"
+            );
+        }
+        assert!(parse(&[]).ui);
+        assert!(!parse(&["--ui", "false"]).ui);
+    }
+
     fn parse(args: &[&str]) -> Config {
         let mut all = vec!["forecast-predictor"];
         all.extend_from_slice(args);

@@ -13,7 +13,6 @@ use actix_web::http::StatusCode;
 use api::predictor::{ModelInfo, ModelOrigin};
 use api::selector::Selector;
 use mlflow::{MlflowClient, MlflowError};
-use model::drift_reference::DriftReference;
 use model::{LoadedModel, ModelError};
 use serde::{Deserialize, Serialize};
 
@@ -227,7 +226,7 @@ impl Loader {
             shadow: None,
             drift: None,
         };
-        let drift = self.drift_of(&loaded, staging.path());
+        let drift = Drift::of_model_dir(&loaded.feature_names, staging.path(), self.drift);
         let example = model::input_example::read_from_dir(staging.path(), &loaded.feature_names);
         if let Some(cache) = self.cache_dir() {
             // A cache failure must not fail the reload: the model is good and in memory.
@@ -242,20 +241,6 @@ impl Loader {
             drift,
             example,
         })
-    }
-
-    /// The drift tracker of a model loaded from `dir`, with the reference the directory
-    /// holds (a refused one is logged and the traffic baseline used).
-    fn drift_of(&self, loaded: &LoadedModel, dir: &Path) -> Arc<Drift> {
-        let reference = DriftReference::read_from_dir(dir, &loaded.feature_names);
-        if let Some(Err(e)) = &reference {
-            tracing::warn!(error = %e, "the model's drift reference is refused; drift is measured against the first rows served");
-        }
-        Arc::new(Drift::new(
-            loaded.feature_names.clone(),
-            reference,
-            self.drift,
-        ))
     }
 
     /// True when a registry is configured (`MLFLOW_TRACKING_URI`).
@@ -352,7 +337,7 @@ impl Loader {
             drift: None,
         };
         ServedModel {
-            drift: self.drift_of(&loaded, path),
+            drift: Drift::of_model_dir(&loaded.feature_names, path, self.drift),
             example: model::input_example::read_from_dir(path, &loaded.feature_names),
             model: Arc::new(loaded),
             info,

@@ -88,6 +88,20 @@ impl std::fmt::Debug for Drift {
 }
 
 impl Drift {
+    /// The tracker of a model loaded from `dir` taking `features`, with the reference the
+    /// directory holds (a refused one is logged and the traffic baseline used).
+    pub fn of_model_dir(
+        features: &[String],
+        dir: &std::path::Path,
+        settings: DriftSettings,
+    ) -> std::sync::Arc<Drift> {
+        let reference = DriftReference::read_from_dir(dir, features);
+        if let Some(Err(e)) = &reference {
+            tracing::warn!(error = %e, "the model's drift reference is refused; drift is measured against the first rows served");
+        }
+        std::sync::Arc::new(Drift::new(features.to_vec(), reference, settings))
+    }
+
     /// `reference`: what the version's directory held (`None`: no file; an error: why it
     /// was refused, and the traffic baseline is used).
     pub fn new(
