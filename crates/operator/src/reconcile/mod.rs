@@ -104,11 +104,13 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         true => observe::pods(ctx, fm, &observe::own_pods(ctx, fm).await?).await,
         false => observed.pods.clone(),
     };
-    let shadow = act::shadow::sync(ctx, &spec, &observed, &pods, &owned.admin_token).await;
+    // The pods' /metrics, read once for the shadow comparison and the drift judgement.
+    let reads = observe::MetricsReads::default();
+    let shadow = act::shadow::sync(ctx, &spec, &observed, &pods, &owned.admin_token, &reads).await;
     let drift = match &spec.drift {
         Some(limits) => {
             let figures = match drift::served_by_pods(&pods) {
-                Some(version) => observe::pod_drift(ctx, &pods, version).await,
+                Some(version) => observe::pod_drift(ctx, &reads, &pods, version).await,
                 None => Vec::new(),
             };
             Some(drift::judge(limits, &figures))

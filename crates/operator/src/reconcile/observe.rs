@@ -337,10 +337,49 @@ pub async fn pod_metrics(
         .collect()
 }
 
+/// Pods' `/metrics`, each read at most once per reconcile: the shadow comparison and the
+/// drift judgement both need them, after the rollout step.
+#[derive(Default)]
+pub struct MetricsReads {
+    read: tokio::sync::Mutex<
+        std::collections::HashMap<String, Option<crate::pod_metrics::PodMetrics>>,
+    >,
+}
+
+impl MetricsReads {
+    /// [`pod_metrics`] of `pods`, reading only the pods not read before.
+    pub async fn of(
+        &self,
+        ctx: &Context,
+        pods: &[&PodObservation],
+    ) -> Vec<(String, crate::pod_metrics::PodMetrics)> {
+        let mut read = self.read.lock().await;
+        let missing: Vec<&PodObservation> = pods
+            .iter()
+            .filter(|p| !read.contains_key(&p.name))
+            .copied()
+            .collect();
+        let fresh = pod_metrics(ctx, &missing).await;
+        for p in &missing {
+            read.insert(p.name.clone(), None);
+        }
+        for (name, metrics) in fresh {
+            read.insert(name, Some(metrics));
+        }
+        pods.iter()
+            .filter_map(|p| {
+                let metrics = read.get(&p.name)?.clone()?;
+                Some((p.name.clone(), metrics))
+            })
+            .collect()
+    }
+}
+
 /// Each ready pod's drift figures for `version` (pods that do not answer, or have none
 /// for it, are left out).
 pub async fn pod_drift(
     ctx: &Context,
+    reads: &MetricsReads,
     pods: &[PodObservation],
     version: &str,
 ) -> Vec<crate::pod_metrics::PodDrift> {
@@ -348,7 +387,8 @@ pub async fn pod_drift(
         .iter()
         .filter(|p| p.ready && p.version.as_deref() == Some(version))
         .collect();
-    pod_metrics(ctx, &serving)
+    reads
+        .of(ctx, &serving)
         .await
         .into_iter()
         .filter_map(|(_, mut m)| m.drift.remove(version))

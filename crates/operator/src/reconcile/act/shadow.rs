@@ -44,6 +44,7 @@ pub async fn sync(
     observed: &Observation,
     pods: &[PodObservation],
     admin_token: &str,
+    reads: &observe::MetricsReads,
 ) -> ShadowOutcome {
     let timeout = spec.verify_timeout;
     let ready: Vec<&PodObservation> = pods
@@ -169,7 +170,7 @@ pub async fn sync(
         );
         notes.push(Note::warning(reasons::SHADOW_LOAD_FAILED, note));
     }
-    let metrics = observe::pod_metrics(ctx, &holding).await;
+    let metrics = reads.of(ctx, &holding).await;
     let status = aggregate(&version, holding.len(), metrics.iter().map(|(_, m)| m));
     ShadowOutcome {
         status: Some(status),
