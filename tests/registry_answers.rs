@@ -107,7 +107,8 @@ async fn an_answer_older_than_the_ttl_is_asked_again_and_errors_are_shared_too()
         .delete_alias(&a.name, "champion")
         .await
         .context("delete alias")?;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Past twice the TTL: no previous answer is served any more.
+    tokio::time::sleep(Duration::from_millis(700)).await;
     // Asked again: the alias is gone, and every concurrent asker gets the same error.
     for answer in a.ask_at_once(5).await {
         let error = answer.err().context("the alias was deleted")?;
@@ -119,5 +120,33 @@ async fn an_answer_older_than_the_ttl_is_asked_again_and_errors_are_shared_too()
     }
     assert_eq!(a.answers("fetched"), 2);
     assert_eq!(a.answers("shared"), 4);
+    assert_eq!(a.answers("previous"), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn while_an_expired_answer_is_asked_again_the_others_get_the_previous_one_at_once()
+-> anyhow::Result<()> {
+    // A TTL long enough that moving the alias fits well inside twice it.
+    let a = Asker::new("previous-answers", 4, Duration::from_secs(1))?;
+    let v2 = train_and_register(&a.name, 5, &[])?;
+    assert_eq!(a.version().await?, a.v1);
+    mlflow_client().set_alias(&a.name, "champion", &v2).await?;
+    // Past the TTL, within twice it.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let versions: Vec<String> = a
+        .ask_at_once(5)
+        .await
+        .into_iter()
+        .map(|v| v.map(|v| v.version).map_err(|e| anyhow::anyhow!("{e}")))
+        .collect::<anyhow::Result<_>>()?;
+    // The one that asked MLflow waited for the new answer; the others did not wait.
+    assert_eq!(versions[0], v2, "{versions:?}");
+    assert!(versions[1..].iter().all(|v| *v == a.v1), "{versions:?}");
+    assert_eq!(a.answers("fetched"), 2);
+    assert_eq!(a.answers("previous"), 4);
+    // Once answered, the new answer is everyone's.
+    assert_eq!(a.version().await?, v2);
+    assert_eq!(a.answers("shared"), 1);
     Ok(())
 }

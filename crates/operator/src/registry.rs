@@ -1,12 +1,17 @@
 //! Resolving a ForecastModel's desired version in its MLflow registry.
 //!
 //! Many ForecastModels usually ask the same question (one model, one alias, one
-//! registry). [`Registry`] answers each distinct question once per `answer_ttl`: calls
-//! that arrive while a question is in flight wait for that one answer, and later calls
-//! reuse it until it is `answer_ttl` old. A webhook delivery for a model forgets its
-//! answers, so the reconciles it triggers ask MLflow again.
+//! registry). [`Registry`] answers each distinct question once per `answer_ttl`: later
+//! calls reuse the answer until it is `answer_ttl` old. When it has expired, the first call
+//! asks MLflow again and waits; calls that arrive while that question is in flight get the
+//! answer it replaces, when that one is less than twice `answer_ttl` old, instead of
+//! waiting on MLflow too (with thousands of ForecastModels on one model, a slow MLflow
+//! answer would otherwise hold every reconcile of the moment); without such an answer they
+//! wait for the new one. A webhook delivery for a model forgets its answers, so the
+//! reconciles it triggers ask MLflow again and wait for it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,11 +59,21 @@ struct Fetched {
 #[derive(Default)]
 struct Flight {
     fetched: OnceCell<Fetched>,
+    /// Set by the call that asks MLflow.
+    asked: AtomicBool,
+    /// The answer this flight replaces (none after a webhook's `forget_model`).
+    previous: Option<Arc<Flight>>,
 }
 
 impl Flight {
     fn usable(&self, ttl: Duration) -> bool {
         self.fetched.get().is_none_or(|f| f.at.elapsed() < ttl)
+    }
+
+    /// The replaced flight's answer, when it is younger than `max_age`.
+    fn previous_answer(&self, max_age: Duration) -> Option<Answer> {
+        let fetched = self.previous.as_ref()?.fetched.get()?;
+        (fetched.at.elapsed() < max_age).then(|| fetched.answer.clone())
     }
 }
 
@@ -113,6 +128,14 @@ impl Registry {
             .client(&question.client, uri, creds)
             .map_err(Arc::new)?;
         let flight = self.flight(&question);
+        // While someone else asks, a recent enough previous answer is served at once.
+        if flight.fetched.get().is_none()
+            && flight.asked.swap(true, Ordering::AcqRel)
+            && let Some(previous) = flight.previous_answer(self.answer_ttl * 2)
+        {
+            Metrics::count(&self.metrics.registry_answers, "previous");
+            return previous;
+        }
         let mut asked = false;
         let fetched = flight
             .fetched
@@ -152,7 +175,24 @@ impl Registry {
         if answers.len() > PRUNE_ABOVE {
             answers.retain(|_, f| f.usable(self.answer_ttl));
         }
-        let flight = Arc::new(Flight::default());
+        // The expired flight is kept as the new one's previous answer (its own previous
+        // is dropped: one step back at most).
+        let previous = answers.remove(question).map(|old| {
+            Arc::new(Flight {
+                fetched: old.fetched.get().map_or_else(OnceCell::new, |f| {
+                    OnceCell::new_with(Some(Fetched {
+                        at: f.at,
+                        answer: f.answer.clone(),
+                    }))
+                }),
+                asked: AtomicBool::new(true),
+                previous: None,
+            })
+        });
+        let flight = Arc::new(Flight {
+            previous,
+            ..Flight::default()
+        });
         answers.insert(question.clone(), flight.clone());
         flight
     }
@@ -217,6 +257,45 @@ mod tests {
         let q = question("archive-forecast-rf");
         let first = registry.flight(&q);
         assert!(Arc::ptr_eq(&first, &registry.flight(&q)));
+    }
+
+    #[test]
+    fn while_an_expired_answer_is_asked_again_the_previous_one_is_served() {
+        let registry = Registry::new(Duration::from_millis(100), Arc::default());
+        let q = question("archive-forecast-rf");
+        answered(&registry, &q, "3");
+        // The clock moves past the TTL (not past twice it).
+        let old = registry.flight(&q);
+        let aged = Fetched {
+            at: Instant::now() - Duration::from_millis(150),
+            answer: old.fetched.get().unwrap().answer.clone(),
+        };
+        lock(&registry.answers).insert(
+            q.clone(),
+            Arc::new(Flight {
+                fetched: OnceCell::new_with(Some(aged)),
+                ..Flight::default()
+            }),
+        );
+        let next = registry.flight(&q);
+        assert!(next.fetched.get().is_none(), "asked again");
+        let previous = next.previous_answer(Duration::from_millis(200)).unwrap();
+        assert_eq!(previous.unwrap().version, "3");
+        assert!(
+            next.previous_answer(Duration::from_millis(100)).is_none(),
+            "too old to serve"
+        );
+        // The one after that remembers only one step back.
+        assert!(next.previous.as_ref().unwrap().previous.is_none());
+    }
+
+    #[test]
+    fn a_forgotten_model_has_no_previous_answer_to_serve() {
+        let registry = Registry::new(Duration::ZERO, Arc::default());
+        let q = question("a");
+        answered(&registry, &q, "1");
+        registry.forget_model("a");
+        assert!(registry.flight(&q).previous.is_none());
     }
 
     #[test]
