@@ -515,11 +515,7 @@ fn measure(
         };
         count(&text) - count(&before_text)
     };
-    let (fetched, shared, previous) = (
-        answers("fetched"),
-        answers("shared"),
-        answers("previous"),
-    );
+    let (fetched, shared, previous) = (answers("fetched"), answers("shared"), answers("previous"));
     drop(operator);
     drop(cluster);
     drop(mlflow);
