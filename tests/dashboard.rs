@@ -7,13 +7,13 @@
 //! so and shows the rest.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use forecast_e2e::browser::Browser;
 use forecast_e2e::cluster::{
-    TestCluster, kubectl_as, predict_through_service, service_account_kubeconfig,
+    TestCluster, kubectl_as, predict_through_service, service_account_kubeconfig, wait_until,
 };
-use forecast_e2e::fleet::{Traffic, daily_serving_v1, move_champion, ready_on};
+use forecast_e2e::fleet::{Setup, Traffic, daily_serving_v1, move_champion, ready_on};
 use forecast_e2e::*;
 use serde_json::json;
 
@@ -35,19 +35,14 @@ impl Dashboard {
             .spawn()
             .expect("forecastctl dashboard");
         let url = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = http().get(format!("{url}/")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the dashboard did not answer"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until("the dashboard answers", Duration::from_secs(60), || async {
+            http()
+                .get(format!("{url}/"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
         Dashboard { child, url }
     }
 }
@@ -61,18 +56,17 @@ impl Drop for Dashboard {
 
 /// Waits until the text of `css` satisfies `ok` (the page updates itself).
 async fn wait_for_text(browser: &Browser, css: &str, ok: impl Fn(&str) -> bool) -> String {
-    let started = Instant::now();
-    loop {
-        if let Some(text) = browser.texts(css).await.into_iter().find(|t| ok(t)) {
-            return text;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{css} never showed what was expected: {:?}",
-            browser.texts(css).await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let ok = &ok;
+    wait_until(css, Duration::from_secs(120), || async move {
+        browser.texts(css).await.iter().any(|t| ok(t))
+    })
+    .await;
+    browser
+        .texts(css)
+        .await
+        .into_iter()
+        .find(|t| ok(t))
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -244,20 +238,14 @@ async fn without_the_pod_proxy_the_page_says_so_and_shows_the_rest() {
     setup.cluster.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_canary_shows_its_bake_and_each_figure_beside_its_limit() {
-    // Latency is judged in the analysis unit tests; a debug build's p99 on a shared machine
-    // is one slow request, so its limit is wide here.
-    let canary = json!({"pods": 1, "bake": "15s", "minRequests": 10, "maxBake": "120s",
-                        "analysis": {"maxLatencyRatio": 100.0}});
-    let setup = daily_serving_v1(
-        "dash-canary",
-        65,
-        2,
-        json!({"rollout": {"canary": canary}}),
-        &[],
-    )
-    .await;
+/// `daily` (2 pods) with this canary, traffic through its Service, and its model page open.
+async fn canary_page(
+    prefix: &str,
+    seed: u64,
+    canary: serde_json::Value,
+) -> (Setup, Traffic, Dashboard, Browser) {
+    let setup =
+        daily_serving_v1(prefix, seed, 2, json!({"rollout": {"canary": canary}}), &[]).await;
     let ns = setup.cluster.namespace.clone();
     let traffic = Traffic::start(&setup.cluster, "daily");
     let dashboard = Dashboard::start(&setup.cluster.kubeconfig, &ns).await;
@@ -265,6 +253,16 @@ async fn a_canary_shows_its_bake_and_each_figure_beside_its_limit() {
     browser
         .open(&format!("{}/models/{ns}/daily", dashboard.url))
         .await;
+    (setup, traffic, dashboard, browser)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_shows_its_bake_and_each_figure_beside_its_limit() {
+    // Latency is judged in the analysis unit tests; a debug build's p99 on a shared machine
+    // is one slow request, so its limit is wide here.
+    let canary = json!({"pods": 1, "bake": "15s", "minRequests": 10, "maxBake": "120s",
+                        "analysis": {"maxLatencyRatio": 100.0}});
+    let (setup, traffic, dashboard, browser) = canary_page("dash-canary", 65, canary).await;
     // The same training, so the canary's predictions match the baseline's.
     let v2 = train_and_register(&setup.model, 65, &[]).unwrap();
     move_champion(&setup.model, &v2);
@@ -320,21 +318,7 @@ async fn a_failed_canary_is_in_the_history_with_its_reason() {
     // Any change of the mean prediction fails this canary.
     let canary = json!({"pods": 1, "bake": "5s", "minRequests": 10, "maxBake": "120s",
                         "analysis": {"maxLatencyRatio": 100.0, "maxPredictionShift": 0.000001}});
-    let setup = daily_serving_v1(
-        "dash-failed",
-        66,
-        2,
-        json!({"rollout": {"canary": canary}}),
-        &[],
-    )
-    .await;
-    let ns = setup.cluster.namespace.clone();
-    let traffic = Traffic::start(&setup.cluster, "daily");
-    let dashboard = Dashboard::start(&setup.cluster.kubeconfig, &ns).await;
-    let browser = Browser::start(1280, 900).await;
-    browser
-        .open(&format!("{}/models/{ns}/daily", dashboard.url))
-        .await;
+    let (setup, traffic, dashboard, browser) = canary_page("dash-failed", 66, canary).await;
     // Other training data: other predictions.
     let v2 = train_and_register(&setup.model, 67, &[]).unwrap();
     move_champion(&setup.model, &v2);

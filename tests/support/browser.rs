@@ -4,7 +4,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -54,37 +54,33 @@ impl Browser {
             .unwrap_or_else(|e| panic!("starting {}: {e}", driver_bin.display()));
         let url = format!("http://127.0.0.1:{port}");
         let profile = tempfile::tempdir().expect("profile directory");
-        let mut browser = None;
-        let started = Instant::now();
-        let mut last_error = String::new();
-        while browser.is_none() && started.elapsed() < Duration::from_secs(60) {
-            let mut capabilities = serde_json::Map::new();
-            capabilities.insert(
-                "goog:chromeOptions".into(),
-                json!({
-                    "binary": chromium,
-                    "args": [
-                        "--headless=new", "--no-sandbox", "--disable-gpu",
-                        "--disable-dev-shm-usage", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update",
-                        format!("--user-data-dir={}", profile.path().display()),
-                        format!("--window-size={width},{height}"),
-                    ],
-                }),
-            );
-            match ClientBuilder::new(HttpConnector::new())
-                .capabilities(capabilities)
-                .connect(&url)
+        crate::cluster::wait_until("chromedriver answers", Duration::from_secs(60), || async {
+            crate::http()
+                .get(format!("{url}/status"))
+                .send()
                 .await
-            {
-                Ok(client) => browser = Some(client),
-                Err(e) => {
-                    last_error = e.to_string();
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-        let client = browser.unwrap_or_else(|| panic!("no WebDriver session: {last_error}"));
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update",
+                    format!("--user-data-dir={}", profile.path().display()),
+                    format!("--window-size={width},{height}"),
+                ],
+            }),
+        );
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("no WebDriver session: {e}"));
         client
             .set_window_size(width, height)
             .await
@@ -122,17 +118,8 @@ impl Browser {
     /// The text of the element `css` selects, waiting up to 30 s for it to appear. Read in
     /// one script, so a page that updates itself cannot swap the element out midway.
     pub async fn text(&self, css: &str) -> String {
-        let started = std::time::Instant::now();
-        loop {
-            if let Some(text) = self.texts(css).await.into_iter().next() {
-                return text;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no element {css}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.find(css).await;
+        self.texts(css).await.into_iter().next().unwrap_or_default()
     }
 
     /// The text of every element `css` selects now (read in one script).
