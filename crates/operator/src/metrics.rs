@@ -24,6 +24,11 @@ pub struct ErrorLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabel {
+    pub step: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabel {
     pub namespace: String,
     pub name: String,
@@ -39,6 +44,9 @@ pub struct Metrics {
     pub registry_poll: Histogram,
     pub registry_answers: Family<ResultLabel, Counter>,
     pub reconcile_duration: Histogram,
+    /// Each step of a reconcile (see [`crate::reconcile`]), to say which one holds a slow
+    /// reconcile.
+    pub reconcile_steps: Family<StepLabel, Histogram>,
     pub served_version: Family<ModelLabel, Gauge>,
     pub leader: Gauge,
     pub webhooks: Family<ResultLabel, Counter>,
@@ -91,6 +99,9 @@ impl Default for Metrics {
         let registry_poll = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let registry_answers = Family::<ResultLabel, Counter>::default();
         let reconcile_duration = Histogram::new(RECONCILE_BUCKETS.iter().copied());
+        let reconcile_steps = Family::<StepLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(RECONCILE_BUCKETS.iter().copied())
+        });
         let served_version = Family::<ModelLabel, Gauge>::default();
         let leader = Gauge::default();
         let webhooks = Family::<ResultLabel, Counter>::default();
@@ -128,6 +139,11 @@ impl Default for Metrics {
             "reconcile_duration_seconds",
             "Duration of one reconcile",
             reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_step_duration_seconds",
+            "Duration of each step of a reconcile (env_sources, own_pods, credentials, registry, pods_asked, served_version, owned, rollout, shadow, drift, report)",
+            reconcile_steps.clone(),
         );
         registry.register(
             "served_version",
@@ -190,6 +206,7 @@ impl Default for Metrics {
             registry_poll,
             registry_answers,
             reconcile_duration,
+            reconcile_steps,
             served_version,
             leader,
             webhooks,
@@ -198,6 +215,25 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Records how long one reconcile step took.
+    pub fn step(&self, step: &'static str, took: std::time::Duration) {
+        self.reconcile_steps
+            .get_or_create(&StepLabel { step })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Runs `work` and records its duration as `step`.
+    pub async fn timed<T>(
+        &self,
+        step: &'static str,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let started = std::time::Instant::now();
+        let out = work.await;
+        self.step(step, started.elapsed());
+        out
+    }
+
     pub fn count(family: &Family<ResultLabel, Counter>, result: &str) {
         family
             .get_or_create(&ResultLabel {

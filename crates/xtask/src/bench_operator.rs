@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::connection::Connection;
 use crate::demo::ClusterKind;
-use crate::histogram::{histogram, histogram_window, quantile};
+use crate::histogram::{histogram, histogram_window, quantile, quantiles_by_label};
 use crate::mlflow_server::{MlflowServer, free_port};
 use crate::server::{Server, spawn};
 use crate::{install_crd, kubectl, root, venv, wait_for};
@@ -516,6 +516,14 @@ fn measure(
         count(&text) - count(&before_text)
     };
     let (fetched, shared, previous) = (answers("fetched"), answers("shared"), answers("previous"));
+    let steps = quantiles_by_label(
+        &before_text,
+        &text,
+        "forecast_operator_reconcile_step_duration_seconds",
+        "step",
+    );
+    std::fs::write(work.join("scale-metrics-before.txt"), &before_text)?;
+    std::fs::write(work.join("scale-metrics-after.txt"), &text)?;
     drop(operator);
     drop(cluster);
     drop(mlflow);
@@ -552,6 +560,13 @@ fn measure(
         registry_p99 * 1000.0,
         burst_p99 * 1000.0
     );
+    for (step, p50, p99, n) in &steps {
+        println!(
+            "  step {step}: p50 <= {:.0} ms, p99 <= {:.0} ms over {n}",
+            p50 * 1000.0,
+            p99 * 1000.0
+        );
+    }
     let canary = canary.map(|(times, failed)| crate::bench_canary::Measured { times, failed });
     if let Some(c) = &canary {
         c.print();
@@ -560,7 +575,7 @@ fn measure(
         "canary": canary.as_ref().map(crate::bench_canary::Measured::json),
         "rollouts": results.iter().map(|(m, med, t)| json!({"mode": m, "median_s": med.as_secs_f64(), "all_s": t.iter().map(Duration::as_secs_f64).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "cluster": where_,
-        "scale": {"models": args.models, "first_status_s": first_pass.as_secs_f64(), "rss_mb": rss_mb, "peak_rss_mb": peak_rss_mb, "kept_leadership": kept_leadership, "reconcile_p50_le_s": reconcile_p50, "reconcile_p99_le_s": p99, "registry_poll_p99_le_s": registry_p99, "reconciles": count, "registry_fetches": fetched, "registry_answers_shared": shared, "registry_answers_previous": previous, "burst_reconcile_p99_le_s": burst_p99, "burst_reconciles": burst_count},
+        "scale": {"models": args.models, "first_status_s": first_pass.as_secs_f64(), "rss_mb": rss_mb, "peak_rss_mb": peak_rss_mb, "kept_leadership": kept_leadership, "reconcile_p50_le_s": reconcile_p50, "reconcile_p99_le_s": p99, "registry_poll_p99_le_s": registry_p99, "reconciles": count, "registry_fetches": fetched, "registry_answers_shared": shared, "registry_answers_previous": previous, "burst_reconcile_p99_le_s": burst_p99, "burst_reconciles": burst_count, "steps": steps.iter().map(|(s, p50, p99, n)| json!({"step": s, "p50_le_s": p50, "p99_le_s": p99, "count": n})).collect::<Vec<_>>()},
     });
     std::fs::write(
         root().join(match real {

@@ -66,14 +66,21 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    if let Err(message) = env_sources::check_all(ctx, fm).await? {
+    let m = &ctx.metrics;
+    if let Err(message) = m
+        .timed("env_sources", env_sources::check_all(ctx, fm))
+        .await?
+    {
         // The owner of the Secret or ConfigMap may label it without the spec changing:
         // looked at again every poll.
         refuse(ctx, fm, reasons::INVALID_SPEC, &message).await?;
         return Ok(Action::requeue(spec.poll));
     }
     let observed = observe::observe(ctx, fm, &spec).await?;
-    let owned = match act::owned::ensure(ctx, fm, &spec, &observed).await {
+    let owned = match m
+        .timed("owned", act::owned::ensure(ctx, fm, &spec, &observed))
+        .await
+    {
         Err(conflict @ Error::OwnershipConflict { .. }) => {
             // Someone else's object is never taken over; looked at again every poll.
             refuse(ctx, fm, reasons::OWNERSHIP_CONFLICT, &conflict.to_string()).await?;
@@ -99,18 +106,31 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         observed.previous.rollout.as_ref(),
         &observed.pods,
     );
-    let outcome = act::roll_out(ctx, fm, &spec, &observed, &owned, &plan, &stage).await?;
+    let outcome = m
+        .timed(
+            "rollout",
+            act::roll_out(ctx, fm, &spec, &observed, &owned, &plan, &stage),
+        )
+        .await?;
     let pods = match outcome.touched_pods() {
         true => observe::pods(ctx, fm, &observe::own_pods(ctx, fm).await?).await,
         false => observed.pods.clone(),
     };
     // The pods' /metrics, read once for the shadow comparison and the drift judgement.
     let reads = observe::MetricsReads::default();
-    let shadow = act::shadow::sync(ctx, &spec, &observed, &pods, &owned.admin_token, &reads).await;
+    let shadow = m
+        .timed(
+            "shadow",
+            act::shadow::sync(ctx, &spec, &observed, &pods, &owned.admin_token, &reads),
+        )
+        .await;
     let drift = match &spec.drift {
         Some(limits) => {
             let figures = match drift::served_by_pods(&pods) {
-                Some(version) => observe::pod_drift(ctx, &reads, &pods, version).await,
+                Some(version) => {
+                    m.timed("drift", observe::pod_drift(ctx, &reads, &pods, version))
+                        .await
+                }
                 None => Vec::new(),
             };
             Some(drift::judge(limits, &figures))
@@ -131,8 +151,12 @@ async fn reconcile_inner(fm: &ForecastModel, ctx: &Context) -> Result<Action> {
         drift: drift.as_ref(),
         now: Timestamp::now(),
     });
-    report::write(ctx, fm, &report).await?;
-    events::publish(ctx, fm, &shadow.notes).await;
+    m.timed("report", async {
+        report::write(ctx, fm, &report).await?;
+        events::publish(ctx, fm, &shadow.notes).await;
+        Ok::<_, Error>(())
+    })
+    .await?;
     ctx.metrics.record(fm, &outcome, &report.status);
     ctx.metrics
         .record_drift(fm, drift.as_ref().map(|d| &d.worst));

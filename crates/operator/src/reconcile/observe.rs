@@ -181,8 +181,9 @@ pub async fn observe(ctx: &Context, fm: &ForecastModel, spec: &ValidSpec) -> Res
     let namespace = fm
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let listed = own_pods(ctx, fm).await?;
-    let creds = credentials(ctx, fm).await;
+    let m = &ctx.metrics;
+    let listed = m.timed("own_pods", own_pods(ctx, fm)).await?;
+    let creds = m.timed("credentials", credentials(ctx, fm)).await;
     let credentials_secret = match &creds {
         Ok(_) => fm.spec.registry.credentials_secret.clone(),
         Err(_) => None,
@@ -204,8 +205,8 @@ pub async fn observe(ctx: &Context, fm: &ForecastModel, spec: &ValidSpec) -> Res
         }
     };
     let (answer, pods, shadow) = futures::join!(
-        ask_registry(ctx, fm, creds, &spec.selector),
-        pods(ctx, fm, &listed),
+        m.timed("registry", ask_registry(ctx, fm, creds, &spec.selector)),
+        m.timed("pods_asked", pods(ctx, fm, &listed)),
         ask_shadow
     );
     Ok(Observation {
@@ -213,7 +214,9 @@ pub async fn observe(ctx: &Context, fm: &ForecastModel, spec: &ValidSpec) -> Res
         credentials_secret,
         previous: ctx.memory.previous_status(fm),
         registry: registry_answer(&spec.selector, &answer),
-        served: served_version(ctx, fm, &namespace).await?,
+        served: m
+            .timed("served_version", served_version(ctx, fm, &namespace))
+            .await?,
         namespace,
         listed,
         pods,
