@@ -1,20 +1,22 @@
 //! Exact path-dependent TreeSHAP (Lundberg, Erion and Lee, "Consistent Individualized
-//! Feature Attribution for Tree Ensembles", algorithm 2; the algorithm `shap.TreeExplainer`
-//! implements) over the evaluator's own compiled trees.
+//! Feature Attribution for Tree Ensembles"; the values `shap.TreeExplainer` computes) over
+//! the evaluator's own compiled trees.
 //!
-//! Each tree is walked once per row, keeping the path of unique features from the root
-//! with the share of every subset of them that reaches the node; at a leaf each feature on
-//! the path gets its Shapley weight times the leaf. "What the model expects without a
-//! feature" is read from the node covers (the training data that reached each node), so a
-//! model without covers cannot be explained. The contributions of a row sum, with the
-//! expected value, to the raw prediction.
+//! "What the model expects without a feature" is read from the node covers (the training
+//! data that reached each node), so a model without covers cannot be explained. Each tree
+//! is walked once per row by [`linear_treeshap`](super::linear_treeshap); the
+//! contributions of a row sum, with the expected value, to the raw prediction.
 
-use super::{Aggregate, General, LEAF, Node, PostTransform, Step, TreeEnsemble};
+use super::linear_treeshap::Workspace;
+use super::{Aggregate, LEAF, Node, PostTransform, TreeEnsemble};
 use crate::error::ModelError;
 
-/// Deeper trees are not explained: the walk recurses once per level and its path
-/// workspace grows with the square of the depth.
+/// Deeper trees are not explained: the walk recurses once per level and keeps
+/// `depth / 2` values per level.
 pub const MAX_EXPLAIN_DEPTH: usize = 256;
+
+// The largest walk (`Workspace<128>`) integrates exactly up to this depth.
+const _: () = assert!(MAX_EXPLAIN_DEPTH <= 2 * 128);
 
 /// One row's explanation (its contributions are written to the caller's slice).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,6 +31,8 @@ pub struct Explanation {
 #[derive(Debug, Clone)]
 pub(super) struct Covers {
     pub covers: Vec<f64>,
+    /// Each node's cover over its parent's (1 at a root).
+    zero: Vec<f64>,
     /// Each tree's expected value (its leaves weighted by the covers' shares).
     expected: Vec<f64>,
     /// The deepest leaf's depth (edges from its root).
@@ -63,8 +67,16 @@ impl Covers {
         } else {
             Vec::new()
         };
+        let mut zero = vec![1.0; nodes.len()];
+        if unusable.is_none() {
+            for (i, node) in nodes.iter().enumerate().filter(|(_, n)| n.rule != LEAF) {
+                zero[i + 1] = covers[i + 1] / covers[i];
+                zero[node.no as usize] = covers[node.no as usize] / covers[i];
+            }
+        }
         Covers {
             covers,
+            zero,
             expected,
             max_depth,
             unusable,
@@ -100,140 +112,6 @@ fn expected_value(nodes: &[Node], covers: &[f64], i: usize) -> f64 {
     (covers[yes] * expected_value(nodes, covers, yes)
         + covers[no] * expected_value(nodes, covers, no))
         / covers[i]
-}
-
-/// One element of the path of unique features: the feature (-1 for the root), the share
-/// of the cover that goes this way when the feature is unknown (`zero`) and whether the
-/// row goes this way (`one`), and the weight of the subsets of this length.
-#[derive(Debug, Clone, Copy, Default)]
-struct PathElement {
-    feature: i32,
-    zero: f64,
-    one: f64,
-    weight: f64,
-}
-
-/// Adds a feature to the path of `depth + 1` elements (at index `depth`).
-fn extend(path: &mut [PathElement], depth: usize, zero: f64, one: f64, feature: i32) {
-    path[depth] = PathElement {
-        feature,
-        zero,
-        one,
-        weight: if depth == 0 { 1.0 } else { 0.0 },
-    };
-    let len = (depth + 1) as f64;
-    for i in (0..depth).rev() {
-        path[i + 1].weight += one * path[i].weight * (i + 1) as f64 / len;
-        path[i].weight = zero * path[i].weight * (depth - i) as f64 / len;
-    }
-}
-
-/// Removes element `index` from the path of `depth + 1` elements, undoing its `extend`.
-fn unwind(path: &mut [PathElement], depth: usize, index: usize) {
-    let PathElement { one, zero, .. } = path[index];
-    let len = (depth + 1) as f64;
-    let mut next = path[depth].weight;
-    for i in (0..depth).rev() {
-        if one != 0.0 {
-            let kept = path[i].weight;
-            path[i].weight = next * len / ((i + 1) as f64 * one);
-            next = kept - path[i].weight * zero * (depth - i) as f64 / len;
-        } else {
-            path[i].weight = path[i].weight * len / (zero * (depth - i) as f64);
-        }
-    }
-    for i in index..depth {
-        path[i].feature = path[i + 1].feature;
-        path[i].zero = path[i + 1].zero;
-        path[i].one = path[i + 1].one;
-    }
-}
-
-/// The total weight of the path with element `index` unwound, without changing it.
-fn unwound_sum(path: &[PathElement], depth: usize, index: usize) -> f64 {
-    let PathElement { one, zero, .. } = path[index];
-    let len = (depth + 1) as f64;
-    let mut next = path[depth].weight;
-    let mut total = 0.0;
-    for i in (0..depth).rev() {
-        if one != 0.0 {
-            let w = next * len / ((i + 1) as f64 * one);
-            total += w;
-            next = path[i].weight - w * zero * (depth - i) as f64 / len;
-        } else if zero != 0.0 {
-            total += path[i].weight / zero / ((depth - i) as f64 / len);
-        }
-    }
-    total
-}
-
-/// One tree's walk for one row.
-struct Walk<'a> {
-    nodes: &'a [Node],
-    covers: &'a [f64],
-    row: &'a [f64],
-    phi: &'a mut [f64],
-    path: &'a mut [PathElement],
-}
-
-impl Walk<'_> {
-    /// Node `i`, its parent's path at `parent` (`depth + 1` elements, or none at the root),
-    /// and the edge into it: `zero`, `one` and the parent's split feature.
-    fn node(
-        &mut self,
-        i: usize,
-        parent: usize,
-        mut depth: usize,
-        zero: f64,
-        one: f64,
-        feature: i32,
-    ) {
-        // This node's path follows its parent's.
-        let here = parent + depth + 1;
-        self.path.copy_within(parent..parent + depth + 1, here);
-        extend(&mut self.path[here..], depth, zero, one, feature);
-        let node = &self.nodes[i];
-        if node.rule == LEAF {
-            let path = &self.path[here..here + depth + 1];
-            for k in 1..=depth {
-                let w = unwound_sum(path, depth, k);
-                let el = path[k];
-                self.phi[el.feature as usize] += w * (el.one - el.zero) * node.value;
-            }
-            return;
-        }
-        let hot = General::next(i, node, self.row);
-        let cold = if hot == i + 1 {
-            node.no as usize
-        } else {
-            i + 1
-        };
-        let split = i32::from(node.feature);
-        let (mut incoming_zero, mut incoming_one) = (1.0, 1.0);
-        if let Some(k) = (0..=depth).find(|&k| self.path[here + k].feature == split) {
-            incoming_zero = self.path[here + k].zero;
-            incoming_one = self.path[here + k].one;
-            unwind(&mut self.path[here..], depth, k);
-            depth -= 1;
-        }
-        let cover = self.covers[i];
-        self.node(
-            hot,
-            here,
-            depth + 1,
-            self.covers[hot] / cover * incoming_zero,
-            incoming_one,
-            split,
-        );
-        self.node(
-            cold,
-            here,
-            depth + 1,
-            self.covers[cold] / cover * incoming_zero,
-            0.0,
-            split,
-        );
-    }
 }
 
 impl TreeEnsemble {
@@ -285,17 +163,65 @@ impl TreeEnsemble {
         if self.aggregate == Aggregate::Average {
             expected_value /= self.roots.len() as f64;
         }
-        let d = covers.max_depth;
+        let (depth, features) = (covers.max_depth, self.n_features);
+        // A rule of M points is exact to degree 2M − 1; an integrand's degree is below the
+        // number of distinct features on a path, which is at most the depth and at most
+        // the model's features.
+        let walker = Walker::new(depth.min(features).div_ceil(2), depth, features);
         Ok(Explainer {
             ensemble: self,
             covers,
             expected_value: expected_value + self.base_value,
             prepared: Vec::with_capacity(self.n_features),
-            // Each level's path (at most depth + 2 elements) follows its parent's.
-            path: vec![PathElement::default(); (d + 2) * (d + 3) / 2 + 2],
+            walker,
         })
     }
 }
+
+/// The walk's workspace with at least the points a model needs (`Workspace<M>` for the
+/// smallest listed `M`; each size is its own compiled walk).
+macro_rules! walkers {
+    ($($variant:ident = $m:literal),+) => {
+        enum Walker {
+            $($variant(Box<Workspace<$m>>),)+
+        }
+
+        impl Walker {
+            fn new(points: usize, depth: usize, features: usize) -> Self {
+                $(if points <= $m {
+                    return Walker::$variant(Box::new(Workspace::new(depth, features)));
+                })+
+                unreachable!("MAX_EXPLAIN_DEPTH / 2 points at most")
+            }
+
+            fn walk_tree(
+                &mut self,
+                nodes: &[Node],
+                zero: &[f64],
+                root: usize,
+                row: &[f64],
+                phi: &mut [f64],
+            ) {
+                match self {
+                    $(Walker::$variant(w) => w.walk_tree(nodes, zero, root, row, phi),)+
+                }
+            }
+        }
+    };
+}
+
+walkers!(
+    P2 = 2,
+    P3 = 3,
+    P4 = 4,
+    P5 = 5,
+    P6 = 6,
+    P8 = 8,
+    P16 = 16,
+    P32 = 32,
+    P64 = 64,
+    P128 = 128
+);
 
 /// Explains rows one after another with one set of buffers (no allocation per row).
 pub struct Explainer<'m> {
@@ -303,7 +229,7 @@ pub struct Explainer<'m> {
     covers: &'m Covers,
     expected_value: f64,
     prepared: Vec<f64>,
-    path: Vec<PathElement>,
+    walker: Walker,
 }
 
 impl Explainer<'_> {
@@ -332,14 +258,13 @@ impl Explainer<'_> {
         model.prepare(&mut self.prepared);
         contributions.fill(0.0);
         for &root in &model.roots {
-            Walk {
-                nodes: &model.nodes,
-                covers: &self.covers.covers,
-                row: &self.prepared,
-                phi: contributions,
-                path: &mut self.path,
-            }
-            .node(root as usize, 0, 0, 1.0, 1.0, -1);
+            self.walker.walk_tree(
+                &model.nodes,
+                &self.covers.zero,
+                root as usize,
+                &self.prepared,
+                contributions,
+            );
         }
         if model.aggregate == Aggregate::Average {
             let trees = model.roots.len() as f64;

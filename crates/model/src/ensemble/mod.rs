@@ -12,7 +12,10 @@ use crate::error::ModelError;
 mod compile;
 mod explain;
 #[cfg(test)]
+mod explain_reference;
+#[cfg(test)]
 mod explain_tests;
+mod linear_treeshap;
 mod members;
 #[cfg(test)]
 mod tests;
