@@ -19,6 +19,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::pod_index::{PodIndex, instance_of};
 use crate::resources::INSTANCE_LABEL;
 
 /// Label every owned object carries.
@@ -35,6 +36,8 @@ pub struct Caches {
     pub services: Store<Service>,
     pub config_maps: Store<ConfigMap>,
     pub pods: Store<Pod>,
+    /// The pods of `pods` by ForecastModel.
+    pub pod_index: Arc<PodIndex>,
 }
 
 /// Change notifications for the controller (one per cache).
@@ -61,8 +64,13 @@ type Watch<K> = (
     futures::future::BoxFuture<'static, ()>,
 );
 
-/// One watch feeding a store and a subscription; the returned future drives it.
-fn watch<K>(api: Api<K>, slim: fn(&mut K)) -> Result<Watch<K>>
+/// One watch feeding a store and a subscription, each event then shown to `follow`; the
+/// returned future drives it.
+fn watch<K>(
+    api: Api<K>,
+    slim: fn(&mut K),
+    follow: impl Fn(&watcher::Event<K>) + Send + 'static,
+) -> Result<Watch<K>>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -94,8 +102,9 @@ where
         })
         .reflect_shared(writer)
         .for_each(move |event| {
-            if let Err(e) = event {
-                tracing::warn!(kind = %kind, error = %e, "watch failed; retrying");
+            match event {
+                Ok(event) => follow(&event),
+                Err(e) => tracing::warn!(kind = %kind, error = %e, "watch failed; retrying"),
             }
             futures::future::ready(())
         })
@@ -113,25 +122,39 @@ pub fn start(
     impl std::future::Future<Output = ()> + Send + 'static,
 )> {
     // Deployments and Services: their generation / resourceVersion is what is compared.
-    let (deployments, deployment_events, d) = watch::<Deployment>(api(client, namespace), |o| {
-        o.spec = Default::default();
-        o.status = Default::default();
-    })?;
-    let (services, service_events, s) = watch::<Service>(api(client, namespace), |o| {
-        o.spec = Default::default();
-        o.status = Default::default();
-    })?;
+    let (deployments, deployment_events, d) = watch::<Deployment>(
+        api(client, namespace),
+        |o| {
+            o.spec = Default::default();
+            o.status = Default::default();
+        },
+        |_| (),
+    )?;
+    let (services, service_events, s) = watch::<Service>(
+        api(client, namespace),
+        |o| {
+            o.spec = Default::default();
+            o.status = Default::default();
+        },
+        |_| (),
+    )?;
     let (config_maps, config_map_events, c) =
-        watch::<ConfigMap>(api(client, namespace), |o| o.binary_data = None)?;
-    // Pods: readiness, IP and labels.
-    let (pods, pod_events, p) = watch::<Pod>(api(client, namespace), |o| {
-        o.spec = Default::default();
-        o.status = o.status.take().map(|s| PodStatus {
-            pod_ip: s.pod_ip,
-            conditions: s.conditions,
-            ..PodStatus::default()
-        });
-    })?;
+        watch::<ConfigMap>(api(client, namespace), |o| o.binary_data = None, |_| ())?;
+    // Pods: readiness, IP and labels; indexed by ForecastModel.
+    let pod_index = Arc::new(PodIndex::default());
+    let follow = pod_index.clone();
+    let (pods, pod_events, p) = watch::<Pod>(
+        api(client, namespace),
+        |o| {
+            o.spec = Default::default();
+            o.status = o.status.take().map(|s| PodStatus {
+                pod_ip: s.pod_ip,
+                conditions: s.conditions,
+                ..PodStatus::default()
+            });
+        },
+        move |event| follow.observe(event),
+    )?;
     let run = async move {
         futures::join!(d, s, c, p);
     };
@@ -141,6 +164,7 @@ pub fn start(
             services,
             config_maps,
             pods,
+            pod_index,
         },
         Subscriptions {
             deployments: deployment_events,
@@ -182,21 +206,19 @@ impl Caches {
         Ok(self.deployments.get(&ObjectRef::new(name).within(ns)))
     }
 
-    /// The predictor pods of `fm` (by its selector labels), once the pod cache is filled.
+    /// The predictor pods of `fm` (by its selector labels), once the pod cache is filled:
+    /// the index's names, each looked up in the cache.
     pub async fn pods_of(&self, fm: &ForecastModel) -> Result<Vec<Arc<Pod>>> {
         filled(&self.pods, "pods").await?;
-        let ns = fm.namespace();
+        let ns = fm.namespace().unwrap_or_default();
         let name = fm.name_any();
         Ok(self
-            .pods
-            .state()
+            .pod_index
+            .names(&ns, &name)
             .into_iter()
-            .filter(|p| {
-                p.namespace() == ns
-                    && p.labels().get(INSTANCE_LABEL) == Some(&name)
-                    && p.labels().get("app.kubernetes.io/name").map(String::as_str)
-                        == Some("forecast-predictor")
-            })
+            .filter_map(|pod| self.pods.get(&ObjectRef::new(&pod).within(&ns)))
+            // The cache may be a step ahead of the index.
+            .filter(|p| instance_of(p) == Some(&name))
             .collect())
     }
 }

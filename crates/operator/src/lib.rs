@@ -8,6 +8,7 @@ pub mod http;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
+pub mod pod_index;
 pub mod pod_metrics;
 pub mod pod_ownership;
 pub mod policy;

@@ -35,7 +35,7 @@ struct MadeFor {
     template_hash: String,
 }
 
-/// At most this many ReplicaSets are remembered; past it the record starts over.
+/// At most this many ReplicaSets are remembered.
 const REMEMBERED: usize = 10_000;
 
 impl ReplicaSetOwners {
@@ -45,8 +45,13 @@ impl ReplicaSetOwners {
 
     fn record(&self, rs_uid: &str, made_for: Option<MadeFor>) {
         if let Ok(mut m) = self.0.lock() {
-            if m.len() >= REMEMBERED {
-                m.clear();
+            // Full: one entry makes room (forgetting them all would have every
+            // ReplicaSet read again at once when there are more than this many).
+            if m.len() >= REMEMBERED
+                && !m.contains_key(rs_uid)
+                && let Some(any) = m.keys().next().cloned()
+            {
+                m.remove(&any);
             }
             m.insert(rs_uid.to_owned(), made_for);
         }

@@ -61,7 +61,10 @@ pub fn controlled_by(meta: &ObjectMeta, fm: &ForecastModel) -> bool {
 /// Labels on everything owned, and the pod selector.
 pub fn selector_labels(fm: &ForecastModel) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".into(), "forecast-predictor".into()),
+        (
+            "app.kubernetes.io/name".into(),
+            crate::pod_index::PREDICTOR_APP.into(),
+        ),
         (INSTANCE_LABEL.into(), fm.name_any()),
     ])
 }
