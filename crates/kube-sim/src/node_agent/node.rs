@@ -86,8 +86,14 @@ async fn write_status(nodes: &Api<Node>, config: &NodeAgentConfig) -> Result<(),
         }
         c
     };
+    // 8 CPUs and 16 GiB per 110 pods (a common node's shape), so a node sized for
+    // thousands of simulated pods has room for their requests too.
+    let shares = config.max_pods.div_ceil(110).max(1);
     let resources = json!({
-        "cpu": "8", "memory": "16Gi", "pods": config.max_pods.to_string(), "ephemeral-storage": "50Gi",
+        "cpu": (8 * shares).to_string(),
+        "memory": format!("{}Gi", 16 * shares),
+        "pods": config.max_pods.to_string(),
+        "ephemeral-storage": "50Gi",
     });
     let status = json!({
         "status": {

@@ -83,6 +83,12 @@ async fn admin_token(
     if let Some(token) = ctx.memory.fresh_admin_token(fm).filter(|_| all_ready) {
         return Ok(token);
     }
+    tracing::debug!(
+        all_ready,
+        pods = pods.len(),
+        ready = pods.iter().filter(|p| pod_ready(p)).count(),
+        "reading the admin token's Secret"
+    );
     let names = resources::names(fm);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     if let Some(existing) = secrets.get_opt(&names.secret).await? {
@@ -242,6 +248,11 @@ where
     ) {
         return Ok(());
     }
+    tracing::debug!(
+        kind = <K as k8s_openapi::Resource>::KIND,
+        observed,
+        "applying: not what the last apply of this body produced"
+    );
     ensure_ours(ctx, fm, &ns, &name, cached).await?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let applied = api
