@@ -12,7 +12,7 @@ use std::time::Duration;
 use api::forecast_model::ForecastModel;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodCondition, PodStatus, Service};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -147,9 +147,19 @@ pub fn start(
         api(client, namespace),
         |o| {
             o.spec = Default::default();
+            // Of the conditions only Ready's status is read.
             o.status = o.status.take().map(|s| PodStatus {
                 pod_ip: s.pod_ip,
-                conditions: s.conditions,
+                conditions: s.conditions.map(|c| {
+                    c.into_iter()
+                        .filter(|c| c.type_ == "Ready")
+                        .map(|c| PodCondition {
+                            type_: c.type_,
+                            status: c.status,
+                            ..PodCondition::default()
+                        })
+                        .collect()
+                }),
                 ..PodStatus::default()
             });
         },

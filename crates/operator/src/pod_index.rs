@@ -3,7 +3,7 @@
 //! at every pod in the cache (with 10,000 ForecastModels that look was most of a steady
 //! reconcile's work).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -31,8 +31,9 @@ struct Index {
 
 #[derive(Debug, Default)]
 struct Entries {
-    /// `(namespace, instance)` → the names of the pods labelled for it.
-    by_owner: HashMap<Key, BTreeSet<String>>,
+    /// `(namespace, instance)` → the names of the pods labelled for it, sorted (a
+    /// ForecastModel has a few pods: a `Vec` is a fraction of a `BTreeSet`'s memory).
+    by_owner: HashMap<Key, Vec<String>>,
     /// `(namespace, pod name)` → its instance label, to move a relabelled pod.
     owner_of: HashMap<Key, String>,
 }
@@ -53,10 +54,13 @@ impl Entries {
         let name = pod.name_any();
         self.remove(&ns, &name);
         if let Some(instance) = instance_of(pod) {
-            self.by_owner
+            let names = self
+                .by_owner
                 .entry((ns.clone(), instance.clone()))
-                .or_default()
-                .insert(name.clone());
+                .or_default();
+            if let Err(at) = names.binary_search(&name) {
+                names.insert(at, name.clone());
+            }
             self.owner_of.insert((ns, name), instance.clone());
         }
     }
@@ -67,7 +71,7 @@ impl Entries {
         };
         let key = (ns.to_owned(), instance);
         if let Some(names) = self.by_owner.get_mut(&key) {
-            names.remove(name);
+            names.retain(|n| n != name);
             if names.is_empty() {
                 self.by_owner.remove(&key);
             }
@@ -107,7 +111,7 @@ impl PodIndex {
             .live
             .by_owner
             .get(&(ns.to_owned(), instance.to_owned()))
-            .map(|names| names.iter().cloned().collect())
+            .cloned()
             .unwrap_or_default()
     }
 }

@@ -50,17 +50,23 @@ pub(super) fn gauss_legendre<const M: usize>() -> ([f64; M], [f64; M]) {
     (points, weights)
 }
 
-/// The walk's buffers for trees up to a depth: per level of the path, the polynomial `P`
-/// down to it, `1 / f` of its edge's feature, the subtree's sum of `v·P` and what deeper
-/// edges on the same feature took from it; per feature, the level of its last edge.
+/// One level of the path: the polynomial `P` down to its node, `1 / f` of the edge into
+/// it (merged over the path's edges on the same feature: `zero`, `one`), the subtree's sum
+/// of `v·P` and what deeper edges on the same feature took from that sum.
+#[derive(Clone, Copy)]
+struct Level<const M: usize> {
+    product: [f64; M],
+    inverse: [f64; M],
+    sum: [f64; M],
+    excluded: [f64; M],
+    zero: f64,
+    one: bool,
+}
+
+/// The walk's buffers for trees up to a depth: a [`Level`] per level of the path, and per
+/// feature the level of its last edge on the path.
 pub(super) struct Workspace<const M: usize> {
-    product: Vec<[f64; M]>,
-    inverse: Vec<[f64; M]>,
-    sum: Vec<[f64; M]>,
-    excluded: Vec<[f64; M]>,
-    zero: Vec<f64>,
-    one: Vec<bool>,
-    previous: Vec<usize>,
+    levels: Vec<Level<M>>,
     last: Vec<usize>,
     points: [f64; M],
     complements: [f64; M],
@@ -72,16 +78,17 @@ const NONE: usize = usize::MAX;
 
 impl<const M: usize> Workspace<M> {
     pub fn new(max_depth: usize, n_features: usize) -> Self {
-        let levels = max_depth + 2;
         let (points, weights) = gauss_legendre::<M>();
+        let level = Level {
+            product: [1.0; M],
+            inverse: [1.0; M],
+            sum: [0.0; M],
+            excluded: [0.0; M],
+            zero: 1.0,
+            one: true,
+        };
         Workspace {
-            product: vec![[0.0; M]; levels],
-            inverse: vec![[0.0; M]; levels],
-            sum: vec![[0.0; M]; levels],
-            excluded: vec![[0.0; M]; levels],
-            zero: vec![0.0; levels],
-            one: vec![false; levels],
-            previous: vec![NONE; levels],
+            levels: vec![level; max_depth + 2],
             last: vec![NONE; n_features],
             complements: points.map(|t| 1.0 - t),
             over_complements: points.map(|t| 1.0 / (1.0 - t)),
@@ -100,7 +107,7 @@ impl<const M: usize> Workspace<M> {
         row: &[f64],
         phi: &mut [f64],
     ) {
-        self.product[0] = [1.0; M];
+        self.levels[0].product = [1.0; M];
         self.visit(nodes, zero, root, 0, row, phi);
     }
 
@@ -119,13 +126,13 @@ impl<const M: usize> Workspace<M> {
         let node = &nodes[n];
         if node.rule == LEAF {
             let v = node.value;
-            let (product, sum) = (&self.product[level], &mut self.sum[level]);
+            let here = &mut self.levels[level];
             for j in 0..M {
-                sum[j] = v * product[j];
+                here.sum[j] = v * here.product[j];
             }
             return;
         }
-        self.sum[level] = [0.0; M];
+        self.levels[level].sum = [0.0; M];
         let hot = General::next(n, node, row);
         let cold = if hot == n + 1 {
             node.no as usize
@@ -138,66 +145,59 @@ impl<const M: usize> Workspace<M> {
         for (child, follows) in [(hot, true), (cold, false)] {
             let (mut z, mut o) = (zero[child], follows);
             if previous != NONE {
-                z *= self.zero[previous];
-                o &= self.one[previous];
+                z *= self.levels[previous].zero;
+                o &= self.levels[previous].one;
             }
             if z == 0.0 && !o {
                 // No cover goes there and the row does not: every leaf below has P = 0.
                 continue;
             }
-            let one = if o { 1.0 } else { 0.0 };
             {
-                let (above, below) = self.product.split_at_mut(child_level);
-                let (parent, product) = (&above[level], &mut below[0]);
-                let inverse = &mut self.inverse[child_level];
+                let (above, below) = self.levels.split_at_mut(child_level);
+                let (parent, next) = (&above[level], &mut below[0]);
                 if o {
                     for j in 0..M {
                         let f = z * self.complements[j] + self.points[j];
-                        inverse[j] = 1.0 / f;
-                        product[j] = parent[j] * f;
+                        next.inverse[j] = 1.0 / f;
+                        next.product[j] = parent.product[j] * f;
                     }
                 } else {
                     // f = z·(1 − t): one division for the edge, not one per point.
                     let over_z = 1.0 / z;
                     for j in 0..M {
-                        inverse[j] = over_z * self.over_complements[j];
-                        product[j] = parent[j] * z * self.complements[j];
+                        next.inverse[j] = over_z * self.over_complements[j];
+                        next.product[j] = parent.product[j] * z * self.complements[j];
                     }
                 }
                 if previous != NONE {
-                    let before = &self.inverse[previous];
+                    let before = &above[previous].inverse;
                     for j in 0..M {
-                        product[j] *= before[j];
+                        next.product[j] *= before[j];
                     }
                 }
+                next.excluded = [0.0; M];
+                next.zero = z;
+                next.one = o;
             }
-            self.excluded[child_level] = [0.0; M];
-            self.zero[child_level] = z;
-            self.one[child_level] = o;
-            self.previous[child_level] = previous;
             self.last[feature] = child_level;
             self.visit(nodes, zero, child, child_level, row, phi);
             self.last[feature] = previous;
-            let (below, excluded, inverse) = (
-                &self.sum[child_level],
-                &self.excluded[child_level],
-                &self.inverse[child_level],
-            );
+            let (above, below) = self.levels.split_at_mut(child_level);
+            let done = &below[0];
             let mut integral = 0.0;
             for j in 0..M {
-                integral += self.weights[j] * (below[j] - excluded[j]) * inverse[j];
+                integral += self.weights[j] * (done.sum[j] - done.excluded[j]) * done.inverse[j];
             }
-            phi[feature] += (one - z) * integral;
-            let (above, rest) = self.sum.split_at_mut(child_level);
-            let below = &rest[0];
+            phi[feature] += (if o { 1.0 } else { 0.0 } - z) * integral;
             if previous != NONE {
-                let taken = &mut self.excluded[previous];
+                let taken = &mut above[previous].excluded;
                 for j in 0..M {
-                    taken[j] += below[j];
+                    taken[j] += done.sum[j];
                 }
             }
+            let sum = &mut above[level].sum;
             for j in 0..M {
-                above[level][j] += below[j];
+                sum[j] += done.sum[j];
             }
         }
     }
