@@ -171,8 +171,8 @@ impl<const M: usize> Workspace<M> {
                 }
                 if previous != NONE {
                     let before = &above[previous].inverse;
-                    for j in 0..M {
-                        next.product[j] *= before[j];
+                    for (p, b) in next.product.iter_mut().zip(before) {
+                        *p *= b;
                     }
                 }
                 next.excluded = [0.0; M];
@@ -191,13 +191,13 @@ impl<const M: usize> Workspace<M> {
             phi[feature] += (if o { 1.0 } else { 0.0 } - z) * integral;
             if previous != NONE {
                 let taken = &mut above[previous].excluded;
-                for j in 0..M {
-                    taken[j] += done.sum[j];
+                for (t, d) in taken.iter_mut().zip(&done.sum) {
+                    *t += d;
                 }
             }
             let sum = &mut above[level].sum;
-            for j in 0..M {
-                sum[j] += done.sum[j];
+            for (s, d) in sum.iter_mut().zip(&done.sum) {
+                *s += d;
             }
         }
     }
